@@ -1,0 +1,262 @@
+// AVX-512 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mfma -mf16c; called only when
+// the CPU reports those features).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <vector>
+
+#include "common/cpu/kernels.h"
+
+namespace eagle::cpu::avx512 {
+namespace {
+
+inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+// exp(x) to ~1 ulp: x = n*ln2 + r, |r| <= ln2/2, Taylor polynomial of degree 7, times 2^n.
+inline __m512 Exp(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline __mmask16 TailMask(int remaining) {
+  return remaining >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << remaining) - 1);
+}
+
+// Loaders: produce the 32 dequantized weights of block `b` of a row as two vectors.
+struct LoadF32 {
+  static inline void Load(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) {
+    const float* p = reinterpret_cast<const float*>(row) + b * 32;
+    w0 = _mm512_loadu_ps(p);
+    w1 = _mm512_loadu_ps(p + 16);
+  }
+};
+struct LoadQ4_0 {
+  static inline void Load(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) {
+    const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(row) + b;
+    const __m512 d = _mm512_set1_ps(Half(blk->d));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m512i eight = _mm512_set1_epi32(8);
+    const __m512i lo = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(q, mask)), eight);
+    const __m512i hi =
+        _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask)), eight);
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d);
+  }
+};
+struct LoadQ4_1 {
+  static inline void Load(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) {
+    const BlockQ4_1* blk = reinterpret_cast<const BlockQ4_1*>(row) + b;
+    const __m512 d = _mm512_set1_ps(Half(blk->d));
+    const __m512 m = _mm512_set1_ps(Half(blk->m));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(q, mask));
+    const __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask));
+    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), d, m);
+    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), d, m);
+  }
+};
+struct LoadQ8_0 {
+  static inline void Load(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) {
+    const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
+    const __m512 d = _mm512_set1_ps(Half(blk->d));
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs + 16));
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d);
+  }
+};
+
+// One tile: R weight rows x TT tokens, over the whole row length.
+template <class L, int R, int TT>
+inline void Tile(const uint8_t* const* rows, const float* x, int64_t k_len, float* const* y) {
+  __m512 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+  const int64_t nb = k_len / 32;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < R; ++r) {
+      __m512 w0, w1;
+      L::Load(rows[r], b, w0, w1);
+      for (int t = 0; t < TT; ++t) {
+        const float* xt = x + t * k_len + b * 32;
+        acc[r][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) y[t][r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+constexpr int kMaxTT = 6;
+
+template <class L, int R>
+void RowTile(const uint8_t* const* rows, const float* x, int64_t num_tokens, int64_t k_len,
+             float* y, int64_t y_stride) {
+  for (int64_t t0 = 0; t0 < num_tokens; t0 += kMaxTT) {
+    const int tt = static_cast<int>(std::min<int64_t>(kMaxTT, num_tokens - t0));
+    float* ys[kMaxTT];
+    for (int t = 0; t < tt; ++t) ys[t] = y + (t0 + t) * y_stride;
+    const float* xt = x + t0 * k_len;
+    switch (tt) {
+      case 1: Tile<L, R, 1>(rows, xt, k_len, ys); break;
+      case 2: Tile<L, R, 2>(rows, xt, k_len, ys); break;
+      case 3: Tile<L, R, 3>(rows, xt, k_len, ys); break;
+      case 4: Tile<L, R, 4>(rows, xt, k_len, ys); break;
+      case 5: Tile<L, R, 5>(rows, xt, k_len, ys); break;
+      default: Tile<L, R, 6>(rows, xt, k_len, ys); break;
+    }
+  }
+}
+
+constexpr int kRows = 4;
+
+// With `dequant`, rows are first expanded to f32 in a per-thread buffer (types without a fused
+// loader); the f32 loader then performs exactly the same sequence of FMAs.
+template <class L>
+void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool dequant) {
+  const int64_t k_len = w.cols;
+  const int64_t num_tiles = (w.rows + kRows - 1) / kRows;
+#pragma omp parallel
+  {
+    std::vector<float> buf(dequant ? kRows * k_len : 0);
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < num_tiles; ++tile) {
+      const int64_t n0 = tile * kRows;
+      const int nr = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
+      const uint8_t* rows[kRows];
+      for (int r = 0; r < nr; ++r) {
+        if (dequant) {
+          DequantizeRowScalar(w.dtype, w.row(n0 + r), buf.data() + r * k_len, k_len);
+          rows[r] = reinterpret_cast<const uint8_t*>(buf.data() + r * k_len);
+        } else {
+          rows[r] = w.row(n0 + r);
+        }
+      }
+      if (nr == kRows) {
+        RowTile<L, kRows>(rows, x, num_tokens, k_len, y + n0, w.rows);
+      } else {
+        for (int r = 0; r < nr; ++r) RowTile<L, 1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool Supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
+  switch (w.dtype) {
+    case DType::kF32: return MatMulT<LoadF32>(w, x, num_tokens, y, false);
+    case DType::kQ4_0: return MatMulT<LoadQ4_0>(w, x, num_tokens, y, false);
+    case DType::kQ4_1: return MatMulT<LoadQ4_1>(w, x, num_tokens, y, false);
+    case DType::kQ8_0: return MatMulT<LoadQ8_0>(w, x, num_tokens, y, false);
+    default: return MatMulT<LoadF32>(w, x, num_tokens, y, true);
+  }
+}
+
+void RmsNorm(const float* x, const float* weight, float eps, int n, float* out) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __m512 v = _mm512_maskz_loadu_ps(TailMask(n - i), x + i);
+    acc = _mm512_fmadd_ps(v, v, acc);
+  }
+  const float ss = _mm512_reduce_add_ps(acc);
+  const float inv = 1.0f / std::sqrt(ss / n + eps);
+  const __m512 vinv = _mm512_set1_ps(inv);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vinv);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, weight + i)));
+  }
+}
+
+void SwiGlu(const float* gate, const float* up, int n, float* out) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
+float Dot(const float* a, const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+void Axpy(float a, const float* x, float* y, int n) {
+  const __m512 va = _mm512_set1_ps(a);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(
+        y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+float ExpShiftSum(float* x, int n, float max) {
+  const __m512 vmax = _mm512_set1_ps(max);
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmax));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(m, e));
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+}  // namespace eagle::cpu::avx512
+
+namespace eagle::cpu::avx512 {
+
+// Peak FMA throughput probe: 16 independent accumulator chains, registers only.
+double FmaProbeGflops(int64_t iters) {
+  __m512 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  const auto t0 = __builtin_ia32_rdtsc();
+  (void)t0;
+  struct timespec s, e;
+  clock_gettime(CLOCK_MONOTONIC, &s);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &e);
+  __m512 sum = acc[0];
+  for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  volatile float sink = _mm512_reduce_add_ps(sum);
+  (void)sink;
+  const double sec = (e.tv_sec - s.tv_sec) + 1e-9 * (e.tv_nsec - s.tv_nsec);
+  return static_cast<double>(iters) * 16 * 16 * 2 / sec / 1e9;
+}
+
+}  // namespace eagle::cpu::avx512

@@ -1,0 +1,522 @@
+#include "common/model/llama_model.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/check.h"
+#include "common/io/gguf.h"
+#include "common/io/safetensors.h"
+#include "common/status_macros.h"
+
+namespace eagle {
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// GGUF -> Hugging Face tensor names and configuration.
+
+std::string GgufNameFor(const std::string& hf) {
+  static const std::map<std::string, std::string> kTop = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  if (auto it = kTop.find(hf); it != kTop.end()) return it->second;
+  static const std::map<std::string, std::string> kLayer = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) == 0) {
+    const size_t dot = hf.find('.', prefix.size());
+    const std::string idx = hf.substr(prefix.size(), dot - prefix.size());
+    if (auto it = kLayer.find(hf.substr(dot + 1)); it != kLayer.end()) {
+      return absl::StrCat("blk.", idx, ".", it->second);
+    }
+  }
+  return hf;
+}
+
+absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& g) {
+  ASSIGN_OR_RETURN(std::string arch, g.GetString("general.architecture"));
+  if (arch != "llama") {
+    return absl::UnimplementedError(
+        absl::StrCat(g.path(), ": architecture '", arch, "' is not supported (only 'llama')"));
+  }
+  LlamaConfig c;
+  c.name = g.path();
+  auto geti = [&](const std::string& k) -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(int64_t v, g.GetInt(k));
+    if (v < 0 || v > (int64_t{1} << 30)) {
+      return absl::InvalidArgumentError(absl::StrCat(g.path(), ": metadata '", k, "' = ", v, " is out of range"));
+    }
+    return static_cast<int>(v);
+  };
+  ASSIGN_OR_RETURN(c.hidden_size, geti("llama.embedding_length"));
+  ASSIGN_OR_RETURN(c.intermediate_size, geti("llama.feed_forward_length"));
+  ASSIGN_OR_RETURN(c.num_layers, geti("llama.block_count"));
+  ASSIGN_OR_RETURN(c.num_heads, geti("llama.attention.head_count"));
+  c.num_kv_heads = c.num_heads;
+  if (g.Find("llama.attention.head_count_kv")) {
+    ASSIGN_OR_RETURN(c.num_kv_heads, geti("llama.attention.head_count_kv"));
+  }
+  c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
+  if (g.Find("llama.attention.key_length")) { ASSIGN_OR_RETURN(c.head_dim, geti("llama.attention.key_length")); }
+  if (g.Find("llama.context_length")) { ASSIGN_OR_RETURN(c.max_position, geti("llama.context_length")); }
+  if (g.Find("llama.attention.layer_norm_rms_epsilon")) {
+    ASSIGN_OR_RETURN(double eps, g.GetFloat("llama.attention.layer_norm_rms_epsilon"));
+    c.rms_norm_eps = static_cast<float>(eps);
+  }
+  if (g.Find("llama.rope.freq_base")) { ASSIGN_OR_RETURN(c.rope_theta, g.GetFloat("llama.rope.freq_base")); }
+  if (g.Find("llama.rope.scaling.type")) {
+    ASSIGN_OR_RETURN(std::string t, g.GetString("llama.rope.scaling.type"));
+    if (t == "linear") {
+      c.rope_scaling.type = RopeScaling::Type::kLinear;
+      ASSIGN_OR_RETURN(c.rope_scaling.factor, g.GetFloat("llama.rope.scaling.factor"));
+    } else if (t != "none") {
+      return absl::UnimplementedError(absl::StrCat(g.path(), ": rope scaling '", t, "' is not supported"));
+    }
+  }
+  const TensorRef* emb = g.FindTensor("token_embd.weight");
+  if (emb == nullptr) return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no token_embd.weight"));
+  c.vocab_size = static_cast<int>(emb->rows());
+  c.tied_embeddings = g.FindTensor("output.weight") == nullptr;
+  c.rope_interleaved = true;
+  if (g.Find("tokenizer.ggml.bos_token_id")) { ASSIGN_OR_RETURN(c.bos_id, geti("tokenizer.ggml.bos_token_id")); }
+  if (g.Find("tokenizer.ggml.eos_token_id")) { ASSIGN_OR_RETURN(c.eos_id, geti("tokenizer.ggml.eos_token_id")); }
+  return c;
+}
+
+absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& g) {
+  TokenizerData d;
+  ASSIGN_OR_RETURN(d.model, g.GetString("tokenizer.ggml.model"));
+  if (g.Find("tokenizer.ggml.pre")) { ASSIGN_OR_RETURN(d.pre, g.GetString("tokenizer.ggml.pre")); }
+  const GgufValue* tokens = g.Find("tokenizer.ggml.tokens");
+  if (tokens == nullptr || tokens->strs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no tokenizer.ggml.tokens"));
+  }
+  d.tokens = tokens->strs;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.token_type")) {
+    d.token_types.assign(v->ints.begin(), v->ints.end());
+    if (d.token_types.size() != d.tokens.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(g.path(), ": token_type length mismatch"));
+    }
+  }
+  if (const GgufValue* v = g.Find("tokenizer.ggml.merges")) d.merges = v->strs;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.scores")) d.scores.assign(v->floats.begin(), v->floats.end());
+  if (const GgufValue* v = g.Find("tokenizer.ggml.bos_token_id")) d.bos_id = static_cast<int32_t>(v->i);
+  if (const GgufValue* v = g.Find("tokenizer.ggml.eos_token_id")) d.eos_id = static_cast<int32_t>(v->i);
+  if (const GgufValue* v = g.Find("tokenizer.ggml.eot_token_id")) d.extra_eos_ids.push_back(static_cast<int32_t>(v->i));
+  if (const GgufValue* v = g.Find("tokenizer.ggml.add_bos_token")) d.add_bos = v->i != 0;
+  if (const GgufValue* v = g.Find("tokenizer.chat_template")) d.chat_template = v->s;
+  return d;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<cpu::Matrix> ToMatrix(const TensorRef* t, const std::string& name, int64_t rows,
+                                     int64_t cols) {
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
+  if (t->dims.size() != 2 || t->rows() != rows || t->cols() != cols) {
+    std::string dims;
+    for (int64_t d : t->dims) absl::StrAppend(&dims, dims.empty() ? "" : "x", d);
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", name, " has shape [", dims, "], expected [", rows, "x", cols, "]"));
+  }
+  switch (t->dtype) {
+    case DType::kI8: case DType::kI32: case DType::kI64:
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has integer type ", DTypeName(t->dtype)));
+    default:
+      break;
+  }
+  if (cols % GetDTypeInfo(t->dtype).block_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " row is not whole blocks"));
+  }
+  cpu::Matrix m;
+  m.dtype = t->dtype;
+  m.rows = rows;
+  m.cols = cols;
+  m.data = t->data;
+  m.row_bytes = RowBytes(t->dtype, cols);
+  return m;
+}
+
+absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::string& name, int64_t n) {
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
+  if (t->numel() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has ", t->numel(), " elements, expected ", n));
+  }
+  if (n % GetDTypeInfo(t->dtype).block_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " is not whole blocks"));
+  }
+  std::vector<float> v(n);
+  DequantizeRowScalar(t->dtype, t->data, v.data(), n);
+  for (float x : v) {
+    if (!std::isfinite(x)) return absl::DataLossError(absl::StrCat("tensor ", name, " has non-finite values"));
+  }
+  return v;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// KvCache
+
+KvCache::KvCache(int num_layers, int kv_dim, int64_t capacity)
+    : num_layers_(num_layers),
+      kv_dim_(kv_dim),
+      capacity_(capacity),
+      k_(new float[static_cast<size_t>(num_layers) * capacity * kv_dim]),
+      v_(new float[static_cast<size_t>(num_layers) * capacity * kv_dim]) {}
+
+absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
+  if (base < 0 || base > length_) {
+    return absl::InvalidArgumentError(absl::StrCat("KeepPath: base ", base, " outside [0, ", length_, "]"));
+  }
+  int32_t prev = -1;
+  for (int32_t p : path) {
+    if (p <= prev || base + p >= length_) {
+      return absl::InvalidArgumentError(absl::StrCat("KeepPath: path index ", p, " is not increasing or "
+                                                     "beyond the ", length_ - base, " tree slots"));
+    }
+    prev = p;
+  }
+  for (int l = 0; l < num_layers_; ++l) {
+    for (size_t j = 0; j < path.size(); ++j) {
+      if (path[j] == static_cast<int32_t>(j)) continue;
+      std::memcpy(k(l, base + j), k(l, base + path[j]), kv_dim_ * sizeof(float));
+      std::memcpy(v(l, base + j), v(l, base + path[j]), kv_dim_ * sizeof(float));
+    }
+  }
+  length_ = base + static_cast<int64_t>(path.size());
+  return absl::OkStatus();
+}
+
+absl::Status KvCache::Truncate(int64_t n) {
+  if (n < 0 || n > length_) {
+    return absl::InvalidArgumentError(absl::StrCat("Truncate: ", n, " outside [0, ", length_, "]"));
+  }
+  length_ = n;
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    ASSIGN_OR_RETURN(std::string cfg_text, ReadFile((fs::path(path) / "config.json").string()));
+    ASSIGN_OR_RETURN(LlamaConfig config, ParseHfConfig(cfg_text, (fs::path(path) / "config.json").string()));
+    std::shared_ptr<SafetensorsSet> st;
+    {
+      ASSIGN_OR_RETURN(auto s, SafetensorsSet::Open(path));
+      st = std::move(s);
+    }
+    if (st->FindTensor("lm_head.weight") == nullptr) config.tied_embeddings = true;
+    std::unique_ptr<Tokenizer> tok;
+    if (auto data = LoadHfTokenizerData(path); data.ok()) {
+      ASSIGN_OR_RETURN(tok, Tokenizer::Create(*std::move(data)));
+    } else if (!absl::IsNotFound(data.status())) {
+      return data.status();
+    }
+    SafetensorsSet* raw = st.get();
+    return Create(config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, std::move(tok));
+  }
+  std::shared_ptr<GgufFile> g;
+  {
+    ASSIGN_OR_RETURN(auto gg, GgufFile::Open(path));
+    g = std::move(gg);
+  }
+  ASSIGN_OR_RETURN(LlamaConfig config, ConfigFromGguf(*g));
+  ASSIGN_OR_RETURN(TokenizerData tdata, TokenizerDataFromGguf(*g));
+  std::string chat_template = tdata.chat_template;
+  auto tok = Tokenizer::Create(std::move(tdata));
+  if (!tok.ok()) return absl::Status(tok.status().code(), absl::StrCat(path, ": ", tok.status().message()));
+  GgufFile* raw = g.get();
+  auto model = Create(config, [raw](const std::string& n) { return raw->FindTensor(GgufNameFor(n)); },
+                      g, *std::move(tok));
+  if (!model.ok()) return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
+  (*model)->chat_template_ = chat_template;
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LlamaConfig& config,
+                                                               const TensorLookup& lookup,
+                                                               std::shared_ptr<void> keepalive,
+                                                               std::unique_ptr<Tokenizer> tokenizer) {
+  RETURN_IF_ERROR(config.Validate());
+  auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
+  m->config_ = config;
+  m->keepalive_ = std::move(keepalive);
+  m->tokenizer_ = std::move(tokenizer);
+  if (m->tokenizer_ != nullptr && m->tokenizer_->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", m->tokenizer_->vocab_size(),
+                                                   " tokens but the model only ", config.vocab_size));
+  }
+  const int64_t h = config.hidden_size, ffn = config.intermediate_size, v = config.vocab_size;
+  const int64_t qd = config.q_dim(), kvd = config.kv_dim();
+  auto mat = [&](const std::string& n, int64_t r, int64_t c) { return ToMatrix(lookup(n), n, r, c); };
+  auto vec = [&](const std::string& n, int64_t len) { return ToVector(lookup(n), n, len); };
+  ASSIGN_OR_RETURN(m->embed_, mat("model.embed_tokens.weight", v, h));
+  if (config.tied_embeddings) {
+    m->lm_head_ = m->embed_;
+  } else {
+    ASSIGN_OR_RETURN(m->lm_head_, mat("lm_head.weight", v, h));
+  }
+  ASSIGN_OR_RETURN(m->final_norm_, vec("model.norm.weight", h));
+  m->weight_bytes_ = m->lm_head_.rows * m->lm_head_.row_bytes + m->embed_.row_bytes;
+  for (int l = 0; l < config.num_layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    Layer L;
+    ASSIGN_OR_RETURN(L.attn_norm, vec(p + "input_layernorm.weight", h));
+    ASSIGN_OR_RETURN(L.ffn_norm, vec(p + "post_attention_layernorm.weight", h));
+    ASSIGN_OR_RETURN(L.wq, mat(p + "self_attn.q_proj.weight", qd, h));
+    ASSIGN_OR_RETURN(L.wk, mat(p + "self_attn.k_proj.weight", kvd, h));
+    ASSIGN_OR_RETURN(L.wv, mat(p + "self_attn.v_proj.weight", kvd, h));
+    ASSIGN_OR_RETURN(L.wo, mat(p + "self_attn.o_proj.weight", h, qd));
+    ASSIGN_OR_RETURN(L.w_gate, mat(p + "mlp.gate_proj.weight", ffn, h));
+    ASSIGN_OR_RETURN(L.w_up, mat(p + "mlp.up_proj.weight", ffn, h));
+    ASSIGN_OR_RETURN(L.w_down, mat(p + "mlp.down_proj.weight", h, ffn));
+    for (const cpu::Matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      m->weight_bytes_ += w->rows * w->row_bytes;
+    }
+    m->layers_.push_back(std::move(L));
+  }
+
+  // RoPE tables, computed as Hugging Face does (inverse frequencies and angles in float32), then
+  // cos/sin of those float angles in double precision.
+  const int half = config.head_dim / 2;
+  std::vector<float> inv_freq(half);
+  for (int i = 0; i < half; ++i) {
+    const float expo = static_cast<float>(2 * i) / static_cast<float>(config.head_dim);
+    inv_freq[i] = 1.0f / static_cast<float>(std::pow(config.rope_theta, static_cast<double>(expo)));
+  }
+  const RopeScaling& rs = config.rope_scaling;
+  if (rs.type == RopeScaling::Type::kLinear) {
+    for (float& f : inv_freq) f = static_cast<float>(f / rs.factor);
+  } else if (rs.type == RopeScaling::Type::kLlama3) {
+    const double low_wavelen = rs.original_max_position / rs.low_freq_factor;
+    const double high_wavelen = rs.original_max_position / rs.high_freq_factor;
+    for (float& f : inv_freq) {
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = static_cast<float>(f / rs.factor);
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (rs.original_max_position / wavelen - rs.low_freq_factor) /
+                              (rs.high_freq_factor - rs.low_freq_factor);
+        f = static_cast<float>((1 - smooth) * f / rs.factor + smooth * f);
+      }
+    }
+  }
+  m->rope_cos_.resize(static_cast<size_t>(config.max_position) * half);
+  m->rope_sin_.resize(m->rope_cos_.size());
+  for (int64_t pos = 0; pos < config.max_position; ++pos) {
+    for (int i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(pos) * inv_freq[i];
+      m->rope_cos_[pos * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      m->rope_sin_[pos * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
+  }
+  return m;
+}
+
+LlamaModel::~LlamaModel() = default;
+
+std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
+  return std::make_unique<KvCache>(config_.num_layers, config_.kv_dim(), capacity);
+}
+
+std::string LlamaModel::dtype_summary() const {
+  std::map<std::string, int> count;
+  for (const Layer& L : layers_) {
+    for (const cpu::Matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      ++count[std::string(DTypeName(w->dtype))];
+    }
+  }
+  std::string s = absl::StrCat("lm_head ", DTypeName(lm_head_.dtype), "; layers");
+  for (const auto& [k, n] : count) absl::StrAppend(&s, " ", n, "x", k);
+  return s;
+}
+
+void LlamaModel::Embed(int32_t token, float* out) const {
+  DequantizeRowScalar(embed_.dtype, embed_.row(token), out, embed_.cols);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+void LlamaModel::ApplyRope(float* x, int num_heads, int64_t pos) const {
+  const int hd = config_.head_dim, half = hd / 2;
+  const float* cs = rope_cos_.data() + pos * half;
+  const float* sn = rope_sin_.data() + pos * half;
+  for (int h = 0; h < num_heads; ++h) {
+    float* v = x + h * hd;
+    if (config_.rope_interleaved) {
+      for (int i = 0; i < half; ++i) {
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * cs[i] - b * sn[i];
+        v[2 * i + 1] = a * sn[i] + b * cs[i];
+      }
+    } else {
+      for (int i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = b * cs[i] + a * sn[i];
+      }
+    }
+  }
+}
+
+absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardRequest& req) const {
+  const LlamaConfig& c = config_;
+  const int64_t t_len = static_cast<int64_t>(req.tokens.size());
+  const int64_t base = cache.length();
+  if (t_len == 0) return absl::InvalidArgumentError("Forward: no tokens");
+  if (base + t_len > cache.capacity()) {
+    return absl::ResourceExhaustedError(absl::StrCat("Forward: ", base, " cached + ", t_len,
+                                                     " new tokens exceed the KV capacity ", cache.capacity()));
+  }
+  const bool tree = !req.parents.empty();
+  if (tree && req.parents.size() != req.tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("Forward: ", req.parents.size(), " parents for ", t_len, " tokens"));
+  }
+  for (int64_t i = 0; i < t_len; ++i) {
+    if (req.tokens[i] < 0 || req.tokens[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: token id ", req.tokens[i], " at index ", i,
+                                                     " is outside [0, ", c.vocab_size, ")"));
+    }
+    if (tree && (req.parents[i] < -1 || req.parents[i] >= i)) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: parent ", req.parents[i], " of tree node ", i,
+                                                     " must be -1 or a smaller index"));
+    }
+  }
+  for (int layer : req.capture_layers) {
+    if (layer < 0 || layer >= c.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: capture layer ", layer, " out of range"));
+    }
+  }
+  // Positions and, for a tree, each node's visible tree slots (ancestors then itself).
+  std::vector<int64_t> pos(t_len);
+  std::vector<std::vector<int32_t>> visible(tree ? t_len : 0);
+  for (int64_t i = 0; i < t_len; ++i) {
+    if (!tree) {
+      pos[i] = base + i;
+      continue;
+    }
+    const int32_t p = req.parents[i];
+    pos[i] = p < 0 ? base : pos[p] + 1;
+    if (p >= 0) visible[i] = visible[p];
+    visible[i].push_back(static_cast<int32_t>(i));
+  }
+  if (pos.back() >= c.max_position || *std::max_element(pos.begin(), pos.end()) >= c.max_position) {
+    return absl::OutOfRangeError(absl::StrCat("Forward: position beyond the model's context ", c.max_position));
+  }
+
+  const int64_t h = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ffn = c.intermediate_size;
+  const int hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  ForwardResult out;
+  out.num_tokens = t_len;
+  std::vector<float> x(t_len * h), xn(t_len * h), q(t_len * qd), k(t_len * kvd), v(t_len * kvd);
+  std::vector<float> att(t_len * qd), tmp(t_len * h), gate(t_len * ffn), up(t_len * ffn);
+  for (int64_t i = 0; i < t_len; ++i) Embed(req.tokens[i], x.data() + i * h);
+  const int64_t n_capture = static_cast<int64_t>(req.capture_layers.size());
+  if (n_capture > 0) out.layer_features.resize(t_len * n_capture * h);
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    for (int64_t ci = 0; ci < n_capture; ++ci) {
+      if (req.capture_layers[ci] != l) continue;
+      for (int64_t i = 0; i < t_len; ++i) {
+        std::memcpy(out.layer_features.data() + (i * n_capture + ci) * h, x.data() + i * h, h * sizeof(float));
+      }
+    }
+    // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
+    for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
+    cpu::MatMul(L.wq, xn.data(), t_len, q.data());
+    cpu::MatMul(L.wk, xn.data(), t_len, k.data());
+    cpu::MatMul(L.wv, xn.data(), t_len, v.data());
+    for (int64_t i = 0; i < t_len; ++i) {
+      ApplyRope(q.data() + i * qd, nh, pos[i]);
+      ApplyRope(k.data() + i * kvd, c.num_kv_heads, pos[i]);
+      std::memcpy(cache.k(l, base + i), k.data() + i * kvd, kvd * sizeof(float));
+      std::memcpy(cache.v(l, base + i), v.data() + i * kvd, kvd * sizeof(float));
+    }
+#pragma omp parallel
+    {
+      std::vector<float> scores(base + t_len);
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t i = 0; i < t_len; ++i) {
+        for (int head = 0; head < nh; ++head) {
+          const int kvh = head / group;
+          const float* qi = q.data() + i * qd + head * hd;
+          // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and
+          // the node itself, or (chain) the earlier tokens of this request and itself.
+          int64_t n = 0;
+          const int64_t n_prefix = tree ? base : base + i + 1;
+          for (int64_t s = 0; s < n_prefix; ++s) scores[n++] = cpu::Dot(qi, cache.k(l, s) + kvh * hd, hd) * scale;
+          if (tree) {
+            for (int32_t j : visible[i]) scores[n++] = cpu::Dot(qi, cache.k(l, base + j) + kvh * hd, hd) * scale;
+          }
+          float mx = scores[0];
+          for (int64_t s = 1; s < n; ++s) mx = std::max(mx, scores[s]);
+          const float inv_sum = 1.0f / cpu::ExpShiftSum(scores.data(), static_cast<int>(n), mx);
+          float* o = att.data() + i * qd + head * hd;
+          std::fill(o, o + hd, 0.0f);
+          int64_t idx = 0;
+          for (int64_t s = 0; s < n_prefix; ++s) cpu::Axpy(scores[idx++] * inv_sum, cache.v(l, s) + kvh * hd, o, hd);
+          if (tree) {
+            for (int32_t j : visible[i]) cpu::Axpy(scores[idx++] * inv_sum, cache.v(l, base + j) + kvh * hd, o, hd);
+          }
+        }
+      }
+    }
+    cpu::MatMul(L.wo, att.data(), t_len, tmp.data());
+    for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
+    // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
+    for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
+    cpu::MatMul(L.w_gate, xn.data(), t_len, gate.data());
+    cpu::MatMul(L.w_up, xn.data(), t_len, up.data());
+    for (int64_t i = 0; i < t_len; ++i) cpu::SwiGlu(gate.data() + i * ffn, up.data() + i * ffn, ffn, gate.data() + i * ffn);
+    cpu::MatMul(L.w_down, gate.data(), t_len, tmp.data());
+    for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
+  }
+  for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
+  if (req.return_features) out.features.assign(xn.begin(), xn.end());
+  if (req.logits == LogitsMode::kAll) {
+    out.logits.resize(t_len * c.vocab_size);
+    cpu::MatMul(lm_head_, xn.data(), t_len, out.logits.data());
+  } else if (req.logits == LogitsMode::kLast) {
+    out.logits.resize(c.vocab_size);
+    cpu::MatMul(lm_head_, xn.data() + (t_len - 1) * h, 1, out.logits.data());
+  }
+  cache.set_length(base + t_len);
+  return out;
+}
+
+}  // namespace eagle

@@ -1,0 +1,129 @@
+// The LLaMA-family target model on the CPU backend: prefill, incremental decode and forward over
+// a token tree appended to a cached prefix, returning logits and, on request, EAGLE features.
+//
+// Ownership: the model owns its (memory-mapped) weights; a KvCache belongs to one sequence and
+// is owned by the caller. Thread contract: after Load, Forward is const and may be called from
+// one thread at a time per KvCache (kernels use OpenMP internally).
+#ifndef EAGLE_COMMON_MODEL_LLAMA_MODEL_H_
+#define EAGLE_COMMON_MODEL_LLAMA_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/cpu/kernels.h"
+#include "common/io/tensor_ref.h"
+#include "common/model/llama_config.h"
+#include "common/tokenizer.h"
+
+namespace eagle {
+
+// Per-sequence key/value cache. Slots [0, length) hold committed tokens; a tree forward writes
+// its T tokens at [length, length + T) and KeepPath then keeps one root-to-leaf path.
+class KvCache {
+ public:
+  KvCache(int num_layers, int kv_dim, int64_t capacity);
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t bytes() const { return 2 * static_cast<int64_t>(num_layers_) * capacity_ * kv_dim_ * 4; }
+  // Keeps the tree slots base + path[j] at base + j (path strictly increasing, within the tokens
+  // written after base) and sets length = base + path.size().
+  absl::Status KeepPath(int64_t base, std::span<const int32_t> path);
+  // Drops everything at or after slot n.
+  absl::Status Truncate(int64_t n);
+
+  float* k(int layer, int64_t slot) { return k_.get() + (layer * capacity_ + slot) * kv_dim_; }
+  float* v(int layer, int64_t slot) { return v_.get() + (layer * capacity_ + slot) * kv_dim_; }
+  const float* k(int layer, int64_t slot) const { return k_.get() + (layer * capacity_ + slot) * kv_dim_; }
+  const float* v(int layer, int64_t slot) const { return v_.get() + (layer * capacity_ + slot) * kv_dim_; }
+  void set_length(int64_t n) { length_ = n; }
+
+ private:
+  int num_layers_;
+  int kv_dim_;
+  int64_t capacity_;
+  int64_t length_ = 0;
+  std::unique_ptr<float[]> k_;  // [layers, capacity, kv_dim] f32 (pages touched as used)
+  std::unique_ptr<float[]> v_;  // [layers, capacity, kv_dim] f32
+};
+
+enum class LogitsMode { kNone, kLast, kAll };
+
+struct ForwardRequest {
+  std::span<const int32_t> tokens;   // [T] token ids
+  // [T] or empty. Empty: a causal chain (prefill / decode). Otherwise a tree: parents[i] is the
+  // index of i's parent within this request (parents[i] < i), or -1 for a child of the last
+  // cached token. Token i then sits at position length + depth(i) and sees the cached prefix,
+  // its ancestors and itself.
+  std::span<const int32_t> parents;
+  LogitsMode logits = LogitsMode::kAll;
+  bool return_features = false;           // final-norm hidden states (EAGLE-1/2 feature)
+  std::span<const int> capture_layers;    // inputs of these layers (EAGLE-3 features)
+};
+
+struct ForwardResult {
+  int64_t num_tokens = 0;
+  std::vector<float> logits;          // [T or 1, vocab] f32 (per LogitsMode)
+  std::vector<float> features;        // [T, hidden] f32 if requested
+  std::vector<float> layer_features;  // [T, capture_layers.size() * hidden] f32 if requested
+};
+
+class LlamaModel {
+ public:
+  // Loads a GGUF file or a Hugging Face directory (config.json + *.safetensors + tokenizer).
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path);
+  // Builds a model from tensors with Hugging Face names (model.layers.N.self_attn.q_proj.weight,
+  // ...). `keepalive` owns whatever backs the TensorRefs. `tokenizer` may be null.
+  using TensorLookup = std::function<const TensorRef*(const std::string&)>;
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(
+      const LlamaConfig& config, const TensorLookup& lookup, std::shared_ptr<void> keepalive,
+      std::unique_ptr<Tokenizer> tokenizer);
+
+  ~LlamaModel();
+
+  const LlamaConfig& config() const { return config_; }
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  // Chat template text from the model, if any.
+  const std::string& chat_template() const { return chat_template_; }
+  std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
+  // Bytes of weights read per decoded token (all matrices + one embedding row).
+  int64_t weight_bytes() const { return weight_bytes_; }
+  std::string dtype_summary() const;
+
+  absl::StatusOr<ForwardResult> Forward(KvCache& cache, const ForwardRequest& request) const;
+
+  // Embedding row and LM head, for draft heads that share them.
+  void Embed(int32_t token, float* out) const;
+  const cpu::Matrix& lm_head() const { return lm_head_; }
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm;  // [hidden]
+    cpu::Matrix wq, wk, wv, wo;              // [q_dim, H], [kv_dim, H], [kv_dim, H], [H, q_dim]
+    cpu::Matrix w_gate, w_up, w_down;        // [I, H], [I, H], [H, I]
+  };
+  LlamaModel() = default;
+  void ApplyRope(float* x, int num_heads, int64_t pos) const;
+
+  LlamaConfig config_;
+  std::shared_ptr<void> keepalive_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::string chat_template_;
+  cpu::Matrix embed_;    // [V, H]
+  cpu::Matrix lm_head_;  // [V, H]
+  std::vector<float> final_norm_;  // [H]
+  std::vector<Layer> layers_;
+  std::vector<float> rope_cos_, rope_sin_;  // [max_position, head_dim / 2]
+  int64_t weight_bytes_ = 0;
+};
+
+}  // namespace eagle
+
+#endif  // EAGLE_COMMON_MODEL_LLAMA_MODEL_H_

@@ -1,0 +1,127 @@
+#include "common/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace eagle {
+
+absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
+  if (!std::isfinite(p.temperature) || p.temperature < 0 || p.temperature > 100) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature ", p.temperature, " must be in [0, 100]"));
+  }
+  if (p.top_k < 0 || p.top_k > vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k ", p.top_k, " must be in [0, ", vocab_size, "]"));
+  }
+  if (!std::isfinite(p.top_p) || p.top_p <= 0 || p.top_p > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p ", p.top_p, " must be in (0, 1]"));
+  }
+  return absl::OkStatus();
+}
+
+int32_t Argmax(const float* logits, int n) {
+  int32_t best = 0;
+  for (int i = 1; i < n; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
+  return best;
+}
+
+Distribution ProcessLogits(const float* logits, int n, const SamplingParams& p) {
+  Distribution d;
+  if (p.greedy()) {
+    d.ids = {Argmax(logits, n)};
+    d.probs = {1.0f};
+    return d;
+  }
+  std::vector<int32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto better = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  int keep = n;
+  if (p.top_k > 0 && p.top_k < n) {
+    keep = p.top_k;
+    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), better);
+  } else if (p.top_p < 1.0f) {
+    std::sort(idx.begin(), idx.end(), better);
+  } else {
+    // No truncation: keep id order; only the maximum is needed for a stable softmax.
+    std::swap(idx[0], idx[Argmax(logits, n)]);
+  }
+  idx.resize(keep);
+  const double inv_t = 1.0 / p.temperature;
+  const double mx = logits[idx[0]] * inv_t;
+  std::vector<double> e(keep);
+  double sum = 0;
+  for (int i = 0; i < keep; ++i) {
+    e[i] = std::exp(logits[idx[i]] * inv_t - mx);
+    sum += e[i];
+  }
+  if (p.top_p < 1.0f) {
+    double cum = 0;
+    int cut = keep;
+    for (int i = 0; i < keep; ++i) {
+      cum += e[i] / sum;
+      if (cum >= p.top_p) {
+        cut = i + 1;
+        break;
+      }
+    }
+    keep = cut;
+    sum = 0;
+    for (int i = 0; i < keep; ++i) sum += e[i];
+  }
+  d.ids.assign(idx.begin(), idx.begin() + keep);
+  d.probs.resize(keep);
+  for (int i = 0; i < keep; ++i) d.probs[i] = static_cast<float>(e[i] / sum);
+  return d;
+}
+
+namespace {
+uint64_t SplitMix(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+inline uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+}  // namespace
+
+Rng::Rng(uint64_t seed) {
+  for (auto& s : s_) s = SplitMix(seed);
+}
+
+uint64_t Rng::Next() {
+  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = Rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+int32_t Sampler::SampleFrom(const Distribution& d) {
+  if (d.ids.size() == 1) return d.ids[0];
+  const double u = rng_.Uniform();
+  double cum = 0;
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    cum += d.probs[i];
+    if (u < cum) return d.ids[i];
+  }
+  return d.ids.back();
+}
+
+int32_t Sampler::Sample(const float* logits, int n) {
+  if (params_.greedy()) return Argmax(logits, n);
+  return SampleFrom(ProcessLogits(logits, n, params_));
+}
+
+}  // namespace eagle

@@ -1,0 +1,342 @@
+#include "tests/testing/tiny_llama.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace eagle::testing {
+namespace {
+
+template <typename B>
+void Put(std::vector<uint8_t>& out, const B& b) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&b);
+  out.insert(out.end(), p, p + sizeof(B));
+}
+
+void PutStr(std::vector<uint8_t>& out, const std::string& s) {
+  Put(out, static_cast<uint64_t>(s.size()));
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+// GPT-2's byte -> unicode code point table, UTF-8 encoded.
+std::string ByteToken(int b) {
+  std::vector<int> bs;
+  for (int i = '!'; i <= '~'; ++i) bs.push_back(i);
+  for (int i = 0xA1; i <= 0xAC; ++i) bs.push_back(i);
+  for (int i = 0xAE; i <= 0xFF; ++i) bs.push_back(i);
+  int cp = -1, extra = 0;
+  for (int i = 0; i < 256; ++i) {
+    const bool direct = std::find(bs.begin(), bs.end(), i) != bs.end();
+    const int c = direct ? i : 256 + extra++;
+    if (i == b) cp = c;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+struct Tensors {
+  std::map<std::string, TensorRef> refs;
+  std::map<std::string, std::vector<uint8_t>> bytes;
+};
+
+std::shared_ptr<Tensors> RandomTensors(const TinyConfig& c) {
+  auto t = std::make_shared<Tensors>();
+  std::mt19937_64 rng(c.seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int hd = c.hidden / c.heads;
+  auto add = [&](const std::string& name, int64_t rows, int64_t cols, float scale, DType dt, bool norm) {
+    std::vector<float> x(rows * cols);
+    for (float& v : x) v = norm ? 1.0f + 0.1f * normal(rng) : scale * normal(rng);
+    t->bytes[name] = Quantize(dt, x.data(), rows * cols);
+    TensorRef r;
+    r.name = name;
+    r.dtype = dt;
+    r.dims = rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{rows, cols};
+    r.nbytes = static_cast<int64_t>(t->bytes[name].size());
+    t->refs[name] = r;
+  };
+  const float s = 1.0f / std::sqrt(static_cast<float>(c.hidden));
+  add("model.embed_tokens.weight", c.vocab, c.hidden, 1.0f, c.dtype, false);
+  if (!c.tied) add("lm_head.weight", c.vocab, c.hidden, s, c.dtype, false);
+  add("model.norm.weight", 1, c.hidden, 0, DType::kF32, true);
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    add(p + "input_layernorm.weight", 1, c.hidden, 0, DType::kF32, true);
+    add(p + "post_attention_layernorm.weight", 1, c.hidden, 0, DType::kF32, true);
+    add(p + "self_attn.q_proj.weight", c.heads * hd, c.hidden, s, c.dtype, false);
+    add(p + "self_attn.k_proj.weight", c.kv_heads * hd, c.hidden, s, c.dtype, false);
+    add(p + "self_attn.v_proj.weight", c.kv_heads * hd, c.hidden, s, c.dtype, false);
+    add(p + "self_attn.o_proj.weight", c.hidden, c.heads * hd, s, c.dtype, false);
+    add(p + "mlp.gate_proj.weight", c.ffn, c.hidden, s, c.dtype, false);
+    add(p + "mlp.up_proj.weight", c.ffn, c.hidden, s, c.dtype, false);
+    add(p + "mlp.down_proj.weight", c.hidden, c.ffn, 1.0f / std::sqrt(static_cast<float>(c.ffn)), c.dtype, false);
+  }
+  for (auto& [name, r] : t->refs) r.data = t->bytes[name].data();
+  return t;
+}
+
+LlamaConfig ToConfig(const TinyConfig& c) {
+  LlamaConfig cfg;
+  cfg.name = "tiny";
+  cfg.vocab_size = c.vocab;
+  cfg.hidden_size = c.hidden;
+  cfg.intermediate_size = c.ffn;
+  cfg.num_layers = c.layers;
+  cfg.num_heads = c.heads;
+  cfg.num_kv_heads = c.kv_heads;
+  cfg.head_dim = c.hidden / c.heads;
+  cfg.rope_theta = 10000;
+  cfg.max_position = c.max_position;
+  cfg.tied_embeddings = c.tied;
+  cfg.rope_interleaved = c.interleaved_rope;
+  cfg.eos_id = c.vocab - 1;
+  return cfg;
+}
+
+}  // namespace
+
+std::vector<uint8_t> Quantize(DType t, const float* x, int64_t n) {
+  std::vector<uint8_t> out;
+  switch (t) {
+    case DType::kF32:
+      out.resize(n * 4);
+      std::memcpy(out.data(), x, n * 4);
+      return out;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) Put(out, FloatToHalf(x[i]));
+      return out;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) Put(out, FloatToBf16(x[i]));
+      return out;
+    case DType::kQ8_0:
+      for (int64_t b = 0; b < n / kQK; ++b) {
+        const float* v = x + b * kQK;
+        float amax = 0;
+        for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(v[j]));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0;
+        BlockQ8_0 blk;
+        blk.d = FloatToHalf(d);
+        for (int j = 0; j < kQK; ++j) blk.qs[j] = static_cast<int8_t>(std::nearbyint(v[j] * id));
+        Put(out, blk);
+      }
+      return out;
+    case DType::kQ4_0:
+      for (int64_t b = 0; b < n / kQK; ++b) {
+        const float* v = x + b * kQK;
+        float amax = 0, mx = 0;
+        for (int j = 0; j < kQK; ++j) {
+          if (std::fabs(v[j]) > amax) {
+            amax = std::fabs(v[j]);
+            mx = v[j];
+          }
+        }
+        const float d = mx / -8, id = d != 0 ? 1.0f / d : 0;
+        BlockQ4_0 blk;
+        blk.d = FloatToHalf(d);
+        for (int j = 0; j < kQK / 2; ++j) {
+          const uint8_t a = std::min(15, static_cast<int>(v[j] * id + 8.5f));
+          const uint8_t c = std::min(15, static_cast<int>(v[j + kQK / 2] * id + 8.5f));
+          blk.qs[j] = a | (c << 4);
+        }
+        Put(out, blk);
+      }
+      return out;
+    case DType::kQ4_1:
+      for (int64_t b = 0; b < n / kQK; ++b) {
+        const float* v = x + b * kQK;
+        float mn = v[0], mx = v[0];
+        for (int j = 1; j < kQK; ++j) {
+          mn = std::min(mn, v[j]);
+          mx = std::max(mx, v[j]);
+        }
+        const float d = (mx - mn) / 15, id = d != 0 ? 1.0f / d : 0;
+        BlockQ4_1 blk;
+        blk.d = FloatToHalf(d);
+        blk.m = FloatToHalf(mn);
+        for (int j = 0; j < kQK / 2; ++j) {
+          const uint8_t a = std::min(15, static_cast<int>((v[j] - mn) * id + 0.5f));
+          const uint8_t c = std::min(15, static_cast<int>((v[j + kQK / 2] - mn) * id + 0.5f));
+          blk.qs[j] = a | (c << 4);
+        }
+        Put(out, blk);
+      }
+      return out;
+    default:
+      std::abort();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> MakeTinyLlama(
+    const TinyConfig& c, std::map<std::string, std::vector<float>>* weights) {
+  auto t = RandomTensors(c);
+  if (weights != nullptr) {
+    for (const auto& [name, ref] : t->refs) {
+      std::vector<float> v(ref.numel());
+      DequantizeRowScalar(ref.dtype, ref.data, v.data(), ref.numel());
+      (*weights)[name] = std::move(v);
+    }
+  }
+  Tensors* raw = t.get();
+  return LlamaModel::Create(
+      ToConfig(c),
+      [raw](const std::string& n) -> const TensorRef* {
+        auto it = raw->refs.find(n);
+        return it == raw->refs.end() ? nullptr : &it->second;
+      },
+      t, nullptr);
+}
+
+void GgufWriter::AddString(const std::string& k, const std::string& v) {
+  PutStr(kv_, k);
+  Put(kv_, uint32_t{8});
+  PutStr(kv_, v);
+  ++n_kv_;
+}
+void GgufWriter::AddU32(const std::string& k, uint32_t v) {
+  PutStr(kv_, k);
+  Put(kv_, uint32_t{4});
+  Put(kv_, v);
+  ++n_kv_;
+}
+void GgufWriter::AddF32(const std::string& k, float v) {
+  PutStr(kv_, k);
+  Put(kv_, uint32_t{6});
+  Put(kv_, v);
+  ++n_kv_;
+}
+void GgufWriter::AddBool(const std::string& k, bool v) {
+  PutStr(kv_, k);
+  Put(kv_, uint32_t{7});
+  Put(kv_, static_cast<uint8_t>(v));
+  ++n_kv_;
+}
+void GgufWriter::AddStrings(const std::string& k, const std::vector<std::string>& v) {
+  PutStr(kv_, k);
+  Put(kv_, uint32_t{9});
+  Put(kv_, uint32_t{8});
+  Put(kv_, static_cast<uint64_t>(v.size()));
+  for (const auto& s : v) PutStr(kv_, s);
+  ++n_kv_;
+}
+void GgufWriter::AddI32s(const std::string& k, const std::vector<int32_t>& v) {
+  PutStr(kv_, k);
+  Put(kv_, uint32_t{9});
+  Put(kv_, uint32_t{5});
+  Put(kv_, static_cast<uint64_t>(v.size()));
+  for (int32_t x : v) Put(kv_, x);
+  ++n_kv_;
+}
+void GgufWriter::AddTensor(const std::string& name, DType t, std::vector<int64_t> dims, std::vector<uint8_t> data) {
+  tensors_.push_back({name, t, std::move(dims), std::move(data)});
+}
+
+std::vector<uint8_t> GgufWriter::Serialize() const {
+  std::vector<uint8_t> out;
+  Put(out, uint32_t{0x46554747});
+  Put(out, uint32_t{3});
+  Put(out, static_cast<uint64_t>(tensors_.size()));
+  Put(out, n_kv_);
+  out.insert(out.end(), kv_.begin(), kv_.end());
+  uint64_t offset = 0;
+  std::vector<uint64_t> offsets;
+  for (const T& t : tensors_) {
+    PutStr(out, t.name);
+    Put(out, static_cast<uint32_t>(t.dims.size()));
+    for (auto it = t.dims.rbegin(); it != t.dims.rend(); ++it) Put(out, static_cast<uint64_t>(*it));
+    Put(out, static_cast<uint32_t>(t.type));
+    Put(out, offset);
+    offsets.push_back(offset);
+    offset += (t.data.size() + 31) / 32 * 32;
+  }
+  out.resize((out.size() + 31) / 32 * 32, 0);
+  const size_t start = out.size();
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    out.resize(start + offsets[i], 0);
+    out.insert(out.end(), tensors_[i].data.begin(), tensors_[i].data.end());
+  }
+  return out;
+}
+
+absl::Status GgufWriter::Write(const std::string& path) const {
+  const auto bytes = Serialize();
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!f) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path) {
+  TinyConfig c = cin;
+  c.vocab = std::max(c.vocab, 257);
+  auto t = RandomTensors(c);
+  GgufWriter w;
+  w.AddString("general.architecture", "llama");
+  w.AddU32("llama.block_count", c.layers);
+  w.AddU32("llama.context_length", c.max_position);
+  w.AddU32("llama.embedding_length", c.hidden);
+  w.AddU32("llama.feed_forward_length", c.ffn);
+  w.AddU32("llama.attention.head_count", c.heads);
+  w.AddU32("llama.attention.head_count_kv", c.kv_heads);
+  w.AddF32("llama.rope.freq_base", 10000.0f);
+  w.AddF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  w.AddString("tokenizer.ggml.model", "gpt2");
+  w.AddString("tokenizer.ggml.pre", "smollm");
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  for (int b = 0; b < 256; ++b) {
+    tokens.push_back(ByteToken(b));
+    types.push_back(1);
+  }
+  tokens.push_back("<|endoftext|>");
+  types.push_back(3);
+  while (static_cast<int>(tokens.size()) < c.vocab) {
+    tokens.push_back(absl::StrCat("<|extra_", tokens.size(), "|>"));
+    types.push_back(4);
+  }
+  w.AddStrings("tokenizer.ggml.tokens", tokens);
+  w.AddI32s("tokenizer.ggml.token_type", types);
+  w.AddStrings("tokenizer.ggml.merges", {});
+  w.AddU32("tokenizer.ggml.bos_token_id", 256);
+  w.AddU32("tokenizer.ggml.eos_token_id", 256);
+  const std::map<std::string, std::string> names = {
+      {"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"}};
+  for (auto& [name, ref] : t->refs) {
+    std::string g = name;
+    if (auto it = names.find(name); it != names.end()) {
+      g = it->second;
+    } else {
+      static const std::map<std::string, std::string> kLayer = {
+          {"input_layernorm.weight", "attn_norm.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
+          {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.k_proj.weight", "attn_k.weight"},
+          {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.o_proj.weight", "attn_output.weight"},
+          {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
+          {"mlp.down_proj.weight", "ffn_down.weight"}};
+      const size_t dot = name.find('.', 13);
+      g = absl::StrCat("blk.", name.substr(13, dot - 13), ".", kLayer.at(name.substr(dot + 1)));
+    }
+    w.AddTensor(g, ref.dtype, ref.dims, t->bytes[name]);
+  }
+  return w.Write(path);
+}
+
+std::string TempDir() {
+  std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/eagle_test_XXXXXX";
+  char* p = mkdtemp(tmpl.data());
+  return p ? std::string(p) : std::string("/tmp");
+}
+
+}  // namespace eagle::testing

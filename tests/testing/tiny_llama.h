@@ -1,0 +1,75 @@
+// Test helpers: seeded random tiny LLaMA models, reference quantizers, and a GGUF writer (used to
+// build model files for loader tests, including deliberately corrupted ones).
+#ifndef EAGLE_TESTS_TESTING_TINY_LLAMA_H_
+#define EAGLE_TESTS_TESTING_TINY_LLAMA_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+#include "common/model/llama_model.h"
+
+namespace eagle::testing {
+
+// Quantizes n floats (n a multiple of the block size) with GGML's reference rounding.
+// Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1.
+std::vector<uint8_t> Quantize(DType t, const float* x, int64_t n);
+
+struct TinyConfig {
+  int vocab = 96;
+  int hidden = 64;
+  int ffn = 96;
+  int layers = 2;
+  int heads = 4;
+  int kv_heads = 2;
+  DType dtype = DType::kF32;  // matrices; norms stay F32
+  bool tied = false;
+  bool interleaved_rope = false;
+  uint64_t seed = 1;
+  int max_position = 512;
+};
+
+// A random model built in memory (no tokenizer). With `weights`, also returns every tensor
+// dequantized to f32 under its Hugging Face name (for independent reference computations).
+absl::StatusOr<std::unique_ptr<LlamaModel>> MakeTinyLlama(
+    const TinyConfig& cfg, std::map<std::string, std::vector<float>>* weights = nullptr);
+
+class GgufWriter {
+ public:
+  void AddString(const std::string& k, const std::string& v);
+  void AddU32(const std::string& k, uint32_t v);
+  void AddF32(const std::string& k, float v);
+  void AddBool(const std::string& k, bool v);
+  void AddStrings(const std::string& k, const std::vector<std::string>& v);
+  void AddI32s(const std::string& k, const std::vector<int32_t>& v);
+  // dims row-major (outermost first), data already in `t`'s block layout.
+  void AddTensor(const std::string& name, DType t, std::vector<int64_t> dims, std::vector<uint8_t> data);
+  std::vector<uint8_t> Serialize() const;
+  absl::Status Write(const std::string& path) const;
+
+ private:
+  std::vector<uint8_t> kv_;
+  uint64_t n_kv_ = 0;
+  struct T {
+    std::string name;
+    DType type;
+    std::vector<int64_t> dims;
+    std::vector<uint8_t> data;
+  };
+  std::vector<T> tensors_;
+};
+
+// Writes the tiny model of `cfg` as a GGUF file with a byte-level tokenizer (256 byte tokens
+// plus "<|endoftext|>"); cfg.vocab is raised to 257 if smaller.
+absl::Status WriteTinyGguf(const TinyConfig& cfg, const std::string& path);
+
+// A fresh temporary directory for one test.
+std::string TempDir();
+
+}  // namespace eagle::testing
+
+#endif  // EAGLE_TESTS_TESTING_TINY_LLAMA_H_

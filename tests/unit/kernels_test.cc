@@ -1,0 +1,131 @@
+// Each CPU kernel against its scalar reference, for every weight type, and the batch-invariance
+// contract of MatMul (a row's result does not depend on the other rows computed beside it).
+#include "common/cpu/kernels.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
+
+namespace eagle::cpu {
+namespace {
+
+std::vector<float> Random(int64_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Plain double-precision reference: y = W x with W dequantized by the scalar routine.
+std::vector<double> RefMatMul(const Matrix& w, const std::vector<float>& x, int64_t t) {
+  std::vector<double> y(t * w.rows);
+  std::vector<float> row(w.cols);
+  for (int64_t n = 0; n < w.rows; ++n) {
+    DequantizeRowScalar(w.dtype, w.row(n), row.data(), w.cols);
+    for (int64_t i = 0; i < t; ++i) {
+      double s = 0;
+      for (int64_t k = 0; k < w.cols; ++k) s += static_cast<double>(row[k]) * x[i * w.cols + k];
+      y[i * w.rows + n] = s;
+    }
+  }
+  return y;
+}
+
+class MatMulTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
+  const DType dt = GetParam();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 256}, {64, 512}, {5, 768}}) {
+    const auto wf = Random(rows * cols, 7, 0.05f);
+    const auto bytes = testing::Quantize(dt, wf.data(), rows * cols);
+    Matrix w{dt, rows, cols, bytes.data(), RowBytes(dt, cols)};
+    const int64_t t = 13;
+    const auto x = Random(t * cols, 11);
+    const auto ref = RefMatMul(w, x, t);
+    for (Isa isa : {Isa::kScalar, Isa::kAvx512}) {
+      if (isa == Isa::kAvx512 && !avx512::Supported()) continue;
+      SetIsaForTesting(isa);
+      std::vector<float> y(t * rows);
+      MatMul(w, x.data(), t, y.data());
+      for (int64_t i = 0; i < t * rows; ++i) {
+        ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << "isa " << int(isa) << " at " << i;
+      }
+      // Each token alone, and in every split, gives bit-identical results.
+      for (int64_t i = 0; i < t; ++i) {
+        std::vector<float> y1(rows);
+        MatMul(w, x.data() + i * cols, 1, y1.data());
+        for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], y[i * rows + n]) << "token " << i << " row " << n;
+      }
+      for (int64_t split : {2, 5, 7}) {
+        std::vector<float> y2(split * rows);
+        MatMul(w, x.data(), split, y2.data());
+        for (int64_t e = 0; e < split * rows; ++e) ASSERT_EQ(y2[e], y[e]);
+      }
+    }
+    SetIsaForTesting(avx512::Supported() ? Isa::kAvx512 : Isa::kScalar);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulTest,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                                           DType::kQ4_1),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
+  const int64_t rows = 96, cols = 320, t = 9;
+  const auto wf = Random(rows * cols, 3, 0.05f);
+  const auto bytes = testing::Quantize(DType::kQ4_1, wf.data(), rows * cols);
+  Matrix w{DType::kQ4_1, rows, cols, bytes.data(), RowBytes(DType::kQ4_1, cols)};
+  const auto x = Random(t * cols, 5);
+  std::vector<float> a(t * rows), b(t * rows);
+  omp_set_num_threads(1);
+  MatMul(w, x.data(), t, a.data());
+  omp_set_num_threads(2);
+  MatMul(w, x.data(), t, b.data());
+  EXPECT_EQ(a, b);
+}
+
+TEST(KernelsTest, VectorOpsMatchScalar) {
+  for (int n : {1, 15, 16, 17, 64, 576, 1000}) {
+    const auto a = Random(n, 1), b = Random(n, 2), g = Random(n, 3, 4.0f);
+    std::vector<float> o1(n), o2(n);
+    scalar::RmsNorm(a.data(), b.data(), 1e-5f, n, o1.data());
+    RmsNorm(a.data(), b.data(), 1e-5f, n, o2.data());
+    for (int i = 0; i < n; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5 * (1 + std::fabs(o1[i])));
+    scalar::SwiGlu(g.data(), b.data(), n, o1.data());
+    SwiGlu(g.data(), b.data(), n, o2.data());
+    for (int i = 0; i < n; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5 * (1 + std::fabs(o1[i])));
+    EXPECT_NEAR(scalar::Dot(a.data(), b.data(), n), Dot(a.data(), b.data(), n), 1e-4 * n);
+    o1 = b;
+    o2 = b;
+    scalar::Axpy(0.3f, a.data(), o1.data(), n);
+    Axpy(0.3f, a.data(), o2.data(), n);
+    for (int i = 0; i < n; ++i) ASSERT_FLOAT_EQ(o1[i], o2[i]);
+    std::vector<float> e1 = g, e2 = g;
+    float mx = *std::max_element(g.begin(), g.end());
+    const float s1 = scalar::ExpShiftSum(e1.data(), n, mx), s2 = ExpShiftSum(e2.data(), n, mx);
+    EXPECT_NEAR(s1, s2, 1e-5 * s1);
+    for (int i = 0; i < n; ++i) ASSERT_NEAR(e1[i], e2[i], 2e-7 + 1e-6 * e1[i]);
+  }
+}
+
+TEST(KernelsTest, ExpIsAccurateOverSoftmaxRange) {
+  std::vector<float> x;
+  for (float v = -100; v <= 0; v += 0.0137f) x.push_back(v);
+  std::vector<float> y = x;
+  ExpShiftSum(y.data(), static_cast<int>(y.size()), 0.0f);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double ref = std::exp(static_cast<double>(x[i]));
+    ASSERT_NEAR(y[i], ref, 4e-7 * ref + 1e-38) << x[i];
+  }
+}
+
+}  // namespace
+}  // namespace eagle::cpu

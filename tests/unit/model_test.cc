@@ -1,0 +1,267 @@
+// The CPU forward pass on seeded random tiny models: against an independent double-precision
+// reference, and batch invariance (decode-by-decode == prefill == tree, bit for bit), KV
+// compaction, features, and input validation.
+#include "common/model/llama_model.h"
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
+
+namespace eagle {
+namespace {
+
+using testing::TinyConfig;
+using Weights = std::map<std::string, std::vector<float>>;
+
+// Straightforward LLaMA forward in double precision over a causal sequence; returns logits.
+std::vector<double> Reference(const TinyConfig& c, const Weights& w, const std::vector<int32_t>& toks) {
+  const int h = c.hidden, hd = c.hidden / c.heads, qd = c.heads * hd, kvd = c.kv_heads * hd, t_len = toks.size();
+  auto W = [&](const std::string& n) -> const std::vector<float>& { return w.at(n); };
+  auto matvec = [&](const std::vector<float>& m, const std::vector<double>& x, int rows) {
+    std::vector<double> y(rows);
+    const int cols = x.size();
+    for (int r = 0; r < rows; ++r) {
+      double s = 0;
+      for (int k = 0; k < cols; ++k) s += m[r * cols + k] * x[k];
+      y[r] = s;
+    }
+    return y;
+  };
+  auto norm = [&](const std::vector<double>& x, const std::vector<float>& g) {
+    double ss = 0;
+    for (double v : x) ss += v * v;
+    const double inv = 1 / std::sqrt(ss / x.size() + 1e-5);
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * g[i];
+    return y;
+  };
+  auto rope = [&](std::vector<double>& v, int heads, int pos) {
+    for (int hh = 0; hh < heads; ++hh) {
+      for (int i = 0; i < hd / 2; ++i) {
+        const double f = std::pow(10000.0, -2.0 * i / hd), a = pos * f;
+        const int i0 = c.interleaved_rope ? 2 * i : i, i1 = c.interleaved_rope ? 2 * i + 1 : i + hd / 2;
+        const double x0 = v[hh * hd + i0], x1 = v[hh * hd + i1];
+        v[hh * hd + i0] = x0 * std::cos(a) - x1 * std::sin(a);
+        v[hh * hd + i1] = x1 * std::cos(a) + x0 * std::sin(a);
+      }
+    }
+  };
+  std::vector<std::vector<double>> x(t_len, std::vector<double>(h));
+  for (int t = 0; t < t_len; ++t)
+    for (int i = 0; i < h; ++i) x[t][i] = W("model.embed_tokens.weight")[toks[t] * h + i];
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    std::vector<std::vector<double>> q(t_len), k(t_len), v(t_len);
+    for (int t = 0; t < t_len; ++t) {
+      auto xn = norm(x[t], W(p + "input_layernorm.weight"));
+      q[t] = matvec(W(p + "self_attn.q_proj.weight"), xn, qd);
+      k[t] = matvec(W(p + "self_attn.k_proj.weight"), xn, kvd);
+      v[t] = matvec(W(p + "self_attn.v_proj.weight"), xn, kvd);
+      rope(q[t], c.heads, t);
+      rope(k[t], c.kv_heads, t);
+    }
+    for (int t = 0; t < t_len; ++t) {
+      std::vector<double> att(qd, 0);
+      for (int hh = 0; hh < c.heads; ++hh) {
+        const int kvh = hh / (c.heads / c.kv_heads);
+        std::vector<double> s(t + 1);
+        double mx = -1e300;
+        for (int j = 0; j <= t; ++j) {
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += q[t][hh * hd + i] * k[j][kvh * hd + i];
+          s[j] = d / std::sqrt(static_cast<double>(hd));
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (double& e : s) sum += (e = std::exp(e - mx));
+        for (int j = 0; j <= t; ++j)
+          for (int i = 0; i < hd; ++i) att[hh * hd + i] += s[j] / sum * v[j][kvh * hd + i];
+      }
+      auto o = matvec(W(p + "self_attn.o_proj.weight"), att, h);
+      for (int i = 0; i < h; ++i) x[t][i] += o[i];
+      auto xn = norm(x[t], W(p + "post_attention_layernorm.weight"));
+      auto g = matvec(W(p + "mlp.gate_proj.weight"), xn, c.ffn);
+      auto u = matvec(W(p + "mlp.up_proj.weight"), xn, c.ffn);
+      for (int i = 0; i < c.ffn; ++i) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+      auto d = matvec(W(p + "mlp.down_proj.weight"), g, h);
+      for (int i = 0; i < h; ++i) x[t][i] += d[i];
+    }
+  }
+  std::vector<double> logits;
+  const auto& head = c.tied ? W("model.embed_tokens.weight") : W("lm_head.weight");
+  for (int t = 0; t < t_len; ++t) {
+    auto y = matvec(head, norm(x[t], W("model.norm.weight")), c.vocab);
+    logits.insert(logits.end(), y.begin(), y.end());
+  }
+  return logits;
+}
+
+std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = static_cast<int32_t>(rng() % vocab);
+  return t;
+}
+
+struct Case {
+  DType dtype;
+  bool interleaved;
+  bool tied;
+  int heads, kv_heads;
+};
+
+class TinyModelTest : public ::testing::TestWithParam<Case> {
+ protected:
+  TinyConfig Config() const {
+    TinyConfig c;
+    c.dtype = GetParam().dtype;
+    c.interleaved_rope = GetParam().interleaved;
+    c.tied = GetParam().tied;
+    c.heads = GetParam().heads;
+    c.kv_heads = GetParam().kv_heads;
+    return c;
+  }
+};
+
+TEST_P(TinyModelTest, MatchesDoublePrecisionReference) {
+  const TinyConfig c = Config();
+  Weights w;
+  auto m = testing::MakeTinyLlama(c, &w);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const auto toks = RandomTokens(24, c.vocab, 5);
+  auto cache = (*m)->NewCache(64);
+  ForwardRequest req;
+  req.tokens = toks;
+  auto r = (*m)->Forward(*cache, req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto ref = Reference(c, w, toks);
+  ASSERT_EQ(r->logits.size(), ref.size());
+  double max_err = 0;
+  for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::fabs(r->logits[i] - ref[i]));
+  EXPECT_LT(max_err, 2e-4) << "max abs logit error";
+}
+
+TEST_P(TinyModelTest, DecodeEqualsPrefillEqualsTreeBitForBit) {
+  const TinyConfig c = Config();
+  auto m = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const LlamaModel& model = **m;
+  const int v = c.vocab;
+  const auto toks = RandomTokens(20, v, 9);
+  // Prefill all 20.
+  auto c1 = model.NewCache(64);
+  ForwardRequest req;
+  req.tokens = toks;
+  auto pre = model.Forward(*c1, req);
+  ASSERT_TRUE(pre.ok());
+  // Decode one at a time.
+  auto c2 = model.NewCache(64);
+  std::vector<float> seq;
+  for (int i = 0; i < 20; ++i) {
+    ForwardRequest r1;
+    r1.tokens = std::span<const int32_t>(&toks[i], 1);
+    auto d = model.Forward(*c2, r1);
+    ASSERT_TRUE(d.ok());
+    seq.insert(seq.end(), d->logits.begin(), d->logits.end());
+  }
+  ASSERT_EQ(seq, pre->logits) << "decode-by-decode differs from prefill";
+  // Prefix of 12 by prefill, then a tree holding tokens 12..19 as one branch among others.
+  auto c3 = model.NewCache(64);
+  ForwardRequest r3;
+  r3.tokens = std::span<const int32_t>(toks.data(), 12);
+  ASSERT_TRUE(model.Forward(*c3, r3).ok());
+  // Tree: node 0 = toks[12] (root), then interleave a distractor sibling at each level.
+  std::vector<int32_t> tree_tokens, parents, path;
+  int32_t last = -1;
+  for (int d = 0; d < 8; ++d) {
+    tree_tokens.push_back((toks[12 + d] + 1) % v);  // distractor, child of the same parent
+    parents.push_back(last);
+    tree_tokens.push_back(toks[12 + d]);
+    parents.push_back(last);
+    last = static_cast<int32_t>(tree_tokens.size()) - 1;
+    path.push_back(last);
+  }
+  ForwardRequest rt;
+  rt.tokens = tree_tokens;
+  rt.parents = parents;
+  auto tr = model.Forward(*c3, rt);
+  ASSERT_TRUE(tr.ok()) << tr.status();
+  for (int d = 0; d < 8; ++d) {
+    const float* a = tr->logits.data() + path[d] * v;
+    const float* b = pre->logits.data() + (12 + d) * v;
+    ASSERT_TRUE(std::equal(a, a + v, b)) << "tree node at depth " << d << " differs from prefill";
+  }
+  // Keep the path, then one more decode step equals the sequential one.
+  ASSERT_TRUE(c3->KeepPath(12, path).ok());
+  EXPECT_EQ(c3->length(), 20);
+  const int32_t extra = 3;
+  ForwardRequest re;
+  re.tokens = std::span<const int32_t>(&extra, 1);
+  auto after_tree = model.Forward(*c3, re);
+  auto after_seq = model.Forward(*c2, re);
+  ASSERT_TRUE(after_tree.ok() && after_seq.ok());
+  EXPECT_EQ(after_tree->logits, after_seq->logits) << "compacted cache differs";
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, TinyModelTest,
+                         ::testing::Values(Case{DType::kF32, false, false, 4, 2}, Case{DType::kF32, true, true, 4, 4},
+                                           Case{DType::kQ4_1, true, true, 4, 1}, Case{DType::kQ8_0, false, false, 2, 2},
+                                           Case{DType::kBF16, false, true, 4, 2}, Case{DType::kF16, true, false, 4, 2},
+                                           Case{DType::kQ4_0, false, false, 4, 2}));
+
+TEST(ModelTest, FeaturesAndCapturedLayers) {
+  TinyConfig c;
+  c.layers = 3;
+  auto m = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(m.ok());
+  const auto toks = RandomTokens(5, c.vocab, 1);
+  auto cache = (*m)->NewCache(8);
+  const int layers[2] = {0, 2};
+  ForwardRequest req;
+  req.tokens = toks;
+  req.return_features = true;
+  req.capture_layers = layers;
+  auto r = (*m)->Forward(*cache, req);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->features.size(), 5u * c.hidden);
+  ASSERT_EQ(r->layer_features.size(), 5u * 2 * c.hidden);
+  // Layer 0's input is the embedding.
+  std::vector<float> e(c.hidden);
+  (*m)->Embed(toks[3], e.data());
+  for (int i = 0; i < c.hidden; ++i) EXPECT_EQ(r->layer_features[(3 * 2 + 0) * c.hidden + i], e[i]);
+  // The LM head applied to the features gives the logits.
+  std::vector<float> lg(5 * c.vocab);
+  cpu::MatMul((*m)->lm_head(), r->features.data(), 5, lg.data());
+  EXPECT_EQ(lg, r->logits);
+}
+
+TEST(ModelTest, BadInputsAreRejected) {
+  TinyConfig c;
+  auto m = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(m.ok());
+  auto cache = (*m)->NewCache(8);
+  const int32_t bad_tok[1] = {c.vocab};
+  ForwardRequest req;
+  req.tokens = bad_tok;
+  EXPECT_TRUE(absl::IsInvalidArgument((*m)->Forward(*cache, req).status()));
+  const int32_t toks[3] = {1, 2, 3};
+  const int32_t bad_parents[3] = {-1, 1, 0};
+  req.tokens = toks;
+  req.parents = bad_parents;
+  EXPECT_TRUE(absl::IsInvalidArgument((*m)->Forward(*cache, req).status()));
+  req.parents = {};
+  const std::vector<int32_t> many(9, 1);
+  req.tokens = many;
+  EXPECT_TRUE(absl::IsResourceExhausted((*m)->Forward(*cache, req).status()));
+  EXPECT_EQ(cache->length(), 0);
+  req.tokens = {};
+  EXPECT_FALSE((*m)->Forward(*cache, req).ok());
+  const int32_t path[2] = {1, 0};
+  EXPECT_FALSE(cache->KeepPath(0, path).ok());
+}
+
+}  // namespace
+}  // namespace eagle

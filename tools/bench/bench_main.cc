@@ -1,0 +1,205 @@
+// eagle-bench: engine benchmark on one model (default: SmolLM2-135M-Instruct Q4_1).
+// Prints prefill and decode tokens/s, the time of one forward over trees of 1..64 tokens, peak
+// RSS, and the machine's physical limits (measured memory bandwidth and FMA peak), then a JSON
+// line with every figure.
+//   eagle-bench [--model PATH] [--threads N] [--prompt-tokens N] [--decode-tokens N] [--reps N]
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/cpu/kernels.h"
+#include "common/model/llama_model.h"
+
+namespace eagle {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double PeakRssMb() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+// Read bandwidth over a buffer much larger than the caches, all threads (GB/s, best of 5).
+double MeasureBandwidth() {
+  const size_t n = size_t{256} << 20;  // 256 MiB
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n / 8]);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n / 8; ++i) buf[i] = i;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    uint64_t total = 0;
+    auto t = Clock::now();
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (size_t i = 0; i < n / 8; i += 8) {
+      total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^ buf[i + 6] ^ buf[i + 7];
+    }
+    const double s = Since(t);
+    volatile uint64_t sink = total;
+    (void)sink;
+    best = std::max(best, n / s / 1e9);
+  }
+  return best;
+}
+
+// A balanced tree of n nodes: node i's parent is (i - 1) / 2 (root attaches to the prefix).
+std::vector<int32_t> TreeParents(int n) {
+  std::vector<int32_t> p(n);
+  for (int i = 0; i < n; ++i) p[i] = i == 0 ? -1 : (i - 1) / 2;
+  return p;
+}
+
+int Main(int argc, char** argv) {
+  std::string path = EAGLE_DEFAULT_MODEL;
+  int threads = 0, prompt_tokens = 128, decode_tokens = 64, reps = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--model") path = argv[i + 1];
+    else if (k == "--threads") threads = std::atoi(argv[i + 1]);
+    else if (k == "--prompt-tokens") prompt_tokens = std::atoi(argv[i + 1]);
+    else if (k == "--decode-tokens") decode_tokens = std::atoi(argv[i + 1]);
+    else if (k == "--reps") reps = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  threads = omp_get_max_threads();
+  auto loaded = LlamaModel::Load(path);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
+    return 1;
+  }
+  const LlamaModel& model = **loaded;
+  const LlamaConfig& c = model.config();
+  std::printf("model: %s\n  %d layers, hidden %d, vocab %d, weights %s, %.1f MB read per token\n",
+              path.c_str(), c.num_layers, c.hidden_size, c.vocab_size, model.dtype_summary().c_str(),
+              model.weight_bytes() / 1e6);
+  std::printf("cpu: %s, %d threads\n", cpu::CpuFeatureString().c_str(), threads);
+
+  const double bw = MeasureBandwidth();
+  double peak = 0;
+  if (cpu::ActiveIsa() == cpu::Isa::kAvx512) {
+    cpu::avx512::FmaProbeGflops(1 << 20);
+    peak = cpu::avx512::FmaProbeGflops(1 << 24) * threads;
+  }
+  // Multiply-adds per token: every matrix element once (2 FLOPs each).
+  double params = 0;
+  params += static_cast<double>(c.num_layers) *
+            (2.0 * c.hidden_size * c.q_dim() + 2.0 * c.hidden_size * c.kv_dim() +
+             3.0 * c.hidden_size * c.intermediate_size);
+  params += static_cast<double>(c.vocab_size) * c.hidden_size;
+  const double flops_per_token = 2 * params;
+  std::printf("machine: memory read bandwidth %.1f GB/s, FMA peak %.0f GFLOP/s (%d threads)\n", bw, peak, threads);
+  const double decode_roof = bw * 1e9 / model.weight_bytes();
+  std::printf("  decode roof (bandwidth / bytes per token): %.0f tok/s\n", decode_roof);
+
+  std::vector<int32_t> prompt(prompt_tokens);
+  for (int i = 0; i < prompt_tokens; ++i) prompt[i] = (i * 7919 + 13) % c.vocab_size;
+  nlohmann::json report = {{"model", path}, {"threads", threads}, {"bandwidth_gbs", bw},
+                           {"fma_peak_gflops", peak}, {"weight_bytes", model.weight_bytes()}};
+
+  // Prefill.
+  double best_prefill = 1e9;
+  for (int r = 0; r < std::max(1, reps / 2); ++r) {
+    auto cache = model.NewCache(prompt_tokens + decode_tokens + 128);
+    ForwardRequest req;
+    req.tokens = prompt;
+    req.logits = LogitsMode::kLast;
+    auto t = Clock::now();
+    auto fr = model.Forward(*cache, req);
+    best_prefill = std::min(best_prefill, Since(t));
+    if (!fr.ok()) return 1;
+  }
+  const double prefill_tps = prompt_tokens / best_prefill;
+  const double prefill_gflops = flops_per_token * prompt_tokens / best_prefill / 1e9;
+  std::printf("prefill %d tokens: %.1f ms, %.0f tok/s, %.0f GFLOP/s (%.0f%% of FMA peak)\n", prompt_tokens,
+              best_prefill * 1e3, prefill_tps, prefill_gflops, peak > 0 ? 100 * prefill_gflops / peak : 0);
+
+  // Decode.
+  auto cache = model.NewCache(prompt_tokens + decode_tokens + 128);
+  {
+    ForwardRequest req;
+    req.tokens = prompt;
+    req.logits = LogitsMode::kLast;
+    if (!model.Forward(*cache, req).ok()) return 1;
+  }
+  int32_t tok = 42;
+  std::vector<double> steps;
+  for (int i = 0; i < decode_tokens; ++i) {
+    ForwardRequest req;
+    req.tokens = std::span<const int32_t>(&tok, 1);
+    req.logits = LogitsMode::kLast;
+    auto t = Clock::now();
+    auto fr = model.Forward(*cache, req);
+    steps.push_back(Since(t));
+    if (!fr.ok()) return 1;
+    tok = static_cast<int32_t>(std::max_element(fr->logits.begin(), fr->logits.end()) - fr->logits.begin());
+  }
+  std::sort(steps.begin(), steps.end());
+  const double decode_med = steps[steps.size() / 2];
+  double decode_mean = 0;
+  for (double s : steps) decode_mean += s;
+  decode_mean /= steps.size();
+  std::printf("decode (context %d..%d): median %.2f ms/token = %.1f tok/s (mean %.1f tok/s); %.0f%% of the bandwidth roof\n",
+              prompt_tokens, prompt_tokens + decode_tokens, decode_med * 1e3, 1 / decode_med, 1 / decode_mean,
+              100 * (1 / decode_med) / decode_roof);
+  report["prefill_tokens"] = prompt_tokens;
+  report["prefill_tokens_per_s"] = prefill_tps;
+  report["decode_tokens_per_s"] = 1 / decode_med;
+  report["decode_roof_tokens_per_s"] = decode_roof;
+
+  // Tree forwards appended to the cached prefix, then rolled back.
+  std::printf("tree forward (full logits) over the cached %d-token prefix:\n", prompt_tokens);
+  nlohmann::json trees = nlohmann::json::array();
+  double one = 0;
+  for (int n : {1, 4, 8, 16, 32, 64}) {
+    std::vector<int32_t> toks(n), parents = TreeParents(n);
+    for (int i = 0; i < n; ++i) toks[i] = (i * 31 + 5) % c.vocab_size;
+    const int64_t base = cache->length();
+    std::vector<double> ts;
+    for (int r = 0; r < reps; ++r) {
+      ForwardRequest req;
+      req.tokens = toks;
+      req.parents = parents;
+      req.logits = LogitsMode::kAll;
+      auto t = Clock::now();
+      auto fr = model.Forward(*cache, req);
+      ts.push_back(Since(t));
+      if (!fr.ok() || !cache->Truncate(base).ok()) return 1;
+    }
+    std::sort(ts.begin(), ts.end());
+    const double med = ts[ts.size() / 2];
+    if (n == 1) one = med;
+    const double gf = flops_per_token * n / med / 1e9;
+    std::printf("  %2d tokens: %7.2f ms  (%.2fx one token; %.0f GFLOP/s, %.0f%% of FMA peak)\n", n, med * 1e3,
+                med / one, gf, peak > 0 ? 100 * gf / peak : 0);
+    trees.push_back({{"tokens", n}, {"ms", med * 1e3}, {"ratio_to_1", med / one}});
+  }
+  report["tree"] = trees;
+  const double kv_mb = cache->bytes() / 1e6;
+  const double rss = PeakRssMb();
+  const double held = model.weight_bytes() / 1e6;
+  std::printf("peak RSS %.1f MB (weights %.1f MB + KV cache %.1f MB allocated; ratio %.2f)\n", rss, held, kv_mb,
+              rss / (held + kv_mb));
+  report["peak_rss_mb"] = rss;
+  std::printf("%s\n", report.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace eagle
+
+int main(int argc, char** argv) { return eagle::Main(argc, argv); }

@@ -1,0 +1,253 @@
+// eagle-cli: command-line client.
+//   eagle-cli generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
+//                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--threads N] [--json]
+//   eagle-cli score --model M (--prompt TEXT | --tokens 1,2,3) [--chat] --top-k K [--json]
+#include <omp.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/chat_template.h"
+#include "common/cpu/kernels.h"
+#include "common/generate.h"
+#include "common/model/llama_model.h"
+#include "common/status_macros.h"
+
+namespace eagle {
+namespace {
+
+constexpr char kUsage[] = R"(usage:
+  eagle-cli generate [--model PATH] --prompt TEXT [options]
+  eagle-cli score [--model PATH] (--prompt TEXT | --tokens ID,ID,...) [--top-k K] [--json]
+
+PATH is a GGUF file or a Hugging Face directory (config.json + *.safetensors + tokenizer).
+Default model: the SmolLM2-135M-Instruct GGUF fetched by scripts/fetch_model.sh.
+
+generate options:
+  --chat               wrap the prompt in the model's chat template as a user message
+  --system TEXT        system message (with --chat)
+  --template NAME      chatml | llama2 | llama3 | vicuna (default: from the model)
+  --max-tokens N       tokens to generate (default 128)
+  --temperature T      0 = greedy (default 0)
+  --top-k K            keep the K most likely tokens (0 = all)
+  --top-p P            nucleus sampling mass (1 = off)
+  --seed S             random seed (default 0)
+  --stop STR           stop string (repeatable)
+  --ignore-eos         keep generating after end-of-sequence
+  --threads N          CPU threads (default: all cores)
+  --json               one JSON object per token, then a summary object
+)";
+
+struct Args {
+  std::string cmd;
+  std::map<std::string, std::string> kv;
+  std::vector<std::string> stops;
+  bool Has(const std::string& k) const { return kv.count(k) > 0; }
+  std::string Get(const std::string& k, const std::string& def = "") const {
+    auto it = kv.find(k);
+    return it == kv.end() ? def : it->second;
+  }
+};
+
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  if (argc < 2) return absl::InvalidArgumentError("missing command");
+  Args a;
+  a.cmd = argv[1];
+  static const std::vector<std::string> kBool = {"--chat", "--json", "--ignore-eos", "--help"};
+  for (int i = 2; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k.rfind("--", 0) != 0) return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", k, "'"));
+    if (std::find(kBool.begin(), kBool.end(), k) != kBool.end()) {
+      a.kv[k] = "1";
+      continue;
+    }
+    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(k, " needs a value"));
+    if (k == "--stop") {
+      a.stops.push_back(argv[++i]);
+    } else {
+      a.kv[k] = argv[++i];
+    }
+  }
+  return a;
+}
+
+template <typename T>
+absl::Status GetNum(const Args& a, const std::string& k, T* out) {
+  if (!a.Has(k)) return absl::OkStatus();
+  const std::string v = a.Get(k);
+  bool ok;
+  if constexpr (std::is_same_v<T, float>) {
+    ok = absl::SimpleAtof(v, out);
+  } else {
+    ok = absl::SimpleAtoi(v, out);
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat(k, ": '", v, "' is not a number"));
+  return absl::OkStatus();
+}
+
+// The default system message embedded in a ChatML Jinja template (SmolLM2 inserts one).
+std::string DefaultSystemFromJinja(const std::string& jinja) {
+  const std::string open = "<|im_start|>system\n";
+  const size_t a = jinja.find(open);
+  if (a == std::string::npos) return "";
+  const size_t b = jinja.find("<|im_end|>", a);
+  if (b == std::string::npos) return "";
+  std::string s = jinja.substr(a + open.size(), b - a - open.size());
+  if (s.find("{{") != std::string::npos || s.find("{%") != std::string::npos || s.find('\'') != std::string::npos) return "";
+  return s;
+}
+
+absl::StatusOr<std::vector<int32_t>> BuildPrompt(const LlamaModel& model, const Args& a) {
+  const Tokenizer* tok = model.tokenizer();
+  if (a.Has("--tokens")) {
+    std::vector<int32_t> ids;
+    for (absl::string_view p : absl::StrSplit(a.Get("--tokens"), ',', absl::SkipEmpty())) {
+      int32_t id;
+      if (!absl::SimpleAtoi(p, &id)) return absl::InvalidArgumentError(absl::StrCat("--tokens: bad id '", p, "'"));
+      ids.push_back(id);
+    }
+    return ids;
+  }
+  if (!a.Has("--prompt")) return absl::InvalidArgumentError("--prompt (or --tokens) is required");
+  if (tok == nullptr) return absl::FailedPreconditionError("the model has no tokenizer: use --tokens");
+  std::string text = a.Get("--prompt");
+  std::vector<int32_t> ids;
+  if (a.Has("--chat")) {
+    ChatTemplateKind kind;
+    if (a.Has("--template")) {
+      ASSIGN_OR_RETURN(kind, ChatTemplateFromName(a.Get("--template")));
+    } else {
+      ASSIGN_OR_RETURN(kind, ChatTemplateFromJinja(model.chat_template()));
+    }
+    std::vector<ChatMessage> msgs;
+    if (a.Has("--system")) msgs.push_back({"system", a.Get("--system")});
+    msgs.push_back({"user", text});
+    text = ApplyChatTemplate(kind, msgs, true, DefaultSystemFromJinja(model.chat_template()));
+    if (tok->add_bos() && kind != ChatTemplateKind::kLlama3) ids.push_back(tok->bos_id());
+    auto enc = tok->Encode(text, /*parse_special=*/true);
+    ids.insert(ids.end(), enc.begin(), enc.end());
+  } else {
+    if (tok->add_bos()) ids.push_back(tok->bos_id());
+    auto enc = tok->Encode(text, /*parse_special=*/false);
+    ids.insert(ids.end(), enc.begin(), enc.end());
+  }
+  return ids;
+}
+
+absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
+  GenerateOptions o;
+  RETURN_IF_ERROR(GetNum(a, "--max-tokens", &o.max_tokens));
+  RETURN_IF_ERROR(GetNum(a, "--temperature", &o.sampling.temperature));
+  RETURN_IF_ERROR(GetNum(a, "--top-k", &o.sampling.top_k));
+  RETURN_IF_ERROR(GetNum(a, "--top-p", &o.sampling.top_p));
+  RETURN_IF_ERROR(GetNum(a, "--seed", &o.sampling.seed));
+  o.stop = a.stops;
+  o.ignore_eos = a.Has("--ignore-eos");
+  const bool json = a.Has("--json");
+  ASSIGN_OR_RETURN(std::vector<int32_t> prompt, BuildPrompt(model, a));
+  auto on_token = [&](int32_t id, const std::string& text) {
+    if (json) {
+      nlohmann::json j = {{"token_id", id}, {"text", text}};
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+    } else {
+      std::cout << text << std::flush;
+    }
+    return true;
+  };
+  ASSIGN_OR_RETURN(GenerateResult r, GenerateVanilla(model, prompt, o, on_token));
+  const int n = static_cast<int>(r.token_ids.size());
+  const double decode_tps = r.decode_seconds > 0 ? r.decode_steps / r.decode_seconds : 0;
+  const double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
+  const double total_s = r.prefill_seconds + r.decode_seconds;
+  if (json) {
+    nlohmann::json j = {{"token_ids", r.token_ids},
+                        {"text", r.text},
+                        {"finish_reason", FinishReasonName(r.finish)},
+                        {"prompt_tokens", r.prompt_tokens},
+                        {"completion_tokens", n},
+                        {"timings",
+                         {{"prefill_s", r.prefill_seconds},
+                          {"decode_s", r.decode_seconds},
+                          {"prefill_tokens_per_s", prefill_tps},
+                          {"decode_tokens_per_s", decode_tps},
+                          {"tokens_per_s", total_s > 0 ? n / total_s : 0}}}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << std::endl;
+    std::fprintf(stderr,
+                 "[%d prompt + %d generated tokens, finish=%s | prefill %.1f tok/s, decode %.1f "
+                 "tok/s, total %.2f s]\n",
+                 r.prompt_tokens, n, FinishReasonName(r.finish), prefill_tps, decode_tps, total_s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunScore(const LlamaModel& model, const Args& a) {
+  int top_k = 5;
+  RETURN_IF_ERROR(GetNum(a, "--top-k", &top_k));
+  if (top_k <= 0 || top_k > model.config().vocab_size) return absl::InvalidArgumentError("--top-k out of range");
+  ASSIGN_OR_RETURN(std::vector<int32_t> ids, BuildPrompt(model, a));
+  if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
+  auto cache = model.NewCache(static_cast<int64_t>(ids.size()));
+  ForwardRequest req;
+  req.tokens = ids;
+  req.logits = LogitsMode::kAll;
+  ASSIGN_OR_RETURN(ForwardResult r, model.Forward(*cache, req));
+  const int v = model.config().vocab_size;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const float* lg = r.logits.data() + i * v;
+    std::vector<int32_t> idx(v);
+    for (int j = 0; j < v; ++j) idx[j] = j;
+    std::partial_sort(idx.begin(), idx.begin() + top_k, idx.end(),
+                      [&](int32_t x, int32_t y) { return lg[x] > lg[y] || (lg[x] == lg[y] && x < y); });
+    nlohmann::json top = nlohmann::json::array();
+    for (int j = 0; j < top_k; ++j) top.push_back({idx[j], lg[idx[j]]});
+    if (a.Has("--json")) {
+      std::cout << nlohmann::json({{"position", i}, {"token", ids[i]}, {"top", top}}).dump() << "\n";
+    } else {
+      std::cout << i << "\t" << ids[i] << "\t" << top.dump() << "\n";
+    }
+  }
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  auto args = ParseArgs(argc, argv);
+  if (!args.ok() || args->Has("--help") || (args->cmd != "generate" && args->cmd != "score")) {
+    if (!args.ok()) std::fprintf(stderr, "error: %s\n", std::string(args.status().message()).c_str());
+    std::fputs(kUsage, stderr);
+    return args.ok() && args->Has("--help") ? 0 : 2;
+  }
+  int threads = 0;
+  if (auto s = GetNum(*args, "--threads", &threads); !s.ok() || threads < 0) {
+    std::fprintf(stderr, "error: bad --threads\n");
+    return 2;
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  const std::string path = args->Get("--model", EAGLE_DEFAULT_MODEL);
+  auto model = LlamaModel::Load(path);
+  if (!model.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
+    if (!args->Has("--model")) std::fprintf(stderr, "hint: run scripts/fetch_model.sh to get the default model\n");
+    return 1;
+  }
+  absl::Status s = args->cmd == "generate" ? RunGenerate(**model, *args) : RunScore(**model, *args);
+  if (!s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace eagle
+
+int main(int argc, char** argv) { return eagle::Main(argc, argv); }
