@@ -30,8 +30,7 @@ struct SplitConversation {
   std::vector<const ChatMessage*> turns;
 };
 
-SplitConversation Split(const std::vector<ChatMessage>& messages,
-                        std::string_view default_system) {
+SplitConversation Split(const std::vector<ChatMessage>& messages, std::string_view default_system) {
   SplitConversation out;
   for (const ChatMessage& m : messages) {
     if (m.role == "system" && &m == &messages.front()) {
@@ -149,9 +148,8 @@ absl::StatusOr<ChatTemplateKind> ChatTemplateFromName(std::string_view name) {
   if (name == "llama2") return ChatTemplateKind::kLlama2;
   if (name == "llama3") return ChatTemplateKind::kLlama3;
   if (name == "vicuna") return ChatTemplateKind::kVicuna;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown chat template '", std::string(name),
-                   "' (expected chatml, llama2, llama3 or vicuna)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown chat template '", std::string(name),
+                                                 "' (expected chatml, llama2, llama3 or vicuna)"));
 }
 
 absl::StatusOr<ChatTemplateKind> ChatTemplateFromJinja(std::string_view jinja) {

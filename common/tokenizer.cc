@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,7 +20,6 @@
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -137,8 +135,8 @@ const ByteAlphabet& GetByteAlphabet() {
   return *alphabet;
 }
 
-// Maps a byte-level token's text back to bytes; nullopt-like false when a character is outside
-// the alphabet (then Hugging Face's ByteLevel decoder keeps the token's raw text).
+// Maps a byte-level token's text back to bytes. Returns false (leaving *out alone) when a
+// character is outside the alphabet; Hugging Face's ByteLevel decoder then keeps the raw text.
 bool ByteLevelToBytes(std::string_view text, std::string* out) {
   const ByteAlphabet& alphabet = GetByteAlphabet();
   std::string bytes;
@@ -255,8 +253,7 @@ constexpr char kWhiteSpace[] =
 // outside character classes. `digits` selects the is_numeric set for \p{N}.
 std::string WidenClasses(std::string_view pattern, bool digits) {
   const std::string letters = absl::StrCat("\\p{L}", kExtraLetters);
-  const std::string numbers =
-      absl::StrCat("\\p{N}", kExtraNumbers, digits ? kExtraDigits : "");
+  const std::string numbers = absl::StrCat("\\p{N}", kExtraNumbers, digits ? kExtraDigits : "");
   std::string out;
   bool in_class = false;
   for (size_t i = 0; i < pattern.size(); ++i) {
@@ -379,7 +376,7 @@ class AddedTokenMatcher {
     return best;
   }
 
-  // Splits `text` into raw pieces and token ids, calling raw(piece) / token(id, control).
+  // Splits `text` into raw pieces and tokens, calling raw(piece) / token(id) in text order.
   template <typename RawFn, typename TokenFn>
   void Split(std::string_view text, bool allow_control, bool allow_user, RawFn raw,
              TokenFn token) const {
@@ -397,7 +394,7 @@ class AddedTokenMatcher {
         continue;
       }
       if (pos > raw_start) raw(text.substr(raw_start, pos - raw_start));
-      token(id, IsControl(text.substr(pos, len)));
+      token(id);
       pos += len;
       raw_start = pos;
     }
@@ -418,12 +415,6 @@ class AddedTokenMatcher {
     return -1;
   }
 
-  bool IsControl(std::string_view text) const {
-    int32_t node = 0;
-    for (const char c : text) node = Child(node, static_cast<unsigned char>(c));
-    return node >= 0 && nodes_[node].control;
-  }
-
   std::vector<Node> nodes_;
   std::array<bool, 256> first_byte_;
   bool has_control_ = false;
@@ -433,8 +424,8 @@ class AddedTokenMatcher {
 // Token texts that end generation when they are control tokens (as llama.cpp's EOG list).
 bool IsEogText(std::string_view text) {
   static constexpr std::string_view kEog[] = {
-      "<|eot_id|>", "<|im_end|>", "<|end|>",   "<|eom_id|>",          "<end_of_turn>",
-      "<|endoftext|>", "<EOT>",   "_<EOT>",    "<end_of_utterance>", "<|end_of_text|>",
+      "<|eot_id|>",    "<|im_end|>", "<|end|>", "<|eom_id|>",         "<end_of_turn>",
+      "<|endoftext|>", "<EOT>",      "_<EOT>",  "<end_of_utterance>", "<|end_of_text|>",
   };
   return std::find(std::begin(kEog), std::end(kEog), text) != std::end(kEog);
 }
@@ -472,9 +463,9 @@ class TokenizerBase : public Tokenizer {
       return absl::InvalidArgumentError("tokenizer vocabulary is too large");
     }
     if (!data.token_types.empty() && data.token_types.size() != data.tokens.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tokenizer has ", data.tokens.size(), " tokens but ",
-                       data.token_types.size(), " token types"));
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", data.tokens.size(),
+                                                     " tokens but ", data.token_types.size(),
+                                                     " token types"));
     }
     tokens_ = data.tokens;
     types_ = data.token_types;
@@ -482,8 +473,8 @@ class TokenizerBase : public Tokenizer {
     const int32_t n = vocab_size();
     auto check_id = [n](int32_t id, std::string_view what) -> absl::Status {
       if (id < -1 || id >= n) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tokenizer ", std::string(what), " id ", id, " is outside the vocabulary of ", n));
+        return absl::InvalidArgumentError(absl::StrCat("tokenizer ", std::string(what), " id ", id,
+                                                       " is outside the vocabulary of ", n));
       }
       return absl::OkStatus();
     };
@@ -568,17 +559,16 @@ class BpeTokenizer final : public TokenizerBase {
       // Hugging Face refuses such merges at load time; GGUF vocabularies rarely have them, and
       // llama.cpp skips them at run time, so they are skipped here too.
       if (l == token_to_id_.end() || r == token_to_id_.end() || m == token_to_id_.end()) continue;
-      merges_.emplace(PairKey(l->second, r->second),
-                      MergeInfo{static_cast<int32_t>(rank), m->second});
+      // A repeated pair takes its last rank, as in tokenizers' merge map.
+      merges_.insert_or_assign(PairKey(l->second, r->second),
+                               MergeInfo{static_cast<int32_t>(rank), m->second});
     }
 
+    // As tokenizers' ByteLevel decoder, for added tokens too: a token whose characters are all
+    // in the byte alphabet decodes to those bytes, any other token to its text.
     token_bytes_.resize(tokens_.size());
     for (size_t id = 0; id < tokens_.size(); ++id) {
-      const int32_t type = types_[id];
-      if (type == kTypeControl || type == kTypeUserDefined ||
-          !ByteLevelToBytes(tokens_[id], &token_bytes_[id])) {
-        token_bytes_[id] = tokens_[id];
-      }
+      if (!ByteLevelToBytes(tokens_[id], &token_bytes_[id])) token_bytes_[id] = tokens_[id];
     }
     FillMatcher(/*add_control=*/true, /*add_user=*/true, &matcher_);
     return absl::OkStatus();
@@ -609,7 +599,7 @@ class BpeTokenizer final : public TokenizerBase {
           }
           for (const std::string_view piece : pieces) EncodeWord(piece, &scratch, &ids);
         },
-        [&](int32_t id, bool /*control*/) { ids.push_back(id); });
+        [&](int32_t id) { ids.push_back(id); });
     for (pcre2_match_data* md : match_data) pcre2_match_data_free(md);
     return ids;
   }
@@ -876,18 +866,18 @@ std::string ReplaceSpaceMarker(std::string_view text) {
 class SpmTokenizer final : public TokenizerBase {
  public:
   absl::Status Init(TokenizerData data) {
+    add_space_prefix_ = data.add_space_prefix;
     if (!data.sentencepiece_model.empty()) {
-      ASSIGN_OR_RETURN(SentencePieceVocab vocab,
-                       ParseSentencePieceModel(data.sentencepiece_model));
+      ASSIGN_OR_RETURN(SentencePieceVocab vocab, ParseSentencePieceModel(data.sentencepiece_model));
       add_space_prefix_ = vocab.add_dummy_prefix;
       if (data.tokens.empty()) {
         data.tokens = std::move(vocab.pieces);
         data.scores = std::move(vocab.scores);
         data.token_types = std::move(vocab.types);
       } else if (data.tokens.size() != vocab.pieces.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tokenizer has ", data.tokens.size(),
-                         " tokens but its SentencePiece model has ", vocab.pieces.size()));
+        return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", data.tokens.size(),
+                                                       " tokens but its SentencePiece model has ",
+                                                       vocab.pieces.size()));
       }
       processor_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
       const auto status = processor_->LoadFromSerializedProto(data.sentencepiece_model);
@@ -896,11 +886,16 @@ class SpmTokenizer final : public TokenizerBase {
             absl::StrCat("cannot load SentencePiece model: ", status.ToString()));
       }
     }
+    if (data.token_types.empty()) {  // Without types, "<0xXX>" pieces are still byte tokens.
+      data.token_types.assign(data.tokens.size(), kTypeNormal);
+      for (size_t id = 0; id < data.tokens.size(); ++id) {
+        if (ParseByteToken(data.tokens[id]) >= 0) data.token_types[id] = kTypeByte;
+      }
+    }
     RETURN_IF_ERROR(InitCommon(data));
     if (!data.scores.empty() && data.scores.size() != tokens_.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", tokens_.size(),
-                                                     " tokens but ", data.scores.size(),
-                                                     " scores"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tokenizer has ", tokens_.size(), " tokens but ", data.scores.size(), " scores"));
     }
     scores_ = data.scores;
     if (scores_.empty()) scores_.assign(tokens_.size(), 0.0f);
@@ -932,7 +927,7 @@ class SpmTokenizer final : public TokenizerBase {
     matcher_.Split(
         text, /*allow_control=*/parse_special, /*allow_user=*/false,
         [&](std::string_view segment) { EncodeSegment(segment, &ids); },
-        [&](int32_t id, bool /*control*/) { ids.push_back(id); });
+        [&](int32_t id) { ids.push_back(id); });
     return ids;
   }
 
@@ -981,7 +976,7 @@ class SpmTokenizer final : public TokenizerBase {
     matcher_.Split(
         escaped, /*allow_control=*/false, /*allow_user=*/true,
         [&](std::string_view raw) { EncodeByScores(raw, ids); },
-        [&](int32_t id, bool /*control*/) { ids->push_back(id); });
+        [&](int32_t id) { ids->push_back(id); });
   }
 
   // Id of a piece that BPE may form (normal or unused) with exactly this text, or -1.
@@ -1130,13 +1125,13 @@ absl::Status CheckByteLevel(const nlohmann::json& j, bool want_regex, const std:
         absl::StrCat(file, ": expected a ByteLevel pre-tokenizer, got ", JsonTypeOf(j)));
   }
   if (JsonBool(j, "add_prefix_space", false)) {
-    return absl::UnimplementedError(
-        absl::StrCat(file, ": ByteLevel pre-tokenizer with add_prefix_space=true is not supported"));
+    return absl::UnimplementedError(absl::StrCat(
+        file, ": ByteLevel pre-tokenizer with add_prefix_space=true is not supported"));
   }
   if (JsonBool(j, "use_regex", true) != want_regex) {
-    return absl::UnimplementedError(absl::StrCat(file, ": ByteLevel pre-tokenizer with use_regex=",
-                                                 want_regex ? "false" : "true",
-                                                 " is not supported in this position"));
+    return absl::UnimplementedError(absl::StrCat(
+        file, ": ByteLevel pre-tokenizer with use_regex=", want_regex ? "false" : "true",
+        " is not supported in this position"));
   }
   return absl::OkStatus();
 }
@@ -1211,9 +1206,9 @@ absl::Status LoadTokenizerJson(const nlohmann::json& j, const std::string& file,
     return absl::UnimplementedError(
         absl::StrCat(file, ": normalizer ", JsonTypeOf(j["normalizer"]), " is not supported"));
   }
-  ASSIGN_OR_RETURN(data->pre, DetectPre(j.contains("pre_tokenizer") ? j["pre_tokenizer"]
-                                                                    : nlohmann::json(),
-                                        file));
+  ASSIGN_OR_RETURN(
+      data->pre,
+      DetectPre(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : nlohmann::json(), file));
   data->model = "gpt2";
 
   if (!model.contains("vocab") || !model["vocab"].is_object()) {
@@ -1266,8 +1261,7 @@ absl::Status LoadTokenizerJson(const nlohmann::json& j, const std::string& file,
       if (m.is_string()) {
         data->merges.push_back(m.get<std::string>());
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-        data->merges.push_back(absl::StrCat(m[0].get<std::string>(), " ",
-                                            m[1].get<std::string>()));
+        data->merges.push_back(absl::StrCat(m[0].get<std::string>(), " ", m[1].get<std::string>()));
       } else {
         return absl::InvalidArgumentError(
             absl::StrCat(file, ": malformed merge ", m.dump().substr(0, 100)));
@@ -1405,8 +1399,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerData data)
     RETURN_IF_ERROR(tokenizer->Init(std::move(data)));
     return std::unique_ptr<Tokenizer>(std::move(tokenizer));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported tokenizer model '", data.model, "' (supported: gpt2, llama)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported tokenizer model '", data.model, "' (supported: gpt2, llama)"));
 }
 
 absl::StatusOr<TokenizerData> LoadHfTokenizerData(const std::string& dir) {

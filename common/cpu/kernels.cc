@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <vector>
@@ -62,7 +63,26 @@ float Dot(const float* a, const float* b, int n) { return EAGLE_DISPATCH(Dot, a,
 void Axpy(float a, const float* x, float* y, int n) { EAGLE_DISPATCH(Axpy, a, x, y, n); }
 float ExpShiftSum(float* x, int n, float max) { return EAGLE_DISPATCH(ExpShiftSum, x, n, max); }
 
+void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim, int64_t n_prefix,
+                const int32_t* extra, int n_extra, float scale, float* scores, float* out) {
+  EAGLE_DISPATCH(AttendHead, q, k, v, stride, head_dim, n_prefix, extra, n_extra, scale, scores, out);
+}
+
 namespace scalar {
+
+void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim, int64_t n_prefix,
+                const int32_t* extra, int n_extra, float scale, float* scores, float* out) {
+  const int64_t n = n_prefix + n_extra;
+  auto slot = [&](int64_t i) { return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]); };
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    scores[i] = Dot(q, k + slot(i) * stride, head_dim) * scale;
+    mx = std::max(mx, scores[i]);
+  }
+  const float inv = 1.0f / ExpShiftSum(scores, static_cast<int>(n), mx);
+  std::fill(out, out + head_dim, 0.0f);
+  for (int64_t i = 0; i < n; ++i) Axpy(scores[i] * inv, v + slot(i) * stride, out, head_dim);
+}
 
 void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
   const int64_t k_len = w.cols;

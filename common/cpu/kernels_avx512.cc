@@ -83,77 +83,119 @@ struct LoadQ8_0 {
   }
 };
 
-// One tile: R weight rows x TT tokens, over the whole row length.
-template <class L, int R, int TT>
-inline void Tile(const uint8_t* const* rows, const float* x, int64_t k_len, float* const* y) {
-  __m512 acc[R][TT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+// Decode tile (one token): R weight rows dequantized in registers straight from their blocks.
+template <class L, int R>
+inline void FusedTile(const uint8_t* const* rows, const float* x, int64_t k_len, float* y) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   const int64_t nb = k_len / 32;
   for (int64_t b = 0; b < nb; ++b) {
+    const __m512 x0 = _mm512_loadu_ps(x + b * 32), x1 = _mm512_loadu_ps(x + b * 32 + 16);
     for (int r = 0; r < R; ++r) {
       __m512 w0, w1;
       L::Load(rows[r], b, w0, w1);
-      for (int t = 0; t < TT; ++t) {
-        const float* xt = x + t * k_len + b * 32;
-        acc[r][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[r][t]);
-        acc[r][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16), acc[r][t]);
-      }
+      acc[r] = _mm512_fmadd_ps(w0, x0, acc[r]);
+      acc[r] = _mm512_fmadd_ps(w1, x1, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Many-token tile: R f32 weight rows x TT tokens, register-blocked so each weight vector and
+// each activation vector is loaded once per 16-column step. Per (row, token) the FMA sequence is
+// the same as FusedTile's: acc = fma(w[k..k+16], x[k..k+16], acc) for k = 0, 16, 32, ...
+template <int R, int TT>
+inline void PanelTile(const float* const* w, const float* x, int64_t k_len, float* const* y) {
+  __m512 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < k_len; k += 16) {
+    __m512 xv[TT];
+    for (int t = 0; t < TT; ++t) xv[t] = _mm512_loadu_ps(x + t * k_len + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_loadu_ps(w[r] + k);
+      for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < TT; ++t) y[t][r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-constexpr int kMaxTT = 6;
+constexpr int kRows = 4;
+constexpr int kTokens = 4;
 
-template <class L, int R>
-void RowTile(const uint8_t* const* rows, const float* x, int64_t num_tokens, int64_t k_len,
-             float* y, int64_t y_stride) {
-  for (int64_t t0 = 0; t0 < num_tokens; t0 += kMaxTT) {
-    const int tt = static_cast<int>(std::min<int64_t>(kMaxTT, num_tokens - t0));
-    float* ys[kMaxTT];
+template <int R>
+void PanelRows(const float* const* w, const float* x, int64_t num_tokens, int64_t k_len, float* y,
+               int64_t y_stride) {
+  for (int64_t t0 = 0; t0 < num_tokens; t0 += kTokens) {
+    const int tt = static_cast<int>(std::min<int64_t>(kTokens, num_tokens - t0));
+    float* ys[kTokens];
     for (int t = 0; t < tt; ++t) ys[t] = y + (t0 + t) * y_stride;
     const float* xt = x + t0 * k_len;
     switch (tt) {
-      case 1: Tile<L, R, 1>(rows, xt, k_len, ys); break;
-      case 2: Tile<L, R, 2>(rows, xt, k_len, ys); break;
-      case 3: Tile<L, R, 3>(rows, xt, k_len, ys); break;
-      case 4: Tile<L, R, 4>(rows, xt, k_len, ys); break;
-      case 5: Tile<L, R, 5>(rows, xt, k_len, ys); break;
-      default: Tile<L, R, 6>(rows, xt, k_len, ys); break;
+      case 1: PanelTile<R, 1>(w, xt, k_len, ys); break;
+      case 2: PanelTile<R, 2>(w, xt, k_len, ys); break;
+      case 3: PanelTile<R, 3>(w, xt, k_len, ys); break;
+      default: PanelTile<R, 4>(w, xt, k_len, ys); break;
     }
   }
 }
 
-constexpr int kRows = 4;
-
-// With `dequant`, rows are first expanded to f32 in a per-thread buffer (types without a fused
-// loader); the f32 loader then performs exactly the same sequence of FMAs.
+// Expands one row to f32 with the same loader FusedTile uses (so both paths see identical
+// weights).
 template <class L>
-void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool dequant) {
+void ExpandRow(const uint8_t* row, int64_t k_len, float* out) {
+  for (int64_t b = 0; b < k_len / 32; ++b) {
+    __m512 w0, w1;
+    L::Load(row, b, w0, w1);
+    _mm512_storeu_ps(out + b * 32, w0);
+    _mm512_storeu_ps(out + b * 32 + 16, w1);
+  }
+}
+
+// `fused`: L can read the stored blocks directly (one-token path in registers); otherwise rows
+// are expanded to f32 by the scalar dequantizer first.
+template <class L>
+void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool fused) {
   const int64_t k_len = w.cols;
   const int64_t num_tiles = (w.rows + kRows - 1) / kRows;
+  const bool is_f32 = w.dtype == DType::kF32;
+  const bool use_fused = fused && num_tokens == 1;
 #pragma omp parallel
   {
-    std::vector<float> buf(dequant ? kRows * k_len : 0);
+    std::vector<float> buf(use_fused || is_f32 ? 0 : kRows * k_len);
 #pragma omp for schedule(static)
     for (int64_t tile = 0; tile < num_tiles; ++tile) {
       const int64_t n0 = tile * kRows;
       const int nr = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
-      const uint8_t* rows[kRows];
-      for (int r = 0; r < nr; ++r) {
-        if (dequant) {
-          DequantizeRowScalar(w.dtype, w.row(n0 + r), buf.data() + r * k_len, k_len);
-          rows[r] = reinterpret_cast<const uint8_t*>(buf.data() + r * k_len);
+      if (use_fused) {
+        const uint8_t* rows[kRows];
+        for (int r = 0; r < nr; ++r) rows[r] = w.row(n0 + r);
+        if (nr == kRows) {
+          FusedTile<L, kRows>(rows, x, k_len, y + n0);
         } else {
-          rows[r] = w.row(n0 + r);
+          for (int r = 0; r < nr; ++r) FusedTile<L, 1>(rows + r, x, k_len, y + n0 + r);
+        }
+        continue;
+      }
+      const float* rows[kRows];
+      for (int r = 0; r < nr; ++r) {
+        if (is_f32) {
+          rows[r] = reinterpret_cast<const float*>(w.row(n0 + r));
+        } else {
+          float* dst = buf.data() + r * k_len;
+          if (fused) {
+            ExpandRow<L>(w.row(n0 + r), k_len, dst);
+          } else {
+            DequantizeRowScalar(w.dtype, w.row(n0 + r), dst, k_len);
+          }
+          rows[r] = dst;
         }
       }
       if (nr == kRows) {
-        RowTile<L, kRows>(rows, x, num_tokens, k_len, y + n0, w.rows);
+        PanelRows<kRows>(rows, x, num_tokens, k_len, y + n0, w.rows);
       } else {
-        for (int r = 0; r < nr; ++r) RowTile<L, 1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
+        for (int r = 0; r < nr; ++r) PanelRows<1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
       }
     }
   }
@@ -170,11 +212,11 @@ bool Supported() {
 
 void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
   switch (w.dtype) {
-    case DType::kF32: return MatMulT<LoadF32>(w, x, num_tokens, y, false);
-    case DType::kQ4_0: return MatMulT<LoadQ4_0>(w, x, num_tokens, y, false);
-    case DType::kQ4_1: return MatMulT<LoadQ4_1>(w, x, num_tokens, y, false);
-    case DType::kQ8_0: return MatMulT<LoadQ8_0>(w, x, num_tokens, y, false);
-    default: return MatMulT<LoadF32>(w, x, num_tokens, y, true);
+    case DType::kF32: return MatMulT<LoadF32>(w, x, num_tokens, y, true);
+    case DType::kQ4_0: return MatMulT<LoadQ4_0>(w, x, num_tokens, y, true);
+    case DType::kQ4_1: return MatMulT<LoadQ4_1>(w, x, num_tokens, y, true);
+    case DType::kQ8_0: return MatMulT<LoadQ8_0>(w, x, num_tokens, y, true);
+    default: return MatMulT<LoadF32>(w, x, num_tokens, y, false);
   }
 }
 
@@ -220,6 +262,37 @@ void Axpy(float a, const float* x, float* y, int n) {
     _mm512_mask_storeu_ps(
         y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
   }
+}
+
+void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim, int64_t n_prefix,
+                const int32_t* extra, int n_extra, float scale, float* scores, float* out) {
+  constexpr int kMaxChunks = 16;  // head_dim <= 256
+  const int chunks = (head_dim + 15) / 16;
+  __m512 qv[kMaxChunks];
+  __mmask16 mask[kMaxChunks];
+  for (int c = 0; c < chunks; ++c) {
+    mask[c] = TailMask(head_dim - c * 16);
+    qv[c] = _mm512_maskz_loadu_ps(mask[c], q + c * 16);
+  }
+  const int64_t n = n_prefix + n_extra;
+  auto slot = [&](int64_t i) { return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]); };
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* ks = k + slot(i) * stride;
+    __m512 acc = _mm512_setzero_ps();
+    for (int c = 0; c < chunks; ++c) acc = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(mask[c], ks + c * 16), acc);
+    scores[i] = _mm512_reduce_add_ps(acc) * scale;
+    mx = std::max(mx, scores[i]);
+  }
+  const float inv = 1.0f / ExpShiftSum(scores, static_cast<int>(n), mx);
+  __m512 o[kMaxChunks];
+  for (int c = 0; c < chunks; ++c) o[c] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* vs = v + slot(i) * stride;
+    const __m512 p = _mm512_set1_ps(scores[i] * inv);
+    for (int c = 0; c < chunks; ++c) o[c] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mask[c], vs + c * 16), o[c]);
+  }
+  for (int c = 0; c < chunks; ++c) _mm512_mask_storeu_ps(out + c * 16, mask[c], o[c]);
 }
 
 float ExpShiftSum(float* x, int n, float max) {

@@ -19,7 +19,7 @@ absl::Status LlamaConfig::Validate() const {
   if (num_heads % num_kv_heads != 0) {
     return bad("num_heads ", num_heads, " is not a multiple of num_kv_heads ", num_kv_heads);
   }
-  if (head_dim % 2 != 0) return bad("head_dim ", head_dim, " is odd");
+  if (head_dim % 2 != 0 || head_dim > 256) return bad("head_dim ", head_dim, " must be even and <= 256");
   if (hidden_size % 32 != 0 || intermediate_size % 32 != 0 || q_dim() % 32 != 0) {
     return bad("hidden, ffn and q sizes must be multiples of 32");
   }

@@ -125,6 +125,7 @@ absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& g) {
   if (const GgufValue* v = g.Find("tokenizer.ggml.eos_token_id")) d.eos_id = static_cast<int32_t>(v->i);
   if (const GgufValue* v = g.Find("tokenizer.ggml.eot_token_id")) d.extra_eos_ids.push_back(static_cast<int32_t>(v->i));
   if (const GgufValue* v = g.Find("tokenizer.ggml.add_bos_token")) d.add_bos = v->i != 0;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.add_space_prefix")) d.add_space_prefix = v->i != 0;
   if (const GgufValue* v = g.Find("tokenizer.chat_template")) d.chat_template = v->s;
   return d;
 }
@@ -432,6 +433,11 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     if (p >= 0) visible[i] = visible[p];
     visible[i].push_back(static_cast<int32_t>(i));
   }
+  // Absolute cache slots of each tree node's visible tree tokens.
+  std::vector<std::vector<int32_t>> slots(visible.size());
+  for (size_t i = 0; i < visible.size(); ++i) {
+    for (int32_t j : visible[i]) slots[i].push_back(static_cast<int32_t>(base + j));
+  }
   if (pos.back() >= c.max_position || *std::max_element(pos.begin(), pos.end()) >= c.max_position) {
     return absl::OutOfRangeError(absl::StrCat("Forward: position beyond the model's context ", c.max_position));
   }
@@ -477,21 +483,14 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
           const float* qi = q.data() + i * qd + head * hd;
           // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and
           // the node itself, or (chain) the earlier tokens of this request and itself.
-          int64_t n = 0;
-          const int64_t n_prefix = tree ? base : base + i + 1;
-          for (int64_t s = 0; s < n_prefix; ++s) scores[n++] = cpu::Dot(qi, cache.k(l, s) + kvh * hd, hd) * scale;
-          if (tree) {
-            for (int32_t j : visible[i]) scores[n++] = cpu::Dot(qi, cache.k(l, base + j) + kvh * hd, hd) * scale;
-          }
-          float mx = scores[0];
-          for (int64_t s = 1; s < n; ++s) mx = std::max(mx, scores[s]);
-          const float inv_sum = 1.0f / cpu::ExpShiftSum(scores.data(), static_cast<int>(n), mx);
+          const float* kb = cache.k(l, 0) + kvh * hd;
+          const float* vb = cache.v(l, 0) + kvh * hd;
           float* o = att.data() + i * qd + head * hd;
-          std::fill(o, o + hd, 0.0f);
-          int64_t idx = 0;
-          for (int64_t s = 0; s < n_prefix; ++s) cpu::Axpy(scores[idx++] * inv_sum, cache.v(l, s) + kvh * hd, o, hd);
           if (tree) {
-            for (int32_t j : visible[i]) cpu::Axpy(scores[idx++] * inv_sum, cache.v(l, base + j) + kvh * hd, o, hd);
+            cpu::AttendHead(qi, kb, vb, kvd, hd, base, slots[i].data(), static_cast<int>(slots[i].size()), scale,
+                            scores.data(), o);
+          } else {
+            cpu::AttendHead(qi, kb, vb, kvd, hd, base + i + 1, nullptr, 0, scale, scores.data(), o);
           }
         }
       }

@@ -13,12 +13,12 @@
 
 namespace {
 
-struct Run {
+struct RunResult {
   int code;
   std::string out;
 };
 
-Run Exec(const std::string& args) {
+RunResult Exec(const std::string& args) {
   const std::string cmd = std::string(EAGLE_CLI) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
@@ -37,7 +37,7 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, GenerateJsonStreamsTokensThenSummary) {
-  Run r = Exec("generate --prompt 'What is 2+2?' --chat --max-tokens 12 --json");
+  RunResult r = Exec("generate --prompt 'What is 2+2?' --chat --max-tokens 12 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
   ASSERT_GE(lines.size(), 2u);
@@ -59,21 +59,23 @@ TEST_F(CliTest, GenerateJsonStreamsTokensThenSummary) {
 TEST_F(CliTest, GenerateIsReproducibleWithSeed) {
   const std::string args = "generate --prompt 'Tell me a story.' --chat --max-tokens 16 --temperature 0.8 "
                            "--top-p 0.9 --top-k 40 --seed 123 --json";
-  Run a = Exec(args), b = Exec(args);
+  RunResult a = Exec(args), b = Exec(args);
   ASSERT_EQ(a.code, 0) << a.out;
-  auto la = nlohmann::json::parse(std::string(absl::StrSplit(a.out, '\n', absl::SkipEmpty()).back()));
-  auto lb = nlohmann::json::parse(std::string(absl::StrSplit(b.out, '\n', absl::SkipEmpty()).back()));
+  std::vector<std::string> out_a = absl::StrSplit(a.out, '\n', absl::SkipEmpty());
+  std::vector<std::string> out_b = absl::StrSplit(b.out, '\n', absl::SkipEmpty());
+  auto la = nlohmann::json::parse(out_a.back());
+  auto lb = nlohmann::json::parse(out_b.back());
   EXPECT_EQ(la["token_ids"], lb["token_ids"]);
 }
 
 TEST_F(CliTest, TextModePrintsSummary) {
-  Run r = Exec("generate --prompt 'Hello' --max-tokens 8");
+  RunResult r = Exec("generate --prompt 'Hello' --max-tokens 8");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "tok/s")) << r.out;
 }
 
 TEST_F(CliTest, ScorePrintsTopK) {
-  Run r = Exec("score --prompt 'The capital of France is' --top-k 3 --json");
+  RunResult r = Exec("score --prompt 'The capital of France is' --top-k 3 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
   ASSERT_GE(lines.size(), 3u);
@@ -82,7 +84,7 @@ TEST_F(CliTest, ScorePrintsTopK) {
 }
 
 TEST_F(CliTest, BadInputGivesCleanErrors) {
-  Run r = Exec("generate --model /nonexistent.gguf --prompt hi");
+  RunResult r = Exec("generate --model /nonexistent.gguf --prompt hi");
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(absl::StrContains(r.out, "/nonexistent.gguf")) << r.out;
   r = Exec("generate --prompt hi --temperature -3");

@@ -116,6 +116,38 @@ TEST(KernelsTest, VectorOpsMatchScalar) {
   }
 }
 
+TEST(KernelsTest, AttendHeadMatchesScalarAndDoubleReference) {
+  for (int hd : {64, 80, 128}) {
+    const int64_t stride = 3 * hd, n_prefix = 37;
+    const auto k = Random(60 * stride, 4), v = Random(60 * stride, 5), q = Random(hd, 6);
+    const int32_t extra[3] = {40, 45, 59};
+    std::vector<float> s1(64), s2(64), o1(hd), o2(hd);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    scalar::AttendHead(q.data(), k.data() + hd, v.data() + hd, stride, hd, n_prefix, extra, 3, scale, s1.data(),
+                       o1.data());
+    AttendHead(q.data(), k.data() + hd, v.data() + hd, stride, hd, n_prefix, extra, 3, scale, s2.data(), o2.data());
+    // Double-precision reference.
+    std::vector<int64_t> slots;
+    for (int64_t s = 0; s < n_prefix; ++s) slots.push_back(s);
+    for (int32_t e : extra) slots.push_back(e);
+    std::vector<double> sc;
+    double mx = -1e300, sum = 0;
+    for (int64_t s : slots) {
+      double d = 0;
+      for (int i = 0; i < hd; ++i) d += double(q[i]) * k[s * stride + hd + i];
+      sc.push_back(d * scale);
+      mx = std::max(mx, sc.back());
+    }
+    for (double& x : sc) sum += (x = std::exp(x - mx));
+    for (int i = 0; i < hd; ++i) {
+      double ref = 0;
+      for (size_t j = 0; j < slots.size(); ++j) ref += sc[j] / sum * v[slots[j] * stride + hd + i];
+      ASSERT_NEAR(o1[i], ref, 1e-5);
+      ASSERT_NEAR(o2[i], ref, 1e-5);
+    }
+  }
+}
+
 TEST(KernelsTest, ExpIsAccurateOverSoftmaxRange) {
   std::vector<float> x;
   for (float v = -100; v <= 0; v += 0.0137f) x.push_back(v);

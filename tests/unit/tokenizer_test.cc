@@ -3,6 +3,9 @@
 // The SmolLM2 golden data (tests/data/tokenizer_golden.jsonl) was produced by Hugging Face
 // `tokenizers` with tools/make_tokenizer_golden.py from a tokenizer.json reconstructed from the
 // default model's GGUF vocabulary (tests/data/smollm2_tokenizer.json).
+#include "common/tokenizer.h"
+
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,15 +15,11 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "common/chat_template.h"
-#include "common/tokenizer.h"
 
 #ifndef EAGLE_TEST_DATA_DIR
 #define EAGLE_TEST_DATA_DIR "tests/data"
@@ -31,7 +30,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string DataPath(const std::string& name) { return std::string(EAGLE_TEST_DATA_DIR) + "/" + name; }
+std::string DataPath(const std::string& name) {
+  return std::string(EAGLE_TEST_DATA_DIR) + "/" + name;
+}
 
 struct GoldenLine {
   std::string text;
@@ -166,7 +167,8 @@ TEST_F(SmolLm2TokenizerTest, OtherPreTokenizersMatchHuggingFace) {
     data.pre = pre;
     auto tokenizer = Tokenizer::Create(data);
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    const std::vector<GoldenLine> golden = ReadGolden(DataPath("tokenizer_golden_" + pre + ".jsonl"));
+    const std::vector<GoldenLine> golden =
+        ReadGolden(DataPath("tokenizer_golden_" + pre + ".jsonl"));
     ASSERT_GE(golden.size(), 220u);
     int failures = 0;
     for (const GoldenLine& g : golden) {
@@ -194,7 +196,8 @@ TEST_F(SmolLm2TokenizerTest, InvalidUtf8RoundTrips) {
   EXPECT_EQ(tokenizer_->Decode(ids), text);
   // SmolLM2's vocabulary has no token for the bytes 0xFE / 0xFF (never in UTF-8): like
   // tokenizers without an unk token, they are dropped.
-  EXPECT_EQ(tokenizer_->Decode(tokenizer_->Encode("a\xff\xfe" "b", true)), "ab");
+  const std::string undecodable = std::string("a\xff\xfe") + "b";
+  EXPECT_EQ(tokenizer_->Decode(tokenizer_->Encode(undecodable, true)), "ab");
 }
 
 TEST_F(SmolLm2TokenizerTest, EncodesTenKilobytesQuickly) {
@@ -222,7 +225,8 @@ TEST_F(SmolLm2TokenizerTest, EncodesTenKilobytesQuickly) {
 }
 
 TEST_F(SmolLm2TokenizerTest, StreamDecoderReassemblesText) {
-  const std::string text = "Emoji \U0001F468\u200D\U0001F469\u200D\U0001F467 and caf\u00e9 \u4f60\u597d!";
+  const std::string text =
+      "Emoji \U0001F468\u200D\U0001F469\u200D\U0001F467 and caf\u00e9 \u4f60\u597d!";
   const std::vector<int32_t> ids = tokenizer_->Encode(text, true);
   StreamDecoder decoder(tokenizer_);
   std::string out;
@@ -312,7 +316,8 @@ TEST(TinyBpeTest, MergesApplyInRankOrder) {
 
 TEST(TinyBpeTest, PreTokenizerKeepsSpaceWithWord) {
   // 256 "Ġa", 257 "Ġab"; "a b" is not a merge, so " ab" needs "Ġa b".
-  auto tok = MustCreate(TinyBpe({"\xC4\xA0" "a", "\xC4\xA0" "ab"}, {"\xC4\xA0 a", "\xC4\xA0" "a b"}));
+  const std::string g = "\xC4\xA0";  // Ġ
+  auto tok = MustCreate(TinyBpe({g + "a", g + "ab"}, {g + " a", g + "a b"}));
   ASSERT_NE(tok, nullptr);
   EXPECT_EQ(tok->Encode(" ab", false), (std::vector<int32_t>{257}));
   EXPECT_EQ(tok->Encode("x ab", false), (std::vector<int32_t>{'x', 257}));
@@ -325,8 +330,7 @@ TEST(TinyBpeTest, SpecialTokensSplitTheText) {
   // 256 "<|s|>" control, 257 "<u>" user-defined, 258 "<|s|><u>" control (longer match wins).
   auto tok = MustCreate(TinyBpe({"<|s|>", "<u>", "<|s|><u>"}, {}, {3, 4, 3}));
   ASSERT_NE(tok, nullptr);
-  EXPECT_EQ(tok->Encode("x<|s|>y<u>z", true),
-            (std::vector<int32_t>{'x', 256, 'y', 257, 'z'}));
+  EXPECT_EQ(tok->Encode("x<|s|>y<u>z", true), (std::vector<int32_t>{'x', 256, 'y', 257, 'z'}));
   EXPECT_EQ(tok->Encode("<|s|><u>", true), (std::vector<int32_t>{258}));
   EXPECT_EQ(tok->Encode("<|s|<|s|>", true), (std::vector<int32_t>{'<', '|', 's', '|', 256}));
   // Without parse_special, control tokens are plain text; user-defined (non-special added)
@@ -339,6 +343,16 @@ TEST(TinyBpeTest, SpecialTokensSplitTheText) {
   EXPECT_EQ(tok->TokenBytes(' '), " ");
   EXPECT_EQ(tok->TokenBytes(-1), "");
   EXPECT_EQ(tok->TokenBytes(1000), "");
+}
+
+TEST(TinyBpeTest, AddedTokensDecodeThroughTheByteAlphabet) {
+  // As tokenizers' ByteLevel decoder: "Ġ" in an added token decodes to a space, while a token
+  // with a character outside the alphabet keeps its text.
+  const std::string g = "\xC4\xA0";  // Ġ
+  auto tok = MustCreate(TinyBpe({"<|a" + g + "b|>", "<\xEF\xBD\x9C" + g + ">"}, {}, {3, 3}));
+  ASSERT_NE(tok, nullptr);
+  EXPECT_EQ(tok->Encode("x<|a" + g + "b|>", true), (std::vector<int32_t>{'x', 256}));
+  EXPECT_EQ(tok->Decode(std::vector<int32_t>{256, 257}), "<|a b|><\xEF\xBD\x9C\xC4\xA0>");
 }
 
 TEST(TinyBpeTest, StreamDecoderHoldsBackIncompleteUtf8) {
@@ -424,8 +438,7 @@ TEST(HfLoadTest, ReportsMissingAndBrokenFiles) {
   }
   auto broken = LoadHfTokenizerData(dir.path().string());
   ASSERT_FALSE(broken.ok());
-  EXPECT_NE(broken.status().message().find("tokenizer.json"), std::string::npos)
-      << broken.status();
+  EXPECT_NE(broken.status().message().find("tokenizer.json"), std::string::npos) << broken.status();
   {
     std::ofstream out(dir.path() / "tokenizer.json");
     out << R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
@@ -485,8 +498,7 @@ TEST(HfLoadTest, DetectsPreTokenizers) {
     auto data = LoadHfTokenizerData(dir.path().string());
     if (want.empty()) {
       ASSERT_FALSE(data.ok()) << pre_json;
-      EXPECT_NE(data.status().message().find("tokenizer.json"), std::string::npos)
-          << data.status();
+      EXPECT_NE(data.status().message().find("tokenizer.json"), std::string::npos) << data.status();
     } else {
       ASSERT_TRUE(data.ok()) << data.status() << " for " << pre_json;
       EXPECT_EQ(data->pre, want) << pre_json;
@@ -569,10 +581,7 @@ TEST_F(SpmTokenizerTest, ScoresFallbackMatchesGolden) {
 // Chat templates.
 
 std::vector<ChatMessage> Conversation() {
-  return {{"system", "Be brief."},
-          {"user", "Hi"},
-          {"assistant", "Hello!"},
-          {"user", "2+2?"}};
+  return {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "2+2?"}};
 }
 
 TEST(ChatTemplateTest, ChatMl) {

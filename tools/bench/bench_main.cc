@@ -5,6 +5,8 @@
 //   eagle-bench [--model PATH] [--threads N] [--prompt-tokens N] [--decode-tokens N] [--reps N]
 #include <omp.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -89,11 +91,29 @@ int Main(int argc, char** argv) {
               model.weight_bytes() / 1e6);
   std::printf("cpu: %s, %d threads\n", cpu::CpuFeatureString().c_str(), threads);
 
-  const double bw = MeasureBandwidth();
-  double peak = 0;
-  if (cpu::ActiveIsa() == cpu::Isa::kAvx512) {
-    cpu::avx512::FmaProbeGflops(1 << 20);
-    peak = cpu::avx512::FmaProbeGflops(1 << 24) * threads;
+  // Machine limits are measured in a child process so that the probe's 256 MiB buffer does not
+  // count in this process's peak RSS.
+  double bw = 0, peak = 0;
+  {
+    int fds[2];
+    if (pipe(fds) != 0) return 1;
+    const pid_t pid = fork();
+    if (pid == 0) {
+      double v[2] = {MeasureBandwidth(), 0};
+      if (cpu::ActiveIsa() == cpu::Isa::kAvx512) {
+        cpu::avx512::FmaProbeGflops(1 << 20);
+        v[1] = cpu::avx512::FmaProbeGflops(1 << 24) * threads;
+      }
+      if (write(fds[1], v, sizeof v) != sizeof v) _exit(1);
+      _exit(0);
+    }
+    double v[2] = {0, 0};
+    if (read(fds[0], v, sizeof v) != sizeof v) return 1;
+    waitpid(pid, nullptr, 0);
+    close(fds[0]);
+    close(fds[1]);
+    bw = v[0];
+    peak = v[1];
   }
   // Multiply-adds per token: every matrix element once (2 FLOPs each).
   double params = 0;
