@@ -51,6 +51,15 @@ def main():
             gen = model.generate(torch.tensor([ids]), max_new_tokens=64, do_sample=False,
                                  attention_mask=torch.ones(1, len(ids), dtype=torch.long))
         cont = gen[0, len(ids):].tolist()
+        # Top-2 margin of the reference at each continuation step (where a lower-precision run may
+        # legitimately pick the other token).
+        with torch.no_grad():
+            full = model(gen[:, :-1]).logits[0].float().numpy() if len(cont) > 0 else None
+        greedy_margins = []
+        for step in range(len(cont)):
+            row = full[len(ids) - 1 + step]
+            top2 = np.sort(row)[-2:]
+            greedy_margins.append(float(top2[1] - top2[0]))
         positions = []
         for t in range(len(ids)):
             row = logits[t]
@@ -61,7 +70,8 @@ def main():
                 "probe_logits": [float(row[j]) for j in probe_ids],
                 "margin": float(row[top[0]] - row[top[1]]),
             })
-        cases.append({"text": text, "ids": ids, "positions": positions, "greedy": cont})
+        cases.append({"text": text, "ids": ids, "positions": positions, "greedy": cont,
+                      "greedy_margins": greedy_margins})
         print(f"prompt {i}: {len(ids)} tokens, continuation {tok.decode(cont)!r}")
     out = {"model": name, "probe_ids": probe_ids, "reference": "transformers float32 on dequantized GGUF",
            "cases": cases}

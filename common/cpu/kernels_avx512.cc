@@ -169,6 +169,11 @@ void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool
       const int64_t n0 = tile * kRows;
       const int nr = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
       if (use_fused) {
+        // Prefetch the tile after next: the rows of a tile are contiguous.
+        if (tile + 2 < num_tiles) {
+          const uint8_t* ahead = w.row(n0 + 2 * kRows);
+          for (int64_t off = 0; off < kRows * w.row_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+        }
         const uint8_t* rows[kRows];
         for (int r = 0; r < nr; ++r) rows[r] = w.row(n0 + r);
         if (nr == kRows) {

@@ -39,6 +39,7 @@ class GgufFile {
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
 
   const std::string& path() const { return file_->path(); }
+  const MappedFile& file() const { return *file_; }
   uint32_t version() const { return version_; }
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }
   const std::vector<TensorRef>& tensors() const { return tensors_; }

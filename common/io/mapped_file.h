@@ -21,6 +21,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the resident pages of [p, p + n) (whole pages inside the range only). Reads of the range
+  // still work: the pages come back from the file on demand.
+  void Release(const uint8_t* p, size_t n) const;
 
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size)

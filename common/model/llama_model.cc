@@ -227,7 +227,8 @@ absl::Status KvCache::Truncate(int64_t n) {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path) {
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path,
+                                                             const ModelOptions& options) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     ASSIGN_OR_RETURN(std::string cfg_text, ReadFile((fs::path(path) / "config.json").string()));
@@ -245,7 +246,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
       return data.status();
     }
     SafetensorsSet* raw = st.get();
-    return Create(config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, std::move(tok));
+    return Create(config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, std::move(tok), options);
   }
   std::shared_ptr<GgufFile> g;
   {
@@ -259,7 +260,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   if (!tok.ok()) return absl::Status(tok.status().code(), absl::StrCat(path, ": ", tok.status().message()));
   GgufFile* raw = g.get();
   auto model = Create(config, [raw](const std::string& n) { return raw->FindTensor(GgufNameFor(n)); },
-                      g, *std::move(tok));
+                      g, *std::move(tok), options,
+                      [raw](const uint8_t* p, int64_t n) { raw->file().Release(p, static_cast<size_t>(n)); });
   if (!model.ok()) return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
   (*model)->chat_template_ = chat_template;
   return model;
@@ -268,7 +270,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LlamaConfig& config,
                                                                const TensorLookup& lookup,
                                                                std::shared_ptr<void> keepalive,
-                                                               std::unique_ptr<Tokenizer> tokenizer) {
+                                                               std::unique_ptr<Tokenizer> tokenizer,
+                                                               const ModelOptions& options,
+                                                               const ReleaseFn& release) {
   RETURN_IF_ERROR(config.Validate());
   auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
   m->config_ = config;
@@ -281,29 +285,36 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LlamaConfig
   const int64_t h = config.hidden_size, ffn = config.intermediate_size, v = config.vocab_size;
   const int64_t qd = config.q_dim(), kvd = config.kv_dim();
   auto mat = [&](const std::string& n, int64_t r, int64_t c) { return ToMatrix(lookup(n), n, r, c); };
+  auto linear = [&](const std::string& n, int64_t r, int64_t c) -> absl::StatusOr<cpu::Linear> {
+    ASSIGN_OR_RETURN(cpu::Matrix raw, ToMatrix(lookup(n), n, r, c));
+    ASSIGN_OR_RETURN(cpu::Linear l, cpu::Linear::Create(raw, options.precision));
+    if (release && l.packed()) release(raw.data, raw.rows * raw.row_bytes);
+    return l;
+  };
   auto vec = [&](const std::string& n, int64_t len) { return ToVector(lookup(n), n, len); };
   ASSIGN_OR_RETURN(m->embed_, mat("model.embed_tokens.weight", v, h));
   if (config.tied_embeddings) {
-    m->lm_head_ = m->embed_;
+    ASSIGN_OR_RETURN(m->lm_head_, cpu::Linear::Create(m->embed_, options.precision));
+    if (release && m->lm_head_.packed()) release(m->embed_.data, m->embed_.rows * m->embed_.row_bytes);
   } else {
-    ASSIGN_OR_RETURN(m->lm_head_, mat("lm_head.weight", v, h));
+    ASSIGN_OR_RETURN(m->lm_head_, linear("lm_head.weight", v, h));
   }
   ASSIGN_OR_RETURN(m->final_norm_, vec("model.norm.weight", h));
-  m->weight_bytes_ = m->lm_head_.rows * m->lm_head_.row_bytes + m->embed_.row_bytes;
+  m->weight_bytes_ = m->lm_head_.bytes() + m->embed_.row_bytes;
   for (int l = 0; l < config.num_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     Layer L;
     ASSIGN_OR_RETURN(L.attn_norm, vec(p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.ffn_norm, vec(p + "post_attention_layernorm.weight", h));
-    ASSIGN_OR_RETURN(L.wq, mat(p + "self_attn.q_proj.weight", qd, h));
-    ASSIGN_OR_RETURN(L.wk, mat(p + "self_attn.k_proj.weight", kvd, h));
-    ASSIGN_OR_RETURN(L.wv, mat(p + "self_attn.v_proj.weight", kvd, h));
-    ASSIGN_OR_RETURN(L.wo, mat(p + "self_attn.o_proj.weight", h, qd));
-    ASSIGN_OR_RETURN(L.w_gate, mat(p + "mlp.gate_proj.weight", ffn, h));
-    ASSIGN_OR_RETURN(L.w_up, mat(p + "mlp.up_proj.weight", ffn, h));
-    ASSIGN_OR_RETURN(L.w_down, mat(p + "mlp.down_proj.weight", h, ffn));
-    for (const cpu::Matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      m->weight_bytes_ += w->rows * w->row_bytes;
+    ASSIGN_OR_RETURN(L.wq, linear(p + "self_attn.q_proj.weight", qd, h));
+    ASSIGN_OR_RETURN(L.wk, linear(p + "self_attn.k_proj.weight", kvd, h));
+    ASSIGN_OR_RETURN(L.wv, linear(p + "self_attn.v_proj.weight", kvd, h));
+    ASSIGN_OR_RETURN(L.wo, linear(p + "self_attn.o_proj.weight", h, qd));
+    ASSIGN_OR_RETURN(L.w_gate, linear(p + "mlp.gate_proj.weight", ffn, h));
+    ASSIGN_OR_RETURN(L.w_up, linear(p + "mlp.up_proj.weight", ffn, h));
+    ASSIGN_OR_RETURN(L.w_down, linear(p + "mlp.down_proj.weight", h, ffn));
+    for (const cpu::Linear* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      m->weight_bytes_ += w->bytes();
     }
     m->layers_.push_back(std::move(L));
   }
@@ -354,12 +365,13 @@ std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
 std::string LlamaModel::dtype_summary() const {
   std::map<std::string, int> count;
   for (const Layer& L : layers_) {
-    for (const cpu::Matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      ++count[std::string(DTypeName(w->dtype))];
+    for (const cpu::Linear* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      ++count[std::string(DTypeName(w->raw().dtype))];
     }
   }
-  std::string s = absl::StrCat("lm_head ", DTypeName(lm_head_.dtype), "; layers");
+  std::string s = absl::StrCat("lm_head ", DTypeName(lm_head_.raw().dtype), "; layers");
   for (const auto& [k, n] : count) absl::StrAppend(&s, " ", n, "x", k);
+  absl::StrAppend(&s, int8() ? "; compute: int8 activations" : "; compute: f32 activations");
   return s;
 }
 
@@ -464,9 +476,9 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     }
     // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
     for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
-    cpu::MatMul(L.wq, xn.data(), t_len, q.data());
-    cpu::MatMul(L.wk, xn.data(), t_len, k.data());
-    cpu::MatMul(L.wv, xn.data(), t_len, v.data());
+    L.wq.Apply(xn.data(), t_len, q.data());
+    L.wk.Apply(xn.data(), t_len, k.data());
+    L.wv.Apply(xn.data(), t_len, v.data());
     for (int64_t i = 0; i < t_len; ++i) {
       ApplyRope(q.data() + i * qd, nh, pos[i]);
       ApplyRope(k.data() + i * kvd, c.num_kv_heads, pos[i]);
@@ -495,24 +507,24 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
         }
       }
     }
-    cpu::MatMul(L.wo, att.data(), t_len, tmp.data());
+    L.wo.Apply(att.data(), t_len, tmp.data());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
     // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
     for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
-    cpu::MatMul(L.w_gate, xn.data(), t_len, gate.data());
-    cpu::MatMul(L.w_up, xn.data(), t_len, up.data());
+    L.w_gate.Apply(xn.data(), t_len, gate.data());
+    L.w_up.Apply(xn.data(), t_len, up.data());
     for (int64_t i = 0; i < t_len; ++i) cpu::SwiGlu(gate.data() + i * ffn, up.data() + i * ffn, ffn, gate.data() + i * ffn);
-    cpu::MatMul(L.w_down, gate.data(), t_len, tmp.data());
+    L.w_down.Apply(gate.data(), t_len, tmp.data());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
   }
   for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
   if (req.return_features) out.features.assign(xn.begin(), xn.end());
   if (req.logits == LogitsMode::kAll) {
     out.logits.resize(t_len * c.vocab_size);
-    cpu::MatMul(lm_head_, xn.data(), t_len, out.logits.data());
+    lm_head_.Apply(xn.data(), t_len, out.logits.data());
   } else if (req.logits == LogitsMode::kLast) {
     out.logits.resize(c.vocab_size);
-    cpu::MatMul(lm_head_, xn.data() + (t_len - 1) * h, 1, out.logits.data());
+    lm_head_.Apply(xn.data() + (t_len - 1) * h, 1, out.logits.data());
   }
   cache.set_length(base + t_len);
   return out;

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/cpu/kernels.h"
+#include "common/cpu/linear.h"
 #include "common/io/tensor_ref.h"
 #include "common/model/llama_config.h"
 #include "common/tokenizer.h"
@@ -75,16 +76,28 @@ struct ForwardResult {
   std::vector<float> layer_features;  // [T, capture_layers.size() * hidden] f32 if requested
 };
 
+struct ModelOptions {
+  // kAuto: int8 activations with Q4_0/Q4_1/Q8_0 weights on CPUs with AVX-512 VNNI (fast path),
+  // f32 otherwise. kF32 is the numerical reference (matches Hugging Face transformers to ~1e-4).
+  cpu::Precision precision = cpu::Precision::kAuto;
+};
+
 class LlamaModel {
  public:
   // Loads a GGUF file or a Hugging Face directory (config.json + *.safetensors + tokenizer).
-  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path,
+                                                          const ModelOptions& options = {});
   // Builds a model from tensors with Hugging Face names (model.layers.N.self_attn.q_proj.weight,
   // ...). `keepalive` owns whatever backs the TensorRefs. `tokenizer` may be null.
+  // `release`, if set, is called with the stored bytes of each matrix right after it has been
+  // repacked (those bytes are not read again but for embedding rows), so that a memory-mapped
+  // checkpoint's pages can be dropped and resident memory holds one copy of the weights.
   using TensorLookup = std::function<const TensorRef*(const std::string&)>;
+  using ReleaseFn = std::function<void(const uint8_t*, int64_t)>;
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(
       const LlamaConfig& config, const TensorLookup& lookup, std::shared_ptr<void> keepalive,
-      std::unique_ptr<Tokenizer> tokenizer);
+      std::unique_ptr<Tokenizer> tokenizer, const ModelOptions& options = {},
+      const ReleaseFn& release = nullptr);
 
   ~LlamaModel();
 
@@ -93,21 +106,23 @@ class LlamaModel {
   // Chat template text from the model, if any.
   const std::string& chat_template() const { return chat_template_; }
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
-  // Bytes of weights read per decoded token (all matrices + one embedding row).
+  // Bytes of weights read per decoded token (all matrices as held + one embedding row).
   int64_t weight_bytes() const { return weight_bytes_; }
+  // True when any matrix runs on the int8 path.
+  bool int8() const { return lm_head_.packed() || (!layers_.empty() && layers_[0].wq.packed()); }
   std::string dtype_summary() const;
 
   absl::StatusOr<ForwardResult> Forward(KvCache& cache, const ForwardRequest& request) const;
 
   // Embedding row and LM head, for draft heads that share them.
   void Embed(int32_t token, float* out) const;
-  const cpu::Matrix& lm_head() const { return lm_head_; }
+  const cpu::Linear& lm_head() const { return lm_head_; }
 
  private:
   struct Layer {
     std::vector<float> attn_norm, ffn_norm;  // [hidden]
-    cpu::Matrix wq, wk, wv, wo;              // [q_dim, H], [kv_dim, H], [kv_dim, H], [H, q_dim]
-    cpu::Matrix w_gate, w_up, w_down;        // [I, H], [I, H], [H, I]
+    cpu::Linear wq, wk, wv, wo;              // [q_dim, H], [kv_dim, H], [kv_dim, H], [H, q_dim]
+    cpu::Linear w_gate, w_up, w_down;        // [I, H], [I, H], [H, I]
   };
   LlamaModel() = default;
   void ApplyRope(float* x, int num_heads, int64_t pos) const;
@@ -116,8 +131,8 @@ class LlamaModel {
   std::shared_ptr<void> keepalive_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string chat_template_;
-  cpu::Matrix embed_;    // [V, H]
-  cpu::Matrix lm_head_;  // [V, H]
+  cpu::Matrix embed_;    // [V, H] (stored blocks; rows dequantized on lookup)
+  cpu::Linear lm_head_;  // [V, H]
   std::vector<float> final_norm_;  // [H]
   std::vector<Layer> layers_;
   std::vector<float> rope_cos_, rope_sin_;  // [max_position, head_dim / 2]

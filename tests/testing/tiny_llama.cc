@@ -196,7 +196,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> MakeTinyLlama(
         auto it = raw->refs.find(n);
         return it == raw->refs.end() ? nullptr : &it->second;
       },
-      t, nullptr);
+      t, nullptr, ModelOptions{c.precision});
 }
 
 void GgufWriter::AddString(const std::string& k, const std::string& v) {
@@ -278,10 +278,66 @@ absl::Status GgufWriter::Write(const std::string& path) const {
   return absl::OkStatus();
 }
 
-absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path) {
+// llama.cpp's convert_hf_to_gguf permute(): within each head, row half * hd / 2 + i moves to
+// row 2 * i + half.
+std::vector<uint8_t> PermuteRows(const std::vector<uint8_t>& bytes, int64_t rows, int heads) {
+  const int64_t row_bytes = static_cast<int64_t>(bytes.size()) / rows;
+  const int64_t hd = rows / heads;
+  std::vector<uint8_t> out(bytes.size());
+  for (int h = 0; h < heads; ++h) {
+    for (int half = 0; half < 2; ++half) {
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const int64_t src = h * hd + half * (hd / 2) + i, dst = h * hd + 2 * i + half;
+        std::memcpy(out.data() + dst * row_bytes, bytes.data() + src * row_bytes, row_bytes);
+      }
+    }
+  }
+  return out;
+}
+
+absl::Status WriteTinyHfDir(const TinyConfig& cin, const std::string& dir) {
   TinyConfig c = cin;
   c.vocab = std::max(c.vocab, 257);
   auto t = RandomTensors(c);
+  std::string header = "{";
+  uint64_t off = 0;
+  std::vector<uint8_t> data;
+  for (auto& [name, ref] : t->refs) {
+    const char* dt = ref.dtype == DType::kF32 ? "F32" : ref.dtype == DType::kF16 ? "F16" : "BF16";
+    std::string shape;
+    for (int64_t d : ref.dims) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
+    const auto& b = t->bytes[name];
+    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", name, "\":{\"dtype\":\"", dt, "\",\"shape\":[",
+                    shape, "],\"data_offsets\":[", off, ",", off + b.size(), "]}");
+    data.insert(data.end(), b.begin(), b.end());
+    off += b.size();
+  }
+  header += "}";
+  std::ofstream f(dir + "/model.safetensors", std::ios::binary);
+  const uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  std::ofstream cfg(dir + "/config.json");
+  cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":" << c.vocab << ",\"hidden_size\":" << c.hidden
+      << ",\"intermediate_size\":" << c.ffn << ",\"num_hidden_layers\":" << c.layers
+      << ",\"num_attention_heads\":" << c.heads << ",\"num_key_value_heads\":" << c.kv_heads
+      << ",\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,\"max_position_embeddings\":" << c.max_position
+      << ",\"tie_word_embeddings\":" << (c.tied ? "true" : "false") << ",\"bos_token_id\":256,\"eos_token_id\":256}";
+  if (!f || !cfg) return absl::InternalError("cannot write " + dir);
+  return absl::OkStatus();
+}
+
+absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool permute_qk) {
+  TinyConfig c = cin;
+  c.vocab = std::max(c.vocab, 257);
+  auto t = RandomTensors(c);
+  if (permute_qk) {
+    for (auto& [name, ref] : t->refs) {
+      if (name.find("q_proj") != std::string::npos) t->bytes[name] = PermuteRows(t->bytes[name], ref.dims[0], c.heads);
+      if (name.find("k_proj") != std::string::npos) t->bytes[name] = PermuteRows(t->bytes[name], ref.dims[0], c.kv_heads);
+    }
+  }
   GgufWriter w;
   w.AddString("general.architecture", "llama");
   w.AddU32("llama.block_count", c.layers);

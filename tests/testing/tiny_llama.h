@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/cpu/linear.h"
 #include "common/dtype.h"
 #include "common/model/llama_model.h"
 
@@ -22,7 +23,7 @@ std::vector<uint8_t> Quantize(DType t, const float* x, int64_t n);
 struct TinyConfig {
   int vocab = 96;
   int hidden = 64;
-  int ffn = 96;
+  int ffn = 128;
   int layers = 2;
   int heads = 4;
   int kv_heads = 2;
@@ -31,6 +32,7 @@ struct TinyConfig {
   bool interleaved_rope = false;
   uint64_t seed = 1;
   int max_position = 512;
+  cpu::Precision precision = cpu::Precision::kF32;
 };
 
 // A random model built in memory (no tokenizer). With `weights`, also returns every tensor
@@ -64,8 +66,12 @@ class GgufWriter {
 };
 
 // Writes the tiny model of `cfg` as a GGUF file with a byte-level tokenizer (256 byte tokens
-// plus "<|endoftext|>"); cfg.vocab is raised to 257 if smaller.
-absl::Status WriteTinyGguf(const TinyConfig& cfg, const std::string& path);
+// plus "<|endoftext|>"); cfg.vocab is raised to 257 if smaller. With `permute_qk`, the q/k rows
+// are permuted the way llama.cpp's converter does for Hugging Face checkpoints, so the file holds
+// the same model as WriteTinyHfDir's (which uses rotate-half RoPE).
+absl::Status WriteTinyGguf(const TinyConfig& cfg, const std::string& path, bool permute_qk = false);
+// Writes the tiny model as a Hugging Face directory: config.json + model.safetensors.
+absl::Status WriteTinyHfDir(const TinyConfig& cfg, const std::string& dir);
 
 // A fresh temporary directory for one test.
 std::string TempDir();

@@ -193,3 +193,49 @@ TEST(SafetensorsTest, ReadsShardsAndRejectsCorruption) {
 
 }  // namespace
 }  // namespace eagle
+
+namespace eagle {
+namespace {
+
+// The same weights as a Hugging Face directory (rotate-half RoPE) and as a GGUF file with q/k
+// rows permuted like llama.cpp's converter (interleaved RoPE) give the same logits.
+TEST(CheckpointTest, HuggingFaceDirAndGgufAgree) {
+  for (bool tied : {false, true}) {
+    testing::TinyConfig c;
+    c.tied = tied;
+    c.kv_heads = 2;
+    const std::string dir = testing::TempDir();
+    ASSERT_TRUE(testing::WriteTinyHfDir(c, dir).ok());
+    ASSERT_TRUE(testing::WriteTinyGguf(c, dir + "/m.gguf", /*permute_qk=*/true).ok());
+    auto hf = LlamaModel::Load(dir, ModelOptions{cpu::Precision::kF32});
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    auto gg = LlamaModel::Load(dir + "/m.gguf", ModelOptions{cpu::Precision::kF32});
+    ASSERT_TRUE(gg.ok()) << gg.status();
+    EXPECT_FALSE((*hf)->config().rope_interleaved);
+    EXPECT_TRUE((*gg)->config().rope_interleaved);
+    EXPECT_EQ((*hf)->config().tied_embeddings, tied);
+    const int32_t toks[6] = {5, 77, 3, 200, 9, 41};
+    auto c1 = (*hf)->NewCache(8), c2 = (*gg)->NewCache(8);
+    ForwardRequest req;
+    req.tokens = toks;
+    auto a = (*hf)->Forward(*c1, req), b = (*gg)->Forward(*c2, req);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a->logits.size(), b->logits.size());
+    for (size_t i = 0; i < a->logits.size(); ++i) ASSERT_NEAR(a->logits[i], b->logits[i], 1e-4) << i;
+  }
+}
+
+TEST(CheckpointTest, MismatchedShapesAreNamed) {
+  testing::TinyConfig c;
+  const std::string dir = testing::TempDir();
+  ASSERT_TRUE(testing::WriteTinyHfDir(c, dir).ok());
+  // Claim a larger hidden size than the tensors have.
+  std::ofstream(dir + "/config.json") << "{\"vocab_size\":257,\"hidden_size\":128,\"intermediate_size\":128,"
+                                         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2}";
+  auto m = LlamaModel::Load(dir);
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "model.embed_tokens.weight")) << m.status();
+}
+
+}  // namespace
+}  // namespace eagle

@@ -3,6 +3,7 @@
 // RSS, and the machine's physical limits (measured memory bandwidth and FMA peak), then a JSON
 // line with every figure.
 //   eagle-bench [--model PATH] [--threads N] [--prompt-tokens N] [--decode-tokens N] [--reps N]
+//               [--precision auto|int8|f32]
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/cpu/kernels.h"
+#include "common/cpu/qmatmul.h"
 #include "common/model/llama_model.h"
 
 namespace eagle {
@@ -26,6 +28,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double CurrentRssMb() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  long pages = 0, resident = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * (sysconf(_SC_PAGESIZE) / 1024.0) / 1024.0;
+}
 
 double PeakRssMb() {
   struct rusage ru;
@@ -65,6 +77,7 @@ std::vector<int32_t> TreeParents(int n) {
 int Main(int argc, char** argv) {
   std::string path = EAGLE_DEFAULT_MODEL;
   int threads = 0, prompt_tokens = 128, decode_tokens = 64, reps = 5;
+  std::string precision = "auto";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--model") path = argv[i + 1];
@@ -72,6 +85,7 @@ int Main(int argc, char** argv) {
     else if (k == "--prompt-tokens") prompt_tokens = std::atoi(argv[i + 1]);
     else if (k == "--decode-tokens") decode_tokens = std::atoi(argv[i + 1]);
     else if (k == "--reps") reps = std::atoi(argv[i + 1]);
+    else if (k == "--precision") precision = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -79,7 +93,10 @@ int Main(int argc, char** argv) {
   }
   if (threads > 0) omp_set_num_threads(threads);
   threads = omp_get_max_threads();
-  auto loaded = LlamaModel::Load(path);
+  ModelOptions options;
+  if (precision == "int8") options.precision = cpu::Precision::kInt8;
+  if (precision == "f32") options.precision = cpu::Precision::kF32;
+  auto loaded = LlamaModel::Load(path, options);
   if (!loaded.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
     return 1;
@@ -93,27 +110,29 @@ int Main(int argc, char** argv) {
 
   // Machine limits are measured in a child process so that the probe's 256 MiB buffer does not
   // count in this process's peak RSS.
-  double bw = 0, peak = 0;
+  double bw = 0, peak = 0, peak_int8 = 0;
   {
     int fds[2];
     if (pipe(fds) != 0) return 1;
     const pid_t pid = fork();
     if (pid == 0) {
-      double v[2] = {MeasureBandwidth(), 0};
+      double v[3] = {MeasureBandwidth(), 0, 0};
       if (cpu::ActiveIsa() == cpu::Isa::kAvx512) {
         cpu::avx512::FmaProbeGflops(1 << 20);
         v[1] = cpu::avx512::FmaProbeGflops(1 << 24) * threads;
       }
+      if (cpu::QMatMulAccelerated()) v[2] = 2 * cpu::avx512::DpbusdProbeGmacs(1 << 24) * threads;
       if (write(fds[1], v, sizeof v) != sizeof v) _exit(1);
       _exit(0);
     }
-    double v[2] = {0, 0};
+    double v[3] = {0, 0, 0};
     if (read(fds[0], v, sizeof v) != sizeof v) return 1;
     waitpid(pid, nullptr, 0);
     close(fds[0]);
     close(fds[1]);
     bw = v[0];
     peak = v[1];
+    peak_int8 = v[2];
   }
   // Multiply-adds per token: every matrix element once (2 FLOPs each).
   double params = 0;
@@ -122,14 +141,20 @@ int Main(int argc, char** argv) {
              3.0 * c.hidden_size * c.intermediate_size);
   params += static_cast<double>(c.vocab_size) * c.hidden_size;
   const double flops_per_token = 2 * params;
-  std::printf("machine: memory read bandwidth %.1f GB/s, FMA peak %.0f GFLOP/s (%d threads)\n", bw, peak, threads);
+  std::printf("machine: memory read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, int8 VNNI peak %.0f GOP/s (%d "
+              "threads)\n",
+              bw, peak, peak_int8, threads);
+  // The roof that applies to the matmuls: int8 when the model computes in int8.
+  const double peak_f32 = peak;
+  if (model.int8() && peak_int8 > 0) peak = peak_int8;
   const double decode_roof = bw * 1e9 / model.weight_bytes();
   std::printf("  decode roof (bandwidth / bytes per token): %.0f tok/s\n", decode_roof);
 
   std::vector<int32_t> prompt(prompt_tokens);
   for (int i = 0; i < prompt_tokens; ++i) prompt[i] = (i * 7919 + 13) % c.vocab_size;
   nlohmann::json report = {{"model", path}, {"threads", threads}, {"bandwidth_gbs", bw},
-                           {"fma_peak_gflops", peak}, {"weight_bytes", model.weight_bytes()}};
+                           {"fma_peak_gflops", peak_f32}, {"int8_peak_gops", peak_int8},
+                           {"weight_bytes", model.weight_bytes()}};
 
   // Prefill.
   double best_prefill = 1e9;
@@ -145,7 +170,7 @@ int Main(int argc, char** argv) {
   }
   const double prefill_tps = prompt_tokens / best_prefill;
   const double prefill_gflops = flops_per_token * prompt_tokens / best_prefill / 1e9;
-  std::printf("prefill %d tokens: %.1f ms, %.0f tok/s, %.0f GFLOP/s (%.0f%% of FMA peak)\n", prompt_tokens,
+  std::printf("prefill %d tokens: %.1f ms, %.0f tok/s, %.0f GFLOP/s (%.0f%% of compute peak)\n", prompt_tokens,
               best_prefill * 1e3, prefill_tps, prefill_gflops, peak > 0 ? 100 * prefill_gflops / peak : 0);
 
   // Decode.
@@ -176,6 +201,8 @@ int Main(int argc, char** argv) {
   std::printf("decode (context %d..%d): median %.2f ms/token = %.1f tok/s (mean %.1f tok/s); %.0f%% of the bandwidth roof\n",
               prompt_tokens, prompt_tokens + decode_tokens, decode_med * 1e3, 1 / decode_med, 1 / decode_mean,
               100 * (1 / decode_med) / decode_roof);
+  const double rss_decode = CurrentRssMb();
+  report["rss_after_decode_mb"] = rss_decode;
   report["prefill_tokens"] = prompt_tokens;
   report["prefill_tokens_per_s"] = prefill_tps;
   report["decode_tokens_per_s"] = 1 / decode_med;
@@ -204,7 +231,7 @@ int Main(int argc, char** argv) {
     const double med = ts[ts.size() / 2];
     if (n == 1) one = med;
     const double gf = flops_per_token * n / med / 1e9;
-    std::printf("  %2d tokens: %7.2f ms  (%.2fx one token; %.0f GFLOP/s, %.0f%% of FMA peak)\n", n, med * 1e3,
+    std::printf("  %2d tokens: %7.2f ms  (%.2fx one token; %.0f GFLOP/s, %.0f%% of compute peak)\n", n, med * 1e3,
                 med / one, gf, peak > 0 ? 100 * gf / peak : 0);
     trees.push_back({{"tokens", n}, {"ms", med * 1e3}, {"ratio_to_1", med / one}});
   }
@@ -212,8 +239,9 @@ int Main(int argc, char** argv) {
   const double kv_mb = cache->bytes() / 1e6;
   const double rss = PeakRssMb();
   const double held = model.weight_bytes() / 1e6;
-  std::printf("peak RSS %.1f MB (weights %.1f MB + KV cache %.1f MB allocated; ratio %.2f)\n", rss, held, kv_mb,
-              rss / (held + kv_mb));
+  std::printf("RSS after decode %.1f MB, peak %.1f MB (with the 64-node tree's full logits); weights as held %.1f MB + "
+              "KV cache %.1f MB: ratios %.2f and %.2f\n",
+              rss_decode, rss, held, kv_mb, rss_decode / (held + kv_mb), rss / (held + kv_mb));
   report["peak_rss_mb"] = rss;
   std::printf("%s\n", report.dump().c_str());
   return 0;

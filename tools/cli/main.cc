@@ -43,6 +43,8 @@ generate options:
   --stop STR           stop string (repeatable)
   --ignore-eos         keep generating after end-of-sequence
   --threads N          CPU threads (default: all cores)
+  --precision P        auto | int8 | f32 (default auto: int8 activations with Q4_0/Q4_1/Q8_0
+                       weights where the CPU has AVX-512 VNNI; f32 is the reference path)
   --json               one JSON object per token, then a summary object
 )";
 
@@ -233,7 +235,17 @@ int Main(int argc, char** argv) {
   }
   if (threads > 0) omp_set_num_threads(threads);
   const std::string path = args->Get("--model", EAGLE_DEFAULT_MODEL);
-  auto model = LlamaModel::Load(path);
+  ModelOptions options;
+  const std::string precision = args->Get("--precision", "auto");
+  if (precision == "int8") {
+    options.precision = cpu::Precision::kInt8;
+  } else if (precision == "f32") {
+    options.precision = cpu::Precision::kF32;
+  } else if (precision != "auto") {
+    std::fprintf(stderr, "error: --precision must be auto, int8 or f32\n");
+    return 2;
+  }
+  auto model = LlamaModel::Load(path, options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
     if (!args->Has("--model")) std::fprintf(stderr, "hint: run scripts/fetch_model.sh to get the default model\n");

@@ -1,0 +1,84 @@
+// Int8 matrix multiplication for 4- and 8-bit weights (Q4_0, Q4_1, Q8_0), the fast path of the
+// CPU backend. Weights are repacked once at load into groups of 16 rows; activations are
+// quantized per token to int8 in blocks of 32 (scale = max|x| / 127, round to nearest even).
+// On AVX-512 VNNI one vpdpbusd multiplies 4 columns of 16 rows by 4 activation bytes broadcast
+// to all lanes, so each output row lives in one lane: no horizontal reductions.
+//
+// Per output y[t][n] the computation is, for each block b of 32 columns in order:
+//   isum = sum_k q_w[n][k] * q_x[t][k]        (exact int32; q_w unsigned 0..255)
+//   acc  = fma(float(isum), d_w[n][b] * d_x[t][b], acc)
+//   acc  = fma(c_w[n][b], s_x[t][b], acc)     (offset term; s_x = d_x * sum_k q_x)
+// with acc starting at 0. The scalar reference does exactly this, so the AVX-512 kernel agrees
+// with it bit for bit, and the sequence depends on (t, n) alone: results are batch invariant.
+#ifndef EAGLE_COMMON_CPU_QMATMUL_H_
+#define EAGLE_COMMON_CPU_QMATMUL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/cpu/kernels.h"
+
+namespace eagle::cpu {
+
+// Weights as unsigned bytes u with w = d * u + c: Q4_1 (u = nibble, c = m), Q4_0 (u = nibble,
+// c = -8 d), Q8_0 (u = q + 128, c = -128 d). d and c are stored as f16 (as in the source blocks).
+//
+// Layout, per group of 16 rows (zero rows pad the last group), per block b: the weight bytes
+// [4 or 8 vectors of 64 bytes], then d[16] and c[16] as f16 (64 bytes). Lane j of a weight
+// vector holds row 16g + j. Nibble types: vector v (0..3) holds in lane j the 4 source bytes
+// 4v..4v+3 of the row's block (low nibbles = columns 4v.., high nibbles = columns 16 + 4v..).
+// Q8_0: vector v (0..7) holds columns 4v..4v+3.
+struct PackedMatrix {
+  DType source = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;        // multiple of 32
+  int64_t num_blocks = 0;  // cols / 32
+  bool nibbles = false;
+  int64_t block_bytes = 0;  // per group and block: weight vectors + 64 bytes of d/c
+  int64_t group_bytes = 0;  // num_blocks * block_bytes
+  std::shared_ptr<uint8_t[]> storage;  // [ceil(rows / 16), group_bytes], 64-byte aligned
+
+  int64_t num_groups() const { return (rows + 15) / 16; }
+  const uint8_t* group(int64_t g) const { return storage.get() + g * group_bytes; }
+  int64_t bytes() const { return num_groups() * group_bytes; }
+  // Dequantizes row r (exactly the values of the source blocks).
+  void DequantizeRow(int64_t r, float* out) const;
+};
+
+// True if `w` can be packed (Q4_0, Q4_1, Q8_0; scales that fit f16 after the offset).
+bool CanPack(const Matrix& w);
+absl::StatusOr<PackedMatrix> Pack(const Matrix& w);
+
+// Activations of `tokens` rows, quantized.
+struct QuantizedActs {
+  int64_t tokens = 0;
+  int64_t cols = 0;
+  std::vector<int8_t> qs;  // [tokens, cols]
+  std::vector<float> d;    // [tokens, cols / 32] scale
+  std::vector<float> s;    // [tokens, cols / 32] d * sum(qs) of the block
+};
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out);
+
+// y[t, n] = sum_k x[t, k] * w[n, k] with quantized activations. Multi-threaded over row groups.
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
+
+// True where the AVX-512 VNNI kernel runs (else the scalar reference does).
+bool QMatMulAccelerated();
+
+namespace scalar {
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out);
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
+}  // namespace scalar
+namespace avx512 {
+bool VnniSupported();
+// GMAC/s of one thread issuing independent vpdpbusd (registers only): the int8 compute roof.
+double DpbusdProbeGmacs(int64_t iters);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out);
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
+}  // namespace avx512
+
+}  // namespace eagle::cpu
+
+#endif  // EAGLE_COMMON_CPU_QMATMUL_H_

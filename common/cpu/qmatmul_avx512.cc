@@ -1,0 +1,167 @@
+// AVX-512 VNNI int8 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mf16c;
+// called only when the CPU has them). Operation for operation the same as scalar::QMatMul.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+
+#include "common/cpu/qmatmul.h"
+
+namespace eagle::cpu::avx512 {
+namespace {
+
+constexpr int kMaxTokens = 8;
+
+template <bool kNibbles, int TT>
+void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t t0, float* y) {
+  const int64_t nb = w.num_blocks;
+  const int64_t wbytes = w.block_bytes - 64;
+  const uint8_t* blk = w.group(g);
+  const bool prefetch = g + 2 < w.num_groups();
+  __m512 acc[TT];
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b, blk += w.block_bytes) {
+    if (prefetch) {
+      for (int64_t off = 0; off < w.block_bytes; off += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(blk + 2 * w.group_bytes + off), _MM_HINT_T0);
+      }
+    }
+    __m512i wv[8];
+    if constexpr (kNibbles) {
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) {
+        const __m512i raw = _mm512_load_si512(blk + 64 * v);
+        wv[v] = _mm512_and_si512(raw, low4);
+        wv[v + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) wv[v] = _mm512_load_si512(blk + 64 * v);
+    }
+    const __m512i dc = _mm512_load_si512(blk + wbytes);
+    const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(dc));
+    const __m512 c = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dc, 1));
+    // Integer dot products: v outer, tokens inner, so consecutive vpdpbusd are independent.
+    __m512i isum[TT];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; ++t) isum[t] = _mm512_setzero_si512();
+    const int32_t* xq = reinterpret_cast<const int32_t*>(x.qs.data() + t0 * x.cols + b * 32);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) {
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; ++t) {
+        isum[t] = _mm512_dpbusd_epi32(isum[t], wv[v], _mm512_set1_epi32(xq[t * (x.cols / 4) + v]));
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; ++t) {
+      const int64_t bi = (t0 + t) * nb + b;
+      const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(x.d[bi]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
+      acc[t] = _mm512_fmadd_ps(c, _mm512_set1_ps(x.s[bi]), acc[t]);
+    }
+  }
+  const int64_t n0 = g * 16;
+  const int valid = static_cast<int>(std::min<int64_t>(16, w.rows - n0));
+  const __mmask16 mask = valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * w.rows + n0, mask, acc[t]);
+}
+
+template <bool kNibbles>
+void Group(const PackedMatrix& w, int64_t g, const QuantizedActs& x, float* y) {
+  for (int64_t t0 = 0; t0 < x.tokens; t0 += kMaxTokens) {
+    switch (std::min<int64_t>(kMaxTokens, x.tokens - t0)) {
+      case 1: GroupTile<kNibbles, 1>(w, g, x, t0, y); break;
+      case 2: GroupTile<kNibbles, 2>(w, g, x, t0, y); break;
+      case 3: GroupTile<kNibbles, 3>(w, g, x, t0, y); break;
+      case 4: GroupTile<kNibbles, 4>(w, g, x, t0, y); break;
+      case 5: GroupTile<kNibbles, 5>(w, g, x, t0, y); break;
+      case 6: GroupTile<kNibbles, 6>(w, g, x, t0, y); break;
+      case 7: GroupTile<kNibbles, 7>(w, g, x, t0, y); break;
+      default: GroupTile<kNibbles, 8>(w, g, x, t0, y); break;
+    }
+  }
+}
+
+}  // namespace
+
+bool VnniSupported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+}
+
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out) {
+  const int64_t nb = cols / 32;
+  out->tokens = tokens;
+  out->cols = cols;
+  out->qs.resize(tokens * cols);
+  out->d.resize(tokens * nb);
+  out->s.resize(tokens * nb);
+  const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* v = x + t * cols + b * 32;
+      const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const float d = amax / 127.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      const __m512 vid = _mm512_set1_ps(id);
+      // cvtps rounds to nearest even (default MXCSR), like nearbyint.
+      __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+      __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+      q0 = _mm512_max_epi32(_mm512_min_epi32(q0, lim), nlim);
+      q1 = _mm512_max_epi32(_mm512_min_epi32(q1, lim), nlim);
+      const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+      int8_t* dst = out->qs.data() + t * cols + b * 32;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_cvtepi32_epi8(q1));
+      out->d[t * nb + b] = d;
+      out->s[t * nb + b] = d * static_cast<float>(sum);
+    }
+  }
+}
+
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
+  const int64_t groups = w.num_groups();
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < groups; ++g) {
+    if (w.nibbles) {
+      Group<true>(w, g, x, y);
+    } else {
+      Group<false>(w, g, x, y);
+    }
+  }
+}
+
+}  // namespace eagle::cpu::avx512
+
+namespace eagle::cpu::avx512 {
+
+// Peak int8 multiply-accumulate rate of one thread: 12 independent vpdpbusd chains.
+double DpbusdProbeGmacs(int64_t iters) {
+  __m512i acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
+  __m512i a = _mm512_set1_epi8(3);
+  const __m512i b = _mm512_set1_epi8(5);
+  struct timespec s, e;
+  clock_gettime(CLOCK_MONOTONIC, &s);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+    __asm__ volatile("" : "+v"(a));
+  }
+  clock_gettime(CLOCK_MONOTONIC, &e);
+  __m512i x = acc[0];
+  for (int i = 1; i < 12; ++i) x = _mm512_add_epi32(x, acc[i]);
+  volatile int sink = _mm512_reduce_add_epi32(x);
+  (void)sink;
+  const double sec = (e.tv_sec - s.tv_sec) + 1e-9 * (e.tv_nsec - s.tv_nsec);
+  return static_cast<double>(iters) * 12 * 64 / sec / 1e9;
+}
+
+}  // namespace eagle::cpu::avx512

@@ -1,0 +1,112 @@
+// The int8 path: packing keeps the stored weights exactly, the AVX-512 VNNI kernel equals the
+// scalar reference bit for bit, results are batch invariant, and the error against an exact f32
+// product is what int8 activation quantization predicts.
+#include "common/cpu/qmatmul.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+
+#include "common/cpu/linear.h"
+#include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
+
+namespace eagle::cpu {
+namespace {
+
+std::vector<float> Random(int64_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+class QMatMulTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(QMatMulTest, PackedRowsDequantizeExactly) {
+  const int64_t rows = 9, cols = 192;
+  const auto wf = Random(rows * cols, 1, 0.05f);
+  const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
+  Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
+  auto p = Pack(m);
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::vector<float> a(cols), b(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    DequantizeRowScalar(m.dtype, m.row(r), a.data(), cols);
+    p->DequantizeRow(r, b.data());
+    ASSERT_EQ(a, b) << "row " << r;
+  }
+}
+
+TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 576}, {64, 1536}, {6, 64}, {21, 96}}) {
+    const auto wf = Random(rows * cols, 2, 0.05f);
+    const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
+    Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
+    auto p = Pack(m);
+    ASSERT_TRUE(p.ok());
+    const int64_t t = 11;
+    auto x = Random(t * cols, 3);
+    x[5] = 40.0f;  // an outlier, as real activations have
+    QuantizedActs qs, qv;
+    scalar::QuantizeActs(x.data(), t, cols, &qs);
+    std::vector<float> ys(t * rows), yv(t * rows);
+    scalar::QMatMul(*p, qs, ys.data());
+    if (avx512::Supported() && avx512::VnniSupported()) {
+      avx512::QuantizeActs(x.data(), t, cols, &qv);
+      ASSERT_EQ(qs.qs, qv.qs);
+      ASSERT_EQ(qs.d, qv.d);
+      ASSERT_EQ(qs.s, qv.s);
+      avx512::QMatMul(*p, qv, yv.data());
+      ASSERT_EQ(ys, yv) << "VNNI kernel differs from the scalar reference";
+      // One token at a time gives the same bits.
+      for (int64_t i = 0; i < t; ++i) {
+        QuantizedActs q1;
+        avx512::QuantizeActs(x.data() + i * cols, 1, cols, &q1);
+        std::vector<float> y1(rows);
+        avx512::QMatMul(*p, q1, y1.data());
+        for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], yv[i * rows + n]) << i << " " << n;
+      }
+    }
+    // Against the exact product of the stored weights with f32 activations: the error is bounded
+    // by the activation rounding (half a step of max|x|/127 per element of each block).
+    std::vector<float> wrow(cols);
+    for (int64_t n = 0; n < rows; ++n) {
+      DequantizeRowScalar(m.dtype, m.row(n), wrow.data(), cols);
+      for (int64_t i = 0; i < t; ++i) {
+        double exact = 0, bound = 0;
+        for (int64_t k = 0; k < cols; ++k) exact += double(wrow[k]) * x[i * cols + k];
+        for (int64_t b = 0; b < cols / 32; ++b) {
+          double amax = 0, wsum = 0;
+          for (int j = 0; j < 32; ++j) {
+            amax = std::max(amax, double(std::fabs(x[i * cols + b * 32 + j])));
+            wsum += std::fabs(wrow[b * 32 + j]);
+          }
+          bound += amax / 127 / 2 * wsum;
+        }
+        ASSERT_LE(std::fabs(ys[i * rows + n] - exact), bound * 1.01 + 1e-4) << n << " " << i;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QMatMulTest, ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+TEST(LinearTest, ChoosesPathByTypeAndPrecision) {
+  const auto wf = Random(8 * 64, 4);
+  const auto q41 = testing::Quantize(DType::kQ4_1, wf.data(), 8 * 64);
+  const auto f16 = testing::Quantize(DType::kF16, wf.data(), 8 * 64);
+  Matrix a{DType::kQ4_1, 8, 64, q41.data(), RowBytes(DType::kQ4_1, 64)};
+  Matrix b{DType::kF16, 8, 64, f16.data(), RowBytes(DType::kF16, 64)};
+  EXPECT_TRUE(Linear::Create(a, Precision::kInt8)->packed());
+  EXPECT_FALSE(Linear::Create(a, Precision::kF32)->packed());
+  EXPECT_FALSE(Linear::Create(b, Precision::kInt8)->packed());
+  Matrix odd{DType::kQ4_1, 16, 48, q41.data(), RowBytes(DType::kQ4_1, 48)};
+  EXPECT_FALSE(Linear::Create(odd, Precision::kInt8)->packed());
+}
+
+}  // namespace
+}  // namespace eagle::cpu
