@@ -13,8 +13,8 @@ namespace eagle::internal {
 }
 }  // namespace eagle::internal
 
-#define EAGLE_CHECK(cond)                                                          \
-  do {                                                                             \
+#define EAGLE_CHECK(cond)                                                                        \
+  do {                                                                                           \
     if (__builtin_expect(!(cond), 0)) ::eagle::internal::CheckFailed(__FILE__, __LINE__, #cond); \
   } while (0)
 

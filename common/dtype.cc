@@ -6,8 +6,22 @@ namespace eagle {
 
 bool IsSupportedDType(uint32_t id) {
   switch (id) {
-    case 0: case 1: case 2: case 3: case 6: case 7: case 8:
-    case 10: case 11: case 12: case 13: case 14: case 24: case 26: case 27: case 30:
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+    case 6:
+    case 7:
+    case 8:
+    case 10:
+    case 11:
+    case 12:
+    case 13:
+    case 14:
+    case 24:
+    case 26:
+    case 27:
+    case 30:
       return true;
     default:
       return false;
@@ -16,22 +30,38 @@ bool IsSupportedDType(uint32_t id) {
 
 DTypeInfo GetDTypeInfo(DType t) {
   switch (t) {
-    case DType::kF32: return {"F32", 1, 4};
-    case DType::kF16: return {"F16", 1, 2};
-    case DType::kBF16: return {"BF16", 1, 2};
-    case DType::kQ4_0: return {"Q4_0", kQK, sizeof(BlockQ4_0)};
-    case DType::kQ4_1: return {"Q4_1", kQK, sizeof(BlockQ4_1)};
-    case DType::kQ5_0: return {"Q5_0", kQK, sizeof(BlockQ5_0)};
-    case DType::kQ5_1: return {"Q5_1", kQK, sizeof(BlockQ5_1)};
-    case DType::kQ8_0: return {"Q8_0", kQK, sizeof(BlockQ8_0)};
-    case DType::kQ2_K: return {"Q2_K", kQKK, sizeof(BlockQ2_K)};
-    case DType::kQ3_K: return {"Q3_K", kQKK, sizeof(BlockQ3_K)};
-    case DType::kQ4_K: return {"Q4_K", kQKK, sizeof(BlockQ4_K)};
-    case DType::kQ5_K: return {"Q5_K", kQKK, sizeof(BlockQ5_K)};
-    case DType::kQ6_K: return {"Q6_K", kQKK, sizeof(BlockQ6_K)};
-    case DType::kI8: return {"I8", 1, 1};
-    case DType::kI32: return {"I32", 1, 4};
-    case DType::kI64: return {"I64", 1, 8};
+    case DType::kF32:
+      return {"F32", 1, 4};
+    case DType::kF16:
+      return {"F16", 1, 2};
+    case DType::kBF16:
+      return {"BF16", 1, 2};
+    case DType::kQ4_0:
+      return {"Q4_0", kQK, sizeof(BlockQ4_0)};
+    case DType::kQ4_1:
+      return {"Q4_1", kQK, sizeof(BlockQ4_1)};
+    case DType::kQ5_0:
+      return {"Q5_0", kQK, sizeof(BlockQ5_0)};
+    case DType::kQ5_1:
+      return {"Q5_1", kQK, sizeof(BlockQ5_1)};
+    case DType::kQ8_0:
+      return {"Q8_0", kQK, sizeof(BlockQ8_0)};
+    case DType::kQ2_K:
+      return {"Q2_K", kQKK, sizeof(BlockQ2_K)};
+    case DType::kQ3_K:
+      return {"Q3_K", kQKK, sizeof(BlockQ3_K)};
+    case DType::kQ4_K:
+      return {"Q4_K", kQKK, sizeof(BlockQ4_K)};
+    case DType::kQ5_K:
+      return {"Q5_K", kQKK, sizeof(BlockQ5_K)};
+    case DType::kQ6_K:
+      return {"Q6_K", kQKK, sizeof(BlockQ6_K)};
+    case DType::kI8:
+      return {"I8", 1, 1};
+    case DType::kI32:
+      return {"I32", 1, 4};
+    case DType::kI64:
+      return {"I64", 1, 8};
   }
   return {"?", 1, 1};
 }
@@ -244,10 +274,12 @@ void DequantizeRowScalar(DType t, const void* src, float* y, int64_t n) {
           for (int j = 0; j < 4; ++j) {
             float dl = d_all * (scales[is++] - 32);
             for (int l = 0; l < 16; ++l)
-              *y++ = dl * (static_cast<int8_t>((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
+              *y++ =
+                  dl * (static_cast<int8_t>((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
             dl = d_all * (scales[is++] - 32);
             for (int l = 0; l < 16; ++l)
-              *y++ = dl * (static_cast<int8_t>((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
+              *y++ =
+                  dl * (static_cast<int8_t>((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
             shift += 2;
             m <<= 1;
           }
@@ -310,10 +342,14 @@ void DequantizeRowScalar(DType t, const void* src, float* y, int64_t n) {
         for (int nn = 0; nn < kQKK; nn += 128) {
           for (int l = 0; l < 32; ++l) {
             const int is = l / 16;
-            const int8_t q1 = static_cast<int8_t>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int8_t q2 = static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int8_t q3 = static_cast<int8_t>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int8_t q4 = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            const int8_t q1 =
+                static_cast<int8_t>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int8_t q2 =
+                static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int8_t q3 =
+                static_cast<int8_t>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int8_t q4 =
+                static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
             y[l + 0] = d * sc[is + 0] * q1;
             y[l + 32] = d * sc[is + 2] * q2;
             y[l + 64] = d * sc[is + 4] * q3;

@@ -10,10 +10,12 @@ namespace eagle {
 
 absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
   if (!std::isfinite(p.temperature) || p.temperature < 0 || p.temperature > 100) {
-    return absl::InvalidArgumentError(absl::StrCat("temperature ", p.temperature, " must be in [0, 100]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature ", p.temperature, " must be in [0, 100]"));
   }
   if (p.top_k < 0 || p.top_k > vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k ", p.top_k, " must be in [0, ", vocab_size, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_k ", p.top_k, " must be in [0, ", vocab_size, "]"));
   }
   if (!std::isfinite(p.top_p) || p.top_p <= 0 || p.top_p > 1) {
     return absl::InvalidArgumentError(absl::StrCat("top_p ", p.top_p, " must be in (0, 1]"));

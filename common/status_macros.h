@@ -10,10 +10,10 @@
 #define EAGLE_CONCAT_(a, b) EAGLE_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define RETURN_IF_ERROR(expr)                                 \
-  do {                                                        \
-    ::absl::Status eagle_status_ = (expr);                    \
-    if (!eagle_status_.ok()) return eagle_status_;            \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::absl::Status eagle_status_ = (expr);         \
+    if (!eagle_status_.ok()) return eagle_status_; \
   } while (0)
 
 // `ASSIGN_OR_RETURN(lhs, expr)`: evaluates `expr` (an absl::StatusOr<T>); on error returns its
@@ -21,8 +21,8 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   EAGLE_ASSIGN_OR_RETURN_IMPL_(EAGLE_CONCAT_(eagle_statusor_, __LINE__), lhs, expr)
 
-#define EAGLE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define EAGLE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

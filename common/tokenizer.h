@@ -31,7 +31,8 @@ struct TokenizerData {
   int32_t eos_id = -1;
   std::vector<int32_t> extra_eos_ids;  // other end-of-generation ids (e.g. <|eot_id|>)
   bool add_bos = false;
-  bool add_space_prefix = true;  // SentencePiece: prepend "▁" (GGUF tokenizer.ggml.add_space_prefix)
+  bool add_space_prefix =
+      true;                   // SentencePiece: prepend "▁" (GGUF tokenizer.ggml.add_space_prefix)
   std::string chat_template;  // Jinja source from the model, if any (used to pick a template)
 };
 

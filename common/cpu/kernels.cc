@@ -51,29 +51,38 @@ void DequantizeRow(const Matrix& w, int64_t r, float* out) {
   DequantizeRowScalar(w.dtype, w.row(r), out, w.cols);
 }
 
-#define EAGLE_DISPATCH(fn, ...)                               \
+#define EAGLE_DISPATCH(fn, ...) \
   (ActiveIsa() == Isa::kAvx512 ? avx512::fn(__VA_ARGS__) : scalar::fn(__VA_ARGS__))
 
-void MatMul(const Matrix& w, const float* x, int64_t t, float* y) { EAGLE_DISPATCH(MatMul, w, x, t, y); }
+void MatMul(const Matrix& w, const float* x, int64_t t, float* y) {
+  EAGLE_DISPATCH(MatMul, w, x, t, y);
+}
 void RmsNorm(const float* x, const float* wt, float eps, int n, float* out) {
   EAGLE_DISPATCH(RmsNorm, x, wt, eps, n, out);
 }
-void SwiGlu(const float* g, const float* u, int n, float* out) { EAGLE_DISPATCH(SwiGlu, g, u, n, out); }
+void SwiGlu(const float* g, const float* u, int n, float* out) {
+  EAGLE_DISPATCH(SwiGlu, g, u, n, out);
+}
 float Dot(const float* a, const float* b, int n) { return EAGLE_DISPATCH(Dot, a, b, n); }
 void Axpy(float a, const float* x, float* y, int n) { EAGLE_DISPATCH(Axpy, a, x, y, n); }
 float ExpShiftSum(float* x, int n, float max) { return EAGLE_DISPATCH(ExpShiftSum, x, n, max); }
 
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim, int64_t n_prefix,
-                const int32_t* extra, int n_extra, float scale, float* scores, float* out) {
-  EAGLE_DISPATCH(AttendHead, q, k, v, stride, head_dim, n_prefix, extra, n_extra, scale, scores, out);
+void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
+                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
+                float* out) {
+  EAGLE_DISPATCH(AttendHead, q, k, v, stride, head_dim, n_prefix, extra, n_extra, scale, scores,
+                 out);
 }
 
 namespace scalar {
 
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim, int64_t n_prefix,
-                const int32_t* extra, int n_extra, float scale, float* scores, float* out) {
+void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
+                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
+                float* out) {
   const int64_t n = n_prefix + n_extra;
-  auto slot = [&](int64_t i) { return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]); };
+  auto slot = [&](int64_t i) {
+    return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]);
+  };
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
     scores[i] = Dot(q, k + slot(i) * stride, head_dim) * scale;

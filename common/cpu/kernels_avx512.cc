@@ -133,10 +133,18 @@ void PanelRows(const float* const* w, const float* x, int64_t num_tokens, int64_
     for (int t = 0; t < tt; ++t) ys[t] = y + (t0 + t) * y_stride;
     const float* xt = x + t0 * k_len;
     switch (tt) {
-      case 1: PanelTile<R, 1>(w, xt, k_len, ys); break;
-      case 2: PanelTile<R, 2>(w, xt, k_len, ys); break;
-      case 3: PanelTile<R, 3>(w, xt, k_len, ys); break;
-      default: PanelTile<R, 4>(w, xt, k_len, ys); break;
+      case 1:
+        PanelTile<R, 1>(w, xt, k_len, ys);
+        break;
+      case 2:
+        PanelTile<R, 2>(w, xt, k_len, ys);
+        break;
+      case 3:
+        PanelTile<R, 3>(w, xt, k_len, ys);
+        break;
+      default:
+        PanelTile<R, 4>(w, xt, k_len, ys);
+        break;
     }
   }
 }
@@ -172,7 +180,8 @@ void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool
         // Prefetch the tile after next: the rows of a tile are contiguous.
         if (tile + 2 < num_tiles) {
           const uint8_t* ahead = w.row(n0 + 2 * kRows);
-          for (int64_t off = 0; off < kRows * w.row_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+          for (int64_t off = 0; off < kRows * w.row_bytes; off += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
         }
         const uint8_t* rows[kRows];
         for (int r = 0; r < nr; ++r) rows[r] = w.row(n0 + r);
@@ -200,7 +209,8 @@ void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool
       if (nr == kRows) {
         PanelRows<kRows>(rows, x, num_tokens, k_len, y + n0, w.rows);
       } else {
-        for (int r = 0; r < nr; ++r) PanelRows<1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
+        for (int r = 0; r < nr; ++r)
+          PanelRows<1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
       }
     }
   }
@@ -217,11 +227,16 @@ bool Supported() {
 
 void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
   switch (w.dtype) {
-    case DType::kF32: return MatMulT<LoadF32>(w, x, num_tokens, y, true);
-    case DType::kQ4_0: return MatMulT<LoadQ4_0>(w, x, num_tokens, y, true);
-    case DType::kQ4_1: return MatMulT<LoadQ4_1>(w, x, num_tokens, y, true);
-    case DType::kQ8_0: return MatMulT<LoadQ8_0>(w, x, num_tokens, y, true);
-    default: return MatMulT<LoadF32>(w, x, num_tokens, y, false);
+    case DType::kF32:
+      return MatMulT<LoadF32>(w, x, num_tokens, y, true);
+    case DType::kQ4_0:
+      return MatMulT<LoadQ4_0>(w, x, num_tokens, y, true);
+    case DType::kQ4_1:
+      return MatMulT<LoadQ4_1>(w, x, num_tokens, y, true);
+    case DType::kQ8_0:
+      return MatMulT<LoadQ8_0>(w, x, num_tokens, y, true);
+    default:
+      return MatMulT<LoadF32>(w, x, num_tokens, y, false);
   }
 }
 
@@ -246,7 +261,8 @@ void SwiGlu(const float* gate, const float* up, int n, float* out) {
   for (int i = 0; i < n; i += 16) {
     const __mmask16 m = TailMask(n - i);
     const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-    const __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    const __m512 s =
+        _mm512_div_ps(g, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
     _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
   }
 }
@@ -265,12 +281,14 @@ void Axpy(float a, const float* x, float* y, int n) {
   for (int i = 0; i < n; i += 16) {
     const __mmask16 m = TailMask(n - i);
     _mm512_mask_storeu_ps(
-        y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+        y + i, m,
+        _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
   }
 }
 
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim, int64_t n_prefix,
-                const int32_t* extra, int n_extra, float scale, float* scores, float* out) {
+void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
+                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
+                float* out) {
   constexpr int kMaxChunks = 16;  // head_dim <= 256
   const int chunks = (head_dim + 15) / 16;
   __m512 qv[kMaxChunks];
@@ -280,12 +298,15 @@ void AttendHead(const float* q, const float* k, const float* v, int64_t stride, 
     qv[c] = _mm512_maskz_loadu_ps(mask[c], q + c * 16);
   }
   const int64_t n = n_prefix + n_extra;
-  auto slot = [&](int64_t i) { return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]); };
+  auto slot = [&](int64_t i) {
+    return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]);
+  };
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
     const float* ks = k + slot(i) * stride;
     __m512 acc = _mm512_setzero_ps();
-    for (int c = 0; c < chunks; ++c) acc = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(mask[c], ks + c * 16), acc);
+    for (int c = 0; c < chunks; ++c)
+      acc = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(mask[c], ks + c * 16), acc);
     scores[i] = _mm512_reduce_add_ps(acc) * scale;
     mx = std::max(mx, scores[i]);
   }
@@ -295,7 +316,8 @@ void AttendHead(const float* q, const float* k, const float* v, int64_t stride, 
   for (int64_t i = 0; i < n; ++i) {
     const float* vs = v + slot(i) * stride;
     const __m512 p = _mm512_set1_ps(scores[i] * inv);
-    for (int c = 0; c < chunks; ++c) o[c] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mask[c], vs + c * 16), o[c]);
+    for (int c = 0; c < chunks; ++c)
+      o[c] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mask[c], vs + c * 16), o[c]);
   }
   for (int c = 0; c < chunks; ++c) _mm512_mask_storeu_ps(out + c * 16, mask[c], o[c]);
 }

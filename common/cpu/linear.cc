@@ -7,7 +7,8 @@ namespace eagle::cpu {
 absl::StatusOr<Linear> Linear::Create(const Matrix& raw, Precision precision) {
   Linear l;
   l.raw_ = raw;
-  const bool want_int8 = precision == Precision::kInt8 || (precision == Precision::kAuto && QMatMulAccelerated());
+  const bool want_int8 =
+      precision == Precision::kInt8 || (precision == Precision::kAuto && QMatMulAccelerated());
   if (want_int8 && CanPack(raw)) {
     ASSIGN_OR_RETURN(PackedMatrix p, Pack(raw));
     l.packed_ = std::make_shared<const PackedMatrix>(std::move(p));

@@ -80,8 +80,8 @@ bool CanPack(const Matrix& w) {
 
 absl::StatusOr<PackedMatrix> Pack(const Matrix& w) {
   if (!CanPack(w)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot pack a ", DTypeName(w.dtype), " matrix with ", w.cols,
-                                                   " columns for int8 matmul"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot pack a ", DTypeName(w.dtype), " matrix with ", w.cols, " columns for int8 matmul"));
   }
   PackedMatrix p;
   p.source = w.dtype;
@@ -92,7 +92,8 @@ absl::StatusOr<PackedMatrix> Pack(const Matrix& w) {
   p.block_bytes = (p.nibbles ? 4 : 8) * 64 + 64;
   p.group_bytes = p.num_blocks * p.block_bytes;
   const size_t total = static_cast<size_t>(p.num_groups() * p.group_bytes);
-  p.storage = std::shared_ptr<uint8_t[]>(static_cast<uint8_t*>(std::aligned_alloc(64, total)), std::free);
+  p.storage =
+      std::shared_ptr<uint8_t[]>(static_cast<uint8_t*>(std::aligned_alloc(64, total)), std::free);
   if (p.storage == nullptr) return absl::ResourceExhaustedError("out of memory packing weights");
   std::memset(p.storage.get(), 0, total);
   for (int64_t r = 0; r < w.rows; ++r) {

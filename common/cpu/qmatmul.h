@@ -36,8 +36,8 @@ struct PackedMatrix {
   int64_t cols = 0;        // multiple of 32
   int64_t num_blocks = 0;  // cols / 32
   bool nibbles = false;
-  int64_t block_bytes = 0;  // per group and block: weight vectors + 64 bytes of d/c
-  int64_t group_bytes = 0;  // num_blocks * block_bytes
+  int64_t block_bytes = 0;             // per group and block: weight vectors + 64 bytes of d/c
+  int64_t group_bytes = 0;             // num_blocks * block_bytes
   std::shared_ptr<uint8_t[]> storage;  // [ceil(rows / 16), group_bytes], 64-byte aligned
 
   int64_t num_groups() const { return (rows + 15) / 16; }

@@ -12,7 +12,7 @@
 namespace eagle::cpu::avx512 {
 namespace {
 
-constexpr int kMaxTokens = 8;
+constexpr int kMaxTokens = 16;
 
 template <bool kNibbles, int TT>
 void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t t0, float* y) {
@@ -21,7 +21,7 @@ void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t
   const uint8_t* blk = w.group(g);
   const bool prefetch = g + 2 < w.num_groups();
   __m512 acc[TT];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < TT; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b, blk += w.block_bytes) {
@@ -45,30 +45,23 @@ void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t
     const __m512i dc = _mm512_load_si512(blk + wbytes);
     const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(dc));
     const __m512 c = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dc, 1));
-    // Integer dot products: v outer, tokens inner, so consecutive vpdpbusd are independent.
-    __m512i isum[TT];
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; ++t) isum[t] = _mm512_setzero_si512();
-    const int32_t* xq = reinterpret_cast<const int32_t*>(x.qs.data() + t0 * x.cols + b * 32);
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; ++v) {
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; ++t) {
-        isum[t] = _mm512_dpbusd_epi32(isum[t], wv[v], _mm512_set1_epi32(xq[t * (x.cols / 4) + v]));
-      }
-    }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < TT; ++t) {
+      const int32_t* xq =
+          reinterpret_cast<const int32_t*>(x.qs.data() + (t0 + t) * x.cols + b * 32);
+      __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) isum = _mm512_dpbusd_epi32(isum, wv[v], _mm512_set1_epi32(xq[v]));
       const int64_t bi = (t0 + t) * nb + b;
       const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(x.d[bi]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[t]);
       acc[t] = _mm512_fmadd_ps(c, _mm512_set1_ps(x.s[bi]), acc[t]);
     }
   }
   const int64_t n0 = g * 16;
   const int valid = static_cast<int>(std::min<int64_t>(16, w.rows - n0));
   const __mmask16 mask = valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < TT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * w.rows + n0, mask, acc[t]);
 }
 
@@ -76,14 +69,54 @@ template <bool kNibbles>
 void Group(const PackedMatrix& w, int64_t g, const QuantizedActs& x, float* y) {
   for (int64_t t0 = 0; t0 < x.tokens; t0 += kMaxTokens) {
     switch (std::min<int64_t>(kMaxTokens, x.tokens - t0)) {
-      case 1: GroupTile<kNibbles, 1>(w, g, x, t0, y); break;
-      case 2: GroupTile<kNibbles, 2>(w, g, x, t0, y); break;
-      case 3: GroupTile<kNibbles, 3>(w, g, x, t0, y); break;
-      case 4: GroupTile<kNibbles, 4>(w, g, x, t0, y); break;
-      case 5: GroupTile<kNibbles, 5>(w, g, x, t0, y); break;
-      case 6: GroupTile<kNibbles, 6>(w, g, x, t0, y); break;
-      case 7: GroupTile<kNibbles, 7>(w, g, x, t0, y); break;
-      default: GroupTile<kNibbles, 8>(w, g, x, t0, y); break;
+      case 1:
+        GroupTile<kNibbles, 1>(w, g, x, t0, y);
+        break;
+      case 2:
+        GroupTile<kNibbles, 2>(w, g, x, t0, y);
+        break;
+      case 3:
+        GroupTile<kNibbles, 3>(w, g, x, t0, y);
+        break;
+      case 4:
+        GroupTile<kNibbles, 4>(w, g, x, t0, y);
+        break;
+      case 5:
+        GroupTile<kNibbles, 5>(w, g, x, t0, y);
+        break;
+      case 6:
+        GroupTile<kNibbles, 6>(w, g, x, t0, y);
+        break;
+      case 7:
+        GroupTile<kNibbles, 7>(w, g, x, t0, y);
+        break;
+      case 8:
+        GroupTile<kNibbles, 8>(w, g, x, t0, y);
+        break;
+      case 9:
+        GroupTile<kNibbles, 9>(w, g, x, t0, y);
+        break;
+      case 10:
+        GroupTile<kNibbles, 10>(w, g, x, t0, y);
+        break;
+      case 11:
+        GroupTile<kNibbles, 11>(w, g, x, t0, y);
+        break;
+      case 12:
+        GroupTile<kNibbles, 12>(w, g, x, t0, y);
+        break;
+      case 13:
+        GroupTile<kNibbles, 13>(w, g, x, t0, y);
+        break;
+      case 14:
+        GroupTile<kNibbles, 14>(w, g, x, t0, y);
+        break;
+      case 15:
+        GroupTile<kNibbles, 15>(w, g, x, t0, y);
+        break;
+      default:
+        GroupTile<kNibbles, 16>(w, g, x, t0, y);
+        break;
     }
   }
 }
@@ -103,6 +136,7 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* o
   out->d.resize(tokens * nb);
   out->s.resize(tokens * nb);
   const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+#pragma omp parallel for schedule(static) if (tokens >= 4)
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* v = x + t * cols + b * 32;

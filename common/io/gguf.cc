@@ -50,11 +50,24 @@ class Cursor {
 
 size_t ScalarSize(GgufType t) {
   switch (t) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool: return 1;
-    case GgufType::kUint16: case GgufType::kInt16: return 2;
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
-    case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64: return 8;
-    case GgufType::kString: case GgufType::kArray: return 0;
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kBool:
+      return 1;
+    case GgufType::kUint16:
+    case GgufType::kInt16:
+      return 2;
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kFloat32:
+      return 4;
+    case GgufType::kUint64:
+    case GgufType::kInt64:
+    case GgufType::kFloat64:
+      return 8;
+    case GgufType::kString:
+    case GgufType::kArray:
+      return 0;
   }
   return 0;
 }
@@ -63,22 +76,53 @@ bool IsFloat(GgufType t) { return t == GgufType::kFloat32 || t == GgufType::kFlo
 
 absl::Status ReadScalar(Cursor& c, GgufType t, int64_t* i, double* f) {
   switch (t) {
-    case GgufType::kUint8: { ASSIGN_OR_RETURN(*i, c.Read<uint8_t>("u8")); break; }
-    case GgufType::kInt8: { ASSIGN_OR_RETURN(*i, c.Read<int8_t>("i8")); break; }
-    case GgufType::kBool: { ASSIGN_OR_RETURN(*i, c.Read<uint8_t>("bool")); break; }
-    case GgufType::kUint16: { ASSIGN_OR_RETURN(*i, c.Read<uint16_t>("u16")); break; }
-    case GgufType::kInt16: { ASSIGN_OR_RETURN(*i, c.Read<int16_t>("i16")); break; }
-    case GgufType::kUint32: { ASSIGN_OR_RETURN(*i, c.Read<uint32_t>("u32")); break; }
-    case GgufType::kInt32: { ASSIGN_OR_RETURN(*i, c.Read<int32_t>("i32")); break; }
+    case GgufType::kUint8: {
+      ASSIGN_OR_RETURN(*i, c.Read<uint8_t>("u8"));
+      break;
+    }
+    case GgufType::kInt8: {
+      ASSIGN_OR_RETURN(*i, c.Read<int8_t>("i8"));
+      break;
+    }
+    case GgufType::kBool: {
+      ASSIGN_OR_RETURN(*i, c.Read<uint8_t>("bool"));
+      break;
+    }
+    case GgufType::kUint16: {
+      ASSIGN_OR_RETURN(*i, c.Read<uint16_t>("u16"));
+      break;
+    }
+    case GgufType::kInt16: {
+      ASSIGN_OR_RETURN(*i, c.Read<int16_t>("i16"));
+      break;
+    }
+    case GgufType::kUint32: {
+      ASSIGN_OR_RETURN(*i, c.Read<uint32_t>("u32"));
+      break;
+    }
+    case GgufType::kInt32: {
+      ASSIGN_OR_RETURN(*i, c.Read<int32_t>("i32"));
+      break;
+    }
     case GgufType::kUint64: {
       ASSIGN_OR_RETURN(uint64_t u, c.Read<uint64_t>("u64"));
       *i = static_cast<int64_t>(u);
       break;
     }
-    case GgufType::kInt64: { ASSIGN_OR_RETURN(*i, c.Read<int64_t>("i64")); break; }
-    case GgufType::kFloat32: { ASSIGN_OR_RETURN(*f, c.Read<float>("f32")); break; }
-    case GgufType::kFloat64: { ASSIGN_OR_RETURN(*f, c.Read<double>("f64")); break; }
-    case GgufType::kString: case GgufType::kArray:
+    case GgufType::kInt64: {
+      ASSIGN_OR_RETURN(*i, c.Read<int64_t>("i64"));
+      break;
+    }
+    case GgufType::kFloat32: {
+      ASSIGN_OR_RETURN(*f, c.Read<float>("f32"));
+      break;
+    }
+    case GgufType::kFloat64: {
+      ASSIGN_OR_RETURN(*f, c.Read<double>("f64"));
+      break;
+    }
+    case GgufType::kString:
+    case GgufType::kArray:
       return absl::InternalError("not a scalar");
   }
   return absl::OkStatus();
@@ -171,8 +215,8 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
     }
     ASSIGN_OR_RETURN(uint32_t type_id, c.Read<uint32_t>("tensor type"));
     if (!IsSupportedDType(type_id)) {
-      return absl::UnimplementedError(absl::StrCat(path, ": tensor '", ref.name,
-                                                   "' has unsupported GGML type ", type_id));
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": tensor '", ref.name, "' has unsupported GGML type ", type_id));
     }
     ref.dtype = static_cast<DType>(type_id);
     ASSIGN_OR_RETURN(uint64_t off, c.Read<uint64_t>("tensor offset"));
@@ -226,7 +270,8 @@ absl::StatusOr<int64_t> GgufFile::GetInt(const std::string& key) const {
   const GgufValue* v = Find(key);
   if (v == nullptr) return absl::NotFoundError(absl::StrCat(path(), ": no metadata '", key, "'"));
   if (v->type == GgufType::kString || v->type == GgufType::kArray || IsFloat(v->type)) {
-    return absl::InvalidArgumentError(absl::StrCat(path(), ": metadata '", key, "' is not an integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path(), ": metadata '", key, "' is not an integer"));
   }
   return v->i;
 }
@@ -236,7 +281,8 @@ absl::StatusOr<double> GgufFile::GetFloat(const std::string& key) const {
   if (v == nullptr) return absl::NotFoundError(absl::StrCat(path(), ": no metadata '", key, "'"));
   if (IsFloat(v->type)) return v->f;
   if (v->type == GgufType::kString || v->type == GgufType::kArray) {
-    return absl::InvalidArgumentError(absl::StrCat(path(), ": metadata '", key, "' is not a number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path(), ": metadata '", key, "' is not a number"));
   }
   return static_cast<double>(v->i);
 }
@@ -245,7 +291,8 @@ absl::StatusOr<std::string> GgufFile::GetString(const std::string& key) const {
   const GgufValue* v = Find(key);
   if (v == nullptr) return absl::NotFoundError(absl::StrCat(path(), ": no metadata '", key, "'"));
   if (v->type != GgufType::kString) {
-    return absl::InvalidArgumentError(absl::StrCat(path(), ": metadata '", key, "' is not a string"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path(), ": metadata '", key, "' is not a string"));
   }
   return v->s;
 }

@@ -4,9 +4,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -114,7 +113,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsSet>> SafetensorsSet::Open(const std::
     }
     std::set<std::string> names;
     for (const auto& [k, v] : j["weight_map"].items()) {
-      if (!v.is_string()) return absl::DataLossError(absl::StrCat(index.string(), ": bad entry ", k));
+      if (!v.is_string())
+        return absl::DataLossError(absl::StrCat(index.string(), ": bad entry ", k));
       names.insert(v.get<std::string>());
     }
     for (const auto& n : names) {

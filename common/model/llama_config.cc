@@ -13,20 +13,22 @@ absl::Status LlamaConfig::Validate() const {
   if (vocab_size <= 0 || hidden_size <= 0 || intermediate_size <= 0 || num_layers <= 0 ||
       num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0) {
     return bad("sizes must be positive (vocab ", vocab_size, ", hidden ", hidden_size, ", ffn ",
-               intermediate_size, ", layers ", num_layers, ", heads ", num_heads, "/",
-               num_kv_heads, ", head_dim ", head_dim, ")");
+               intermediate_size, ", layers ", num_layers, ", heads ", num_heads, "/", num_kv_heads,
+               ", head_dim ", head_dim, ")");
   }
   if (num_heads % num_kv_heads != 0) {
     return bad("num_heads ", num_heads, " is not a multiple of num_kv_heads ", num_kv_heads);
   }
-  if (head_dim % 2 != 0 || head_dim > 256) return bad("head_dim ", head_dim, " must be even and <= 256");
+  if (head_dim % 2 != 0 || head_dim > 256)
+    return bad("head_dim ", head_dim, " must be even and <= 256");
   if (hidden_size % 32 != 0 || intermediate_size % 32 != 0 || q_dim() % 32 != 0) {
     return bad("hidden, ffn and q sizes must be multiples of 32");
   }
   if (num_layers > 1024 || hidden_size > 65536 || vocab_size > (1 << 22)) {
     return bad("implausibly large dimensions");
   }
-  if (!(rms_norm_eps > 0) || !(rope_theta > 0)) return bad("rms_norm_eps and rope_theta must be > 0");
+  if (!(rms_norm_eps > 0) || !(rope_theta > 0))
+    return bad("rms_norm_eps and rope_theta must be > 0");
   if (max_position <= 0 || max_position > (1 << 22)) return bad("bad max_position ", max_position);
   return absl::OkStatus();
 }
@@ -36,7 +38,9 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(const std::string& text, const std::st
   c.name = path;
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
-    auto get_int = [&](const char* k, int def) { return j.contains(k) && j[k].is_number() ? j[k].get<int>() : def; };
+    auto get_int = [&](const char* k, int def) {
+      return j.contains(k) && j[k].is_number() ? j[k].get<int>() : def;
+    };
     c.vocab_size = get_int("vocab_size", 0);
     c.hidden_size = get_int("hidden_size", 0);
     c.intermediate_size = get_int("intermediate_size", 0);
@@ -45,15 +49,19 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(const std::string& text, const std::st
     c.num_kv_heads = get_int("num_key_value_heads", c.num_heads);
     c.head_dim = get_int("head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
     c.max_position = get_int("max_position_embeddings", 2048);
-    if (j.contains("rms_norm_eps") && j["rms_norm_eps"].is_number()) c.rms_norm_eps = j["rms_norm_eps"].get<float>();
-    if (j.contains("rope_theta") && j["rope_theta"].is_number()) c.rope_theta = j["rope_theta"].get<double>();
+    if (j.contains("rms_norm_eps") && j["rms_norm_eps"].is_number())
+      c.rms_norm_eps = j["rms_norm_eps"].get<float>();
+    if (j.contains("rope_theta") && j["rope_theta"].is_number())
+      c.rope_theta = j["rope_theta"].get<double>();
     if (j.contains("tie_word_embeddings") && j["tie_word_embeddings"].is_boolean()) {
       c.tied_embeddings = j["tie_word_embeddings"].get<bool>();
     }
-    if (j.contains("bos_token_id") && j["bos_token_id"].is_number()) c.bos_id = j["bos_token_id"].get<int>();
+    if (j.contains("bos_token_id") && j["bos_token_id"].is_number())
+      c.bos_id = j["bos_token_id"].get<int>();
     if (j.contains("eos_token_id")) {
       if (j["eos_token_id"].is_number()) c.eos_id = j["eos_token_id"].get<int>();
-      if (j["eos_token_id"].is_array() && !j["eos_token_id"].empty()) c.eos_id = j["eos_token_id"][0].get<int>();
+      if (j["eos_token_id"].is_array() && !j["eos_token_id"].empty())
+        c.eos_id = j["eos_token_id"][0].get<int>();
     }
     if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
       const auto& rs = j["rope_scaling"];
@@ -68,7 +76,8 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(const std::string& text, const std::st
         c.rope_scaling.type = RopeScaling::Type::kLinear;
         c.rope_scaling.factor = rs.value("factor", 1.0);
       } else if (!type.empty() && type != "default") {
-        return absl::UnimplementedError(absl::StrCat(path, ": unsupported rope_scaling type '", type, "'"));
+        return absl::UnimplementedError(
+            absl::StrCat(path, ": unsupported rope_scaling type '", type, "'"));
       }
     }
   } catch (const std::exception& e) {

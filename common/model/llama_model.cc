@@ -65,7 +65,8 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& g) {
   auto geti = [&](const std::string& k) -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(int64_t v, g.GetInt(k));
     if (v < 0 || v > (int64_t{1} << 30)) {
-      return absl::InvalidArgumentError(absl::StrCat(g.path(), ": metadata '", k, "' = ", v, " is out of range"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(g.path(), ": metadata '", k, "' = ", v, " is out of range"));
     }
     return static_cast<int>(v);
   };
@@ -78,36 +79,50 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& g) {
     ASSIGN_OR_RETURN(c.num_kv_heads, geti("llama.attention.head_count_kv"));
   }
   c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
-  if (g.Find("llama.attention.key_length")) { ASSIGN_OR_RETURN(c.head_dim, geti("llama.attention.key_length")); }
-  if (g.Find("llama.context_length")) { ASSIGN_OR_RETURN(c.max_position, geti("llama.context_length")); }
+  if (g.Find("llama.attention.key_length")) {
+    ASSIGN_OR_RETURN(c.head_dim, geti("llama.attention.key_length"));
+  }
+  if (g.Find("llama.context_length")) {
+    ASSIGN_OR_RETURN(c.max_position, geti("llama.context_length"));
+  }
   if (g.Find("llama.attention.layer_norm_rms_epsilon")) {
     ASSIGN_OR_RETURN(double eps, g.GetFloat("llama.attention.layer_norm_rms_epsilon"));
     c.rms_norm_eps = static_cast<float>(eps);
   }
-  if (g.Find("llama.rope.freq_base")) { ASSIGN_OR_RETURN(c.rope_theta, g.GetFloat("llama.rope.freq_base")); }
+  if (g.Find("llama.rope.freq_base")) {
+    ASSIGN_OR_RETURN(c.rope_theta, g.GetFloat("llama.rope.freq_base"));
+  }
   if (g.Find("llama.rope.scaling.type")) {
     ASSIGN_OR_RETURN(std::string t, g.GetString("llama.rope.scaling.type"));
     if (t == "linear") {
       c.rope_scaling.type = RopeScaling::Type::kLinear;
       ASSIGN_OR_RETURN(c.rope_scaling.factor, g.GetFloat("llama.rope.scaling.factor"));
     } else if (t != "none") {
-      return absl::UnimplementedError(absl::StrCat(g.path(), ": rope scaling '", t, "' is not supported"));
+      return absl::UnimplementedError(
+          absl::StrCat(g.path(), ": rope scaling '", t, "' is not supported"));
     }
   }
   const TensorRef* emb = g.FindTensor("token_embd.weight");
-  if (emb == nullptr) return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no token_embd.weight"));
+  if (emb == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no token_embd.weight"));
   c.vocab_size = static_cast<int>(emb->rows());
   c.tied_embeddings = g.FindTensor("output.weight") == nullptr;
   c.rope_interleaved = true;
-  if (g.Find("tokenizer.ggml.bos_token_id")) { ASSIGN_OR_RETURN(c.bos_id, geti("tokenizer.ggml.bos_token_id")); }
-  if (g.Find("tokenizer.ggml.eos_token_id")) { ASSIGN_OR_RETURN(c.eos_id, geti("tokenizer.ggml.eos_token_id")); }
+  if (g.Find("tokenizer.ggml.bos_token_id")) {
+    ASSIGN_OR_RETURN(c.bos_id, geti("tokenizer.ggml.bos_token_id"));
+  }
+  if (g.Find("tokenizer.ggml.eos_token_id")) {
+    ASSIGN_OR_RETURN(c.eos_id, geti("tokenizer.ggml.eos_token_id"));
+  }
   return c;
 }
 
 absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& g) {
   TokenizerData d;
   ASSIGN_OR_RETURN(d.model, g.GetString("tokenizer.ggml.model"));
-  if (g.Find("tokenizer.ggml.pre")) { ASSIGN_OR_RETURN(d.pre, g.GetString("tokenizer.ggml.pre")); }
+  if (g.Find("tokenizer.ggml.pre")) {
+    ASSIGN_OR_RETURN(d.pre, g.GetString("tokenizer.ggml.pre"));
+  }
   const GgufValue* tokens = g.Find("tokenizer.ggml.tokens");
   if (tokens == nullptr || tokens->strs.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no tokenizer.ggml.tokens"));
@@ -120,12 +135,17 @@ absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& g) {
     }
   }
   if (const GgufValue* v = g.Find("tokenizer.ggml.merges")) d.merges = v->strs;
-  if (const GgufValue* v = g.Find("tokenizer.ggml.scores")) d.scores.assign(v->floats.begin(), v->floats.end());
-  if (const GgufValue* v = g.Find("tokenizer.ggml.bos_token_id")) d.bos_id = static_cast<int32_t>(v->i);
-  if (const GgufValue* v = g.Find("tokenizer.ggml.eos_token_id")) d.eos_id = static_cast<int32_t>(v->i);
-  if (const GgufValue* v = g.Find("tokenizer.ggml.eot_token_id")) d.extra_eos_ids.push_back(static_cast<int32_t>(v->i));
+  if (const GgufValue* v = g.Find("tokenizer.ggml.scores"))
+    d.scores.assign(v->floats.begin(), v->floats.end());
+  if (const GgufValue* v = g.Find("tokenizer.ggml.bos_token_id"))
+    d.bos_id = static_cast<int32_t>(v->i);
+  if (const GgufValue* v = g.Find("tokenizer.ggml.eos_token_id"))
+    d.eos_id = static_cast<int32_t>(v->i);
+  if (const GgufValue* v = g.Find("tokenizer.ggml.eot_token_id"))
+    d.extra_eos_ids.push_back(static_cast<int32_t>(v->i));
   if (const GgufValue* v = g.Find("tokenizer.ggml.add_bos_token")) d.add_bos = v->i != 0;
-  if (const GgufValue* v = g.Find("tokenizer.ggml.add_space_prefix")) d.add_space_prefix = v->i != 0;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.add_space_prefix"))
+    d.add_space_prefix = v->i != 0;
   if (const GgufValue* v = g.Find("tokenizer.chat_template")) d.chat_template = v->s;
   return d;
 }
@@ -148,8 +168,11 @@ absl::StatusOr<cpu::Matrix> ToMatrix(const TensorRef* t, const std::string& name
         absl::StrCat("tensor ", name, " has shape [", dims, "], expected [", rows, "x", cols, "]"));
   }
   switch (t->dtype) {
-    case DType::kI8: case DType::kI32: case DType::kI64:
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has integer type ", DTypeName(t->dtype)));
+    case DType::kI8:
+    case DType::kI32:
+    case DType::kI64:
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name, " has integer type ", DTypeName(t->dtype)));
     default:
       break;
   }
@@ -165,10 +188,12 @@ absl::StatusOr<cpu::Matrix> ToMatrix(const TensorRef* t, const std::string& name
   return m;
 }
 
-absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::string& name, int64_t n) {
+absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::string& name,
+                                            int64_t n) {
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
   if (t->numel() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has ", t->numel(), " elements, expected ", n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", name, " has ", t->numel(), " elements, expected ", n));
   }
   if (n % GetDTypeInfo(t->dtype).block_size != 0) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " is not whole blocks"));
@@ -176,7 +201,8 @@ absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::strin
   std::vector<float> v(n);
   DequantizeRowScalar(t->dtype, t->data, v.data(), n);
   for (float x : v) {
-    if (!std::isfinite(x)) return absl::DataLossError(absl::StrCat("tensor ", name, " has non-finite values"));
+    if (!std::isfinite(x))
+      return absl::DataLossError(absl::StrCat("tensor ", name, " has non-finite values"));
   }
   return v;
 }
@@ -195,13 +221,16 @@ KvCache::KvCache(int num_layers, int kv_dim, int64_t capacity)
 
 absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
   if (base < 0 || base > length_) {
-    return absl::InvalidArgumentError(absl::StrCat("KeepPath: base ", base, " outside [0, ", length_, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KeepPath: base ", base, " outside [0, ", length_, "]"));
   }
   int32_t prev = -1;
   for (int32_t p : path) {
     if (p <= prev || base + p >= length_) {
-      return absl::InvalidArgumentError(absl::StrCat("KeepPath: path index ", p, " is not increasing or "
-                                                     "beyond the ", length_ - base, " tree slots"));
+      return absl::InvalidArgumentError(absl::StrCat("KeepPath: path index ", p,
+                                                     " is not increasing or "
+                                                     "beyond the ",
+                                                     length_ - base, " tree slots"));
     }
     prev = p;
   }
@@ -232,7 +261,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     ASSIGN_OR_RETURN(std::string cfg_text, ReadFile((fs::path(path) / "config.json").string()));
-    ASSIGN_OR_RETURN(LlamaConfig config, ParseHfConfig(cfg_text, (fs::path(path) / "config.json").string()));
+    ASSIGN_OR_RETURN(LlamaConfig config,
+                     ParseHfConfig(cfg_text, (fs::path(path) / "config.json").string()));
     std::shared_ptr<SafetensorsSet> st;
     {
       ASSIGN_OR_RETURN(auto s, SafetensorsSet::Open(path));
@@ -246,7 +276,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
       return data.status();
     }
     SafetensorsSet* raw = st.get();
-    return Create(config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, std::move(tok), options);
+    return Create(
+        config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, std::move(tok),
+        options);
   }
   std::shared_ptr<GgufFile> g;
   {
@@ -257,22 +289,22 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   ASSIGN_OR_RETURN(TokenizerData tdata, TokenizerDataFromGguf(*g));
   std::string chat_template = tdata.chat_template;
   auto tok = Tokenizer::Create(std::move(tdata));
-  if (!tok.ok()) return absl::Status(tok.status().code(), absl::StrCat(path, ": ", tok.status().message()));
+  if (!tok.ok())
+    return absl::Status(tok.status().code(), absl::StrCat(path, ": ", tok.status().message()));
   GgufFile* raw = g.get();
-  auto model = Create(config, [raw](const std::string& n) { return raw->FindTensor(GgufNameFor(n)); },
-                      g, *std::move(tok), options,
-                      [raw](const uint8_t* p, int64_t n) { raw->file().Release(p, static_cast<size_t>(n)); });
-  if (!model.ok()) return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
+  auto model = Create(
+      config, [raw](const std::string& n) { return raw->FindTensor(GgufNameFor(n)); }, g,
+      *std::move(tok), options,
+      [raw](const uint8_t* p, int64_t n) { raw->file().Release(p, static_cast<size_t>(n)); });
+  if (!model.ok())
+    return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
   (*model)->chat_template_ = chat_template;
   return model;
 }
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LlamaConfig& config,
-                                                               const TensorLookup& lookup,
-                                                               std::shared_ptr<void> keepalive,
-                                                               std::unique_ptr<Tokenizer> tokenizer,
-                                                               const ModelOptions& options,
-                                                               const ReleaseFn& release) {
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
+    const LlamaConfig& config, const TensorLookup& lookup, std::shared_ptr<void> keepalive,
+    std::unique_ptr<Tokenizer> tokenizer, const ModelOptions& options, const ReleaseFn& release) {
   RETURN_IF_ERROR(config.Validate());
   auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
   m->config_ = config;
@@ -280,11 +312,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LlamaConfig
   m->tokenizer_ = std::move(tokenizer);
   if (m->tokenizer_ != nullptr && m->tokenizer_->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", m->tokenizer_->vocab_size(),
-                                                   " tokens but the model only ", config.vocab_size));
+                                                   " tokens but the model only ",
+                                                   config.vocab_size));
   }
   const int64_t h = config.hidden_size, ffn = config.intermediate_size, v = config.vocab_size;
   const int64_t qd = config.q_dim(), kvd = config.kv_dim();
-  auto mat = [&](const std::string& n, int64_t r, int64_t c) { return ToMatrix(lookup(n), n, r, c); };
+  auto mat = [&](const std::string& n, int64_t r, int64_t c) {
+    return ToMatrix(lookup(n), n, r, c);
+  };
   auto linear = [&](const std::string& n, int64_t r, int64_t c) -> absl::StatusOr<cpu::Linear> {
     ASSIGN_OR_RETURN(cpu::Matrix raw, ToMatrix(lookup(n), n, r, c));
     ASSIGN_OR_RETURN(cpu::Linear l, cpu::Linear::Create(raw, options.precision));
@@ -295,7 +330,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LlamaConfig
   ASSIGN_OR_RETURN(m->embed_, mat("model.embed_tokens.weight", v, h));
   if (config.tied_embeddings) {
     ASSIGN_OR_RETURN(m->lm_head_, cpu::Linear::Create(m->embed_, options.precision));
-    if (release && m->lm_head_.packed()) release(m->embed_.data, m->embed_.rows * m->embed_.row_bytes);
+    if (release && m->lm_head_.packed())
+      release(m->embed_.data, m->embed_.rows * m->embed_.row_bytes);
   } else {
     ASSIGN_OR_RETURN(m->lm_head_, linear("lm_head.weight", v, h));
   }
@@ -411,25 +447,30 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
   if (t_len == 0) return absl::InvalidArgumentError("Forward: no tokens");
   if (base + t_len > cache.capacity()) {
     return absl::ResourceExhaustedError(absl::StrCat("Forward: ", base, " cached + ", t_len,
-                                                     " new tokens exceed the KV capacity ", cache.capacity()));
+                                                     " new tokens exceed the KV capacity ",
+                                                     cache.capacity()));
   }
   const bool tree = !req.parents.empty();
   if (tree && req.parents.size() != req.tokens.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("Forward: ", req.parents.size(), " parents for ", t_len, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Forward: ", req.parents.size(), " parents for ", t_len, " tokens"));
   }
   for (int64_t i = 0; i < t_len; ++i) {
     if (req.tokens[i] < 0 || req.tokens[i] >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("Forward: token id ", req.tokens[i], " at index ", i,
-                                                     " is outside [0, ", c.vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("Forward: token id ", req.tokens[i],
+                                                     " at index ", i, " is outside [0, ",
+                                                     c.vocab_size, ")"));
     }
     if (tree && (req.parents[i] < -1 || req.parents[i] >= i)) {
-      return absl::InvalidArgumentError(absl::StrCat("Forward: parent ", req.parents[i], " of tree node ", i,
+      return absl::InvalidArgumentError(absl::StrCat("Forward: parent ", req.parents[i],
+                                                     " of tree node ", i,
                                                      " must be -1 or a smaller index"));
     }
   }
   for (int layer : req.capture_layers) {
     if (layer < 0 || layer >= c.num_layers) {
-      return absl::InvalidArgumentError(absl::StrCat("Forward: capture layer ", layer, " out of range"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Forward: capture layer ", layer, " out of range"));
     }
   }
   // Positions and, for a tree, each node's visible tree slots (ancestors then itself).
@@ -451,7 +492,8 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     for (int32_t j : visible[i]) slots[i].push_back(static_cast<int32_t>(base + j));
   }
   if (pos.back() >= c.max_position || *std::max_element(pos.begin(), pos.end()) >= c.max_position) {
-    return absl::OutOfRangeError(absl::StrCat("Forward: position beyond the model's context ", c.max_position));
+    return absl::OutOfRangeError(
+        absl::StrCat("Forward: position beyond the model's context ", c.max_position));
   }
 
   const int64_t h = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ffn = c.intermediate_size;
@@ -471,14 +513,18 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     for (int64_t ci = 0; ci < n_capture; ++ci) {
       if (req.capture_layers[ci] != l) continue;
       for (int64_t i = 0; i < t_len; ++i) {
-        std::memcpy(out.layer_features.data() + (i * n_capture + ci) * h, x.data() + i * h, h * sizeof(float));
+        std::memcpy(out.layer_features.data() + (i * n_capture + ci) * h, x.data() + i * h,
+                    h * sizeof(float));
       }
     }
     // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
-    for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
+#pragma omp parallel for schedule(static) if (t_len >= 4)
+    for (int64_t i = 0; i < t_len; ++i)
+      cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
     L.wq.Apply(xn.data(), t_len, q.data());
     L.wk.Apply(xn.data(), t_len, k.data());
     L.wv.Apply(xn.data(), t_len, v.data());
+#pragma omp parallel for schedule(static) if (t_len >= 4)
     for (int64_t i = 0; i < t_len; ++i) {
       ApplyRope(q.data() + i * qd, nh, pos[i]);
       ApplyRope(k.data() + i * kvd, c.num_kv_heads, pos[i]);
@@ -499,8 +545,8 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
           const float* vb = cache.v(l, 0) + kvh * hd;
           float* o = att.data() + i * qd + head * hd;
           if (tree) {
-            cpu::AttendHead(qi, kb, vb, kvd, hd, base, slots[i].data(), static_cast<int>(slots[i].size()), scale,
-                            scores.data(), o);
+            cpu::AttendHead(qi, kb, vb, kvd, hd, base, slots[i].data(),
+                            static_cast<int>(slots[i].size()), scale, scores.data(), o);
           } else {
             cpu::AttendHead(qi, kb, vb, kvd, hd, base + i + 1, nullptr, 0, scale, scores.data(), o);
           }
@@ -509,15 +555,21 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     }
     L.wo.Apply(att.data(), t_len, tmp.data());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
-    // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
-    for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
+      // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
+#pragma omp parallel for schedule(static) if (t_len >= 4)
+    for (int64_t i = 0; i < t_len; ++i)
+      cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
     L.w_gate.Apply(xn.data(), t_len, gate.data());
     L.w_up.Apply(xn.data(), t_len, up.data());
-    for (int64_t i = 0; i < t_len; ++i) cpu::SwiGlu(gate.data() + i * ffn, up.data() + i * ffn, ffn, gate.data() + i * ffn);
+#pragma omp parallel for schedule(static) if (t_len >= 4)
+    for (int64_t i = 0; i < t_len; ++i)
+      cpu::SwiGlu(gate.data() + i * ffn, up.data() + i * ffn, ffn, gate.data() + i * ffn);
     L.w_down.Apply(gate.data(), t_len, tmp.data());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
   }
-  for (int64_t i = 0; i < t_len; ++i) cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
+#pragma omp parallel for schedule(static) if (t_len >= 4)
+  for (int64_t i = 0; i < t_len; ++i)
+    cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
   if (req.return_features) out.features.assign(xn.begin(), xn.end());
   if (req.logits == LogitsMode::kAll) {
     out.logits.resize(t_len * c.vocab_size);

@@ -42,8 +42,12 @@ class KvCache {
 
   float* k(int layer, int64_t slot) { return k_.get() + (layer * capacity_ + slot) * kv_dim_; }
   float* v(int layer, int64_t slot) { return v_.get() + (layer * capacity_ + slot) * kv_dim_; }
-  const float* k(int layer, int64_t slot) const { return k_.get() + (layer * capacity_ + slot) * kv_dim_; }
-  const float* v(int layer, int64_t slot) const { return v_.get() + (layer * capacity_ + slot) * kv_dim_; }
+  const float* k(int layer, int64_t slot) const {
+    return k_.get() + (layer * capacity_ + slot) * kv_dim_;
+  }
+  const float* v(int layer, int64_t slot) const {
+    return v_.get() + (layer * capacity_ + slot) * kv_dim_;
+  }
   void set_length(int64_t n) { length_ = n; }
 
  private:
@@ -58,15 +62,15 @@ class KvCache {
 enum class LogitsMode { kNone, kLast, kAll };
 
 struct ForwardRequest {
-  std::span<const int32_t> tokens;   // [T] token ids
+  std::span<const int32_t> tokens;  // [T] token ids
   // [T] or empty. Empty: a causal chain (prefill / decode). Otherwise a tree: parents[i] is the
   // index of i's parent within this request (parents[i] < i), or -1 for a child of the last
   // cached token. Token i then sits at position length + depth(i) and sees the cached prefix,
   // its ancestors and itself.
   std::span<const int32_t> parents;
   LogitsMode logits = LogitsMode::kAll;
-  bool return_features = false;           // final-norm hidden states (EAGLE-1/2 feature)
-  std::span<const int> capture_layers;    // inputs of these layers (EAGLE-3 features)
+  bool return_features = false;         // final-norm hidden states (EAGLE-1/2 feature)
+  std::span<const int> capture_layers;  // inputs of these layers (EAGLE-3 features)
 };
 
 struct ForwardResult {
@@ -94,10 +98,12 @@ class LlamaModel {
   // checkpoint's pages can be dropped and resident memory holds one copy of the weights.
   using TensorLookup = std::function<const TensorRef*(const std::string&)>;
   using ReleaseFn = std::function<void(const uint8_t*, int64_t)>;
-  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(
-      const LlamaConfig& config, const TensorLookup& lookup, std::shared_ptr<void> keepalive,
-      std::unique_ptr<Tokenizer> tokenizer, const ModelOptions& options = {},
-      const ReleaseFn& release = nullptr);
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(const LlamaConfig& config,
+                                                            const TensorLookup& lookup,
+                                                            std::shared_ptr<void> keepalive,
+                                                            std::unique_ptr<Tokenizer> tokenizer,
+                                                            const ModelOptions& options = {},
+                                                            const ReleaseFn& release = nullptr);
 
   ~LlamaModel();
 
@@ -131,8 +137,8 @@ class LlamaModel {
   std::shared_ptr<void> keepalive_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string chat_template_;
-  cpu::Matrix embed_;    // [V, H] (stored blocks; rows dequantized on lookup)
-  cpu::Linear lm_head_;  // [V, H]
+  cpu::Matrix embed_;              // [V, H] (stored blocks; rows dequantized on lookup)
+  cpu::Linear lm_head_;            // [V, H]
   std::vector<float> final_norm_;  // [H]
   std::vector<Layer> layers_;
   std::vector<float> rope_cos_, rope_sin_;  // [max_position, head_dim / 2]

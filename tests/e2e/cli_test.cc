@@ -2,10 +2,9 @@
 // clean errors for bad input.
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -57,8 +56,9 @@ TEST_F(CliTest, GenerateJsonStreamsTokensThenSummary) {
 }
 
 TEST_F(CliTest, GenerateIsReproducibleWithSeed) {
-  const std::string args = "generate --prompt 'Tell me a story.' --chat --max-tokens 16 --temperature 0.8 "
-                           "--top-p 0.9 --top-k 40 --seed 123 --json";
+  const std::string args =
+      "generate --prompt 'Tell me a story.' --chat --max-tokens 16 --temperature 0.8 "
+      "--top-p 0.9 --top-k 40 --seed 123 --json";
   RunResult a = Exec(args), b = Exec(args);
   ASSERT_EQ(a.code, 0) << a.out;
   std::vector<std::string> out_a = absl::StrSplit(a.out, '\n', absl::SkipEmpty());

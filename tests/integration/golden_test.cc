@@ -11,7 +11,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "common/generate.h"
@@ -68,8 +67,10 @@ TEST_F(GoldenTest, LogitsMatchTransformers) {
       const auto top_ids = p["top_ids"].get<std::vector<int>>();
       const auto top_logits = p["top_logits"].get<std::vector<double>>();
       const auto probe_logits = p["probe_logits"].get<std::vector<double>>();
-      for (size_t j = 0; j < top_ids.size(); ++j) worst = std::max(worst, std::fabs(lg[top_ids[j]] - top_logits[j]));
-      for (size_t j = 0; j < probe.size(); ++j) worst = std::max(worst, std::fabs(lg[probe[j]] - probe_logits[j]));
+      for (size_t j = 0; j < top_ids.size(); ++j)
+        worst = std::max(worst, std::fabs(lg[top_ids[j]] - top_logits[j]));
+      for (size_t j = 0; j < probe.size(); ++j)
+        worst = std::max(worst, std::fabs(lg[probe[j]] - probe_logits[j]));
       ++positions;
       if (p["margin"].get<double>() > 2 * kTol) {
         ++checked_top1;
@@ -77,8 +78,9 @@ TEST_F(GoldenTest, LogitsMatchTransformers) {
       }
     }
   }
-  std::printf("golden: %d positions, top-1 checked at %d, max abs logit error %.5f (tolerance %.3f)\n", positions,
-              checked_top1, worst, kTol);
+  std::printf(
+      "golden: %d positions, top-1 checked at %d, max abs logit error %.5f (tolerance %.3f)\n",
+      positions, checked_top1, worst, kTol);
   EXPECT_LT(worst, kTol);
   EXPECT_GT(positions, 100);
 }
@@ -94,7 +96,8 @@ TEST_F(GoldenTest, GreedyContinuationMatches) {
     ASSERT_TRUE(r.ok()) << r.status();
     std::vector<int32_t> got = r->token_ids;
     if (r->finish == FinishReason::kEos) got.push_back(eos);
-    if (!want.empty() && want.back() != eos && model_->tokenizer()->IsEndOfGeneration(want.back())) {
+    if (!want.empty() && want.back() != eos &&
+        model_->tokenizer()->IsEndOfGeneration(want.back())) {
       // transformers stopped on another end-of-generation id.
       got.push_back(want.back());
     }
@@ -209,18 +212,23 @@ TEST(GoldenInt8Test, LogitsAndGreedyCloseToTransformers) {
     ASSERT_TRUE(g.ok());
     const auto want = c["greedy"].get<std::vector<int32_t>>();
     size_t same = 0;
-    while (same < want.size() && same < g->token_ids.size() && want[same] == g->token_ids[same]) ++same;
-    if (same == g->token_ids.size() && g->finish == FinishReason::kEos && same + 1 == want.size()) ++same;
+    while (same < want.size() && same < g->token_ids.size() && want[same] == g->token_ids[same])
+      ++same;
+    if (same == g->token_ids.size() && g->finish == FinishReason::kEos && same + 1 == want.size())
+      ++same;
     greedy_same += static_cast<int>(same);
     greedy_total += static_cast<int>(want.size());
     if (same < want.size()) {
       const double margin = c["greedy_margins"][same].get<double>();
-      EXPECT_LT(margin, kInt8Margin) << "greedy output parts from the reference at step " << same
-                                     << " where the reference margin is " << margin << "; prompt: " << c["text"];
+      EXPECT_LT(margin, kInt8Margin)
+          << "greedy output parts from the reference at step " << same
+          << " where the reference margin is " << margin << "; prompt: " << c["text"];
     }
   }
-  std::printf("golden int8: max abs logit error %.3f, mean %.4f; top-1 %d/%d; greedy prefix match %d/%d tokens\n",
-              worst, sum_err / n_err, agree, checked, greedy_same, greedy_total);
+  std::printf(
+      "golden int8: max abs logit error %.3f, mean %.4f; top-1 %d/%d; greedy prefix match %d/%d "
+      "tokens\n",
+      worst, sum_err / n_err, agree, checked, greedy_same, greedy_total);
   EXPECT_LT(worst, kInt8MaxTol);
   EXPECT_LT(sum_err / n_err, kInt8MeanTol);
   EXPECT_GT(greedy_same * 3, greedy_total);

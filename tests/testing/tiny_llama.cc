@@ -57,7 +57,8 @@ std::shared_ptr<Tensors> RandomTensors(const TinyConfig& c) {
   std::mt19937_64 rng(c.seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int hd = c.hidden / c.heads;
-  auto add = [&](const std::string& name, int64_t rows, int64_t cols, float scale, DType dt, bool norm) {
+  auto add = [&](const std::string& name, int64_t rows, int64_t cols, float scale, DType dt,
+                 bool norm) {
     std::vector<float> x(rows * cols);
     for (float& v : x) v = norm ? 1.0f + 0.1f * normal(rng) : scale * normal(rng);
     t->bytes[name] = Quantize(dt, x.data(), rows * cols);
@@ -82,7 +83,8 @@ std::shared_ptr<Tensors> RandomTensors(const TinyConfig& c) {
     add(p + "self_attn.o_proj.weight", c.hidden, c.heads * hd, s, c.dtype, false);
     add(p + "mlp.gate_proj.weight", c.ffn, c.hidden, s, c.dtype, false);
     add(p + "mlp.up_proj.weight", c.ffn, c.hidden, s, c.dtype, false);
-    add(p + "mlp.down_proj.weight", c.hidden, c.ffn, 1.0f / std::sqrt(static_cast<float>(c.ffn)), c.dtype, false);
+    add(p + "mlp.down_proj.weight", c.hidden, c.ffn, 1.0f / std::sqrt(static_cast<float>(c.ffn)),
+        c.dtype, false);
   }
   for (auto& [name, r] : t->refs) r.data = t->bytes[name].data();
   return t;
@@ -239,7 +241,8 @@ void GgufWriter::AddI32s(const std::string& k, const std::vector<int32_t>& v) {
   for (int32_t x : v) Put(kv_, x);
   ++n_kv_;
 }
-void GgufWriter::AddTensor(const std::string& name, DType t, std::vector<int64_t> dims, std::vector<uint8_t> data) {
+void GgufWriter::AddTensor(const std::string& name, DType t, std::vector<int64_t> dims,
+                           std::vector<uint8_t> data) {
   tensors_.push_back({name, t, std::move(dims), std::move(data)});
 }
 
@@ -307,8 +310,9 @@ absl::Status WriteTinyHfDir(const TinyConfig& cin, const std::string& dir) {
     std::string shape;
     for (int64_t d : ref.dims) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
     const auto& b = t->bytes[name];
-    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", name, "\":{\"dtype\":\"", dt, "\",\"shape\":[",
-                    shape, "],\"data_offsets\":[", off, ",", off + b.size(), "]}");
+    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", name, "\":{\"dtype\":\"", dt,
+                    "\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",", off + b.size(),
+                    "]}");
     data.insert(data.end(), b.begin(), b.end());
     off += b.size();
   }
@@ -319,11 +323,13 @@ absl::Status WriteTinyHfDir(const TinyConfig& cin, const std::string& dir) {
   f.write(header.data(), static_cast<std::streamsize>(header.size()));
   f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
   std::ofstream cfg(dir + "/config.json");
-  cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":" << c.vocab << ",\"hidden_size\":" << c.hidden
-      << ",\"intermediate_size\":" << c.ffn << ",\"num_hidden_layers\":" << c.layers
-      << ",\"num_attention_heads\":" << c.heads << ",\"num_key_value_heads\":" << c.kv_heads
-      << ",\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,\"max_position_embeddings\":" << c.max_position
-      << ",\"tie_word_embeddings\":" << (c.tied ? "true" : "false") << ",\"bos_token_id\":256,\"eos_token_id\":256}";
+  cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":" << c.vocab
+      << ",\"hidden_size\":" << c.hidden << ",\"intermediate_size\":" << c.ffn
+      << ",\"num_hidden_layers\":" << c.layers << ",\"num_attention_heads\":" << c.heads
+      << ",\"num_key_value_heads\":" << c.kv_heads
+      << ",\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,\"max_position_embeddings\":"
+      << c.max_position << ",\"tie_word_embeddings\":" << (c.tied ? "true" : "false")
+      << ",\"bos_token_id\":256,\"eos_token_id\":256}";
   if (!f || !cfg) return absl::InternalError("cannot write " + dir);
   return absl::OkStatus();
 }
@@ -334,8 +340,10 @@ absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool 
   auto t = RandomTensors(c);
   if (permute_qk) {
     for (auto& [name, ref] : t->refs) {
-      if (name.find("q_proj") != std::string::npos) t->bytes[name] = PermuteRows(t->bytes[name], ref.dims[0], c.heads);
-      if (name.find("k_proj") != std::string::npos) t->bytes[name] = PermuteRows(t->bytes[name], ref.dims[0], c.kv_heads);
+      if (name.find("q_proj") != std::string::npos)
+        t->bytes[name] = PermuteRows(t->bytes[name], ref.dims[0], c.heads);
+      if (name.find("k_proj") != std::string::npos)
+        t->bytes[name] = PermuteRows(t->bytes[name], ref.dims[0], c.kv_heads);
     }
   }
   GgufWriter w;
@@ -368,7 +376,8 @@ absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool 
   w.AddU32("tokenizer.ggml.bos_token_id", 256);
   w.AddU32("tokenizer.ggml.eos_token_id", 256);
   const std::map<std::string, std::string> names = {
-      {"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
       {"lm_head.weight", "output.weight"}};
   for (auto& [name, ref] : t->refs) {
     std::string g = name;
@@ -376,10 +385,14 @@ absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool 
       g = it->second;
     } else {
       static const std::map<std::string, std::string> kLayer = {
-          {"input_layernorm.weight", "attn_norm.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
-          {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.k_proj.weight", "attn_k.weight"},
-          {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.o_proj.weight", "attn_output.weight"},
-          {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
+          {"input_layernorm.weight", "attn_norm.weight"},
+          {"post_attention_layernorm.weight", "ffn_norm.weight"},
+          {"self_attn.q_proj.weight", "attn_q.weight"},
+          {"self_attn.k_proj.weight", "attn_k.weight"},
+          {"self_attn.v_proj.weight", "attn_v.weight"},
+          {"self_attn.o_proj.weight", "attn_output.weight"},
+          {"mlp.gate_proj.weight", "ffn_gate.weight"},
+          {"mlp.up_proj.weight", "ffn_up.weight"},
           {"mlp.down_proj.weight", "ffn_down.weight"}};
       const size_t dot = name.find('.', 13);
       g = absl::StrCat("blk.", name.substr(13, dot - 13), ".", kLayer.at(name.substr(dot + 1)));
@@ -390,7 +403,8 @@ absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool 
 }
 
 std::string TempDir() {
-  std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/eagle_test_XXXXXX";
+  std::string tmpl =
+      (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/eagle_test_XXXXXX";
   char* p = mkdtemp(tmpl.data());
   return p ? std::string(p) : std::string("/tmp");
 }

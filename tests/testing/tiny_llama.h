@@ -49,7 +49,8 @@ class GgufWriter {
   void AddStrings(const std::string& k, const std::vector<std::string>& v);
   void AddI32s(const std::string& k, const std::vector<int32_t>& v);
   // dims row-major (outermost first), data already in `t`'s block layout.
-  void AddTensor(const std::string& name, DType t, std::vector<int64_t> dims, std::vector<uint8_t> data);
+  void AddTensor(const std::string& name, DType t, std::vector<int64_t> dims,
+                 std::vector<uint8_t> data);
   std::vector<uint8_t> Serialize() const;
   absl::Status Write(const std::string& path) const;
 

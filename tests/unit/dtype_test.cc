@@ -6,9 +6,8 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -17,7 +16,8 @@ namespace {
 
 std::vector<uint8_t> FromHex(const std::string& h) {
   std::vector<uint8_t> out(h.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>(std::stoi(h.substr(2 * i, 2), nullptr, 16));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<uint8_t>(std::stoi(h.substr(2 * i, 2), nullptr, 16));
   return out;
 }
 
@@ -27,9 +27,10 @@ TEST(DTypeTest, DequantizeMatchesGgufPython) {
   nlohmann::json j;
   f >> j;
   const std::map<std::string, DType> types = {
-      {"Q4_0", DType::kQ4_0}, {"Q4_1", DType::kQ4_1}, {"Q5_0", DType::kQ5_0}, {"Q5_1", DType::kQ5_1},
-      {"Q8_0", DType::kQ8_0}, {"Q2_K", DType::kQ2_K}, {"Q3_K", DType::kQ3_K}, {"Q4_K", DType::kQ4_K},
-      {"Q5_K", DType::kQ5_K}, {"Q6_K", DType::kQ6_K}, {"F16", DType::kF16},   {"BF16", DType::kBF16}};
+      {"Q4_0", DType::kQ4_0}, {"Q4_1", DType::kQ4_1}, {"Q5_0", DType::kQ5_0},
+      {"Q5_1", DType::kQ5_1}, {"Q8_0", DType::kQ8_0}, {"Q2_K", DType::kQ2_K},
+      {"Q3_K", DType::kQ3_K}, {"Q4_K", DType::kQ4_K}, {"Q5_K", DType::kQ5_K},
+      {"Q6_K", DType::kQ6_K}, {"F16", DType::kF16},   {"BF16", DType::kBF16}};
   ASSERT_EQ(j.size(), types.size());
   for (const auto& [name, t] : types) {
     SCOPED_TRACE(name);
@@ -51,7 +52,7 @@ TEST(DTypeTest, HalfRoundTripsAllValues) {
     if (std::isnan(f)) continue;
     ASSERT_EQ(FloatToHalf(f), h) << h;
   }
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);        // overflow -> inf
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                // overflow -> inf
   EXPECT_EQ(FloatToHalf(1.0f + 1.0f / 2048), 0x3c00);  // tie rounds to even
   EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));
 }

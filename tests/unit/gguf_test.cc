@@ -4,9 +4,8 @@
 
 #include <cstring>
 #include <fstream>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "absl/strings/match.h"
 #include "common/io/safetensors.h"
@@ -143,7 +142,8 @@ void WriteSafetensors(const std::string& path, const std::vector<StEntry>& entri
   nlohmann::json h;
   size_t off = 0;
   for (const auto& e : entries) {
-    h[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
+    h[e.name] = {
+        {"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
     off += e.bytes.size();
   }
   h["__metadata__"] = {{"format", "pt"}};
@@ -163,7 +163,8 @@ TEST(SafetensorsTest, ReadsShardsAndRejectsCorruption) {
   std::memcpy(ab.data(), a.data(), ab.size());
   WriteSafetensors(dir + "/model-00001-of-00002.safetensors", {{"w.a", "F32", {64, 32}, ab}});
   WriteSafetensors(dir + "/model-00002-of-00002.safetensors",
-                   {{"w.b", "BF16", {32}, std::vector<uint8_t>(64, 0)}, {"w.c", "I64", {4}, std::vector<uint8_t>(32, 0)}});
+                   {{"w.b", "BF16", {32}, std::vector<uint8_t>(64, 0)},
+                    {"w.c", "I64", {4}, std::vector<uint8_t>(32, 0)}});
   auto s = SafetensorsSet::Open(dir);
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_NE((*s)->FindTensor("w.a"), nullptr);
@@ -221,7 +222,8 @@ TEST(CheckpointTest, HuggingFaceDirAndGgufAgree) {
     auto a = (*hf)->Forward(*c1, req), b = (*gg)->Forward(*c2, req);
     ASSERT_TRUE(a.ok() && b.ok());
     ASSERT_EQ(a->logits.size(), b->logits.size());
-    for (size_t i = 0; i < a->logits.size(); ++i) ASSERT_NEAR(a->logits[i], b->logits[i], 1e-4) << i;
+    for (size_t i = 0; i < a->logits.size(); ++i)
+      ASSERT_NEAR(a->logits[i], b->logits[i], 1e-4) << i;
   }
 }
 
@@ -230,8 +232,9 @@ TEST(CheckpointTest, MismatchedShapesAreNamed) {
   const std::string dir = testing::TempDir();
   ASSERT_TRUE(testing::WriteTinyHfDir(c, dir).ok());
   // Claim a larger hidden size than the tensors have.
-  std::ofstream(dir + "/config.json") << "{\"vocab_size\":257,\"hidden_size\":128,\"intermediate_size\":128,"
-                                         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2}";
+  std::ofstream(dir + "/config.json")
+      << "{\"vocab_size\":257,\"hidden_size\":128,\"intermediate_size\":128,"
+         "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2}";
   auto m = LlamaModel::Load(dir);
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(absl::StrContains(m.status().message(), "model.embed_tokens.weight")) << m.status();

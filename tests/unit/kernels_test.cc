@@ -55,13 +55,15 @@ TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
       std::vector<float> y(t * rows);
       MatMul(w, x.data(), t, y.data());
       for (int64_t i = 0; i < t * rows; ++i) {
-        ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << "isa " << int(isa) << " at " << i;
+        ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::fabs(ref[i])))
+            << "isa " << int(isa) << " at " << i;
       }
       // Each token alone, and in every split, gives bit-identical results.
       for (int64_t i = 0; i < t; ++i) {
         std::vector<float> y1(rows);
         MatMul(w, x.data() + i * cols, 1, y1.data());
-        for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], y[i * rows + n]) << "token " << i << " row " << n;
+        for (int64_t n = 0; n < rows; ++n)
+          ASSERT_EQ(y1[n], y[i * rows + n]) << "token " << i << " row " << n;
       }
       for (int64_t split : {2, 5, 7}) {
         std::vector<float> y2(split * rows);
@@ -74,8 +76,8 @@ TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulTest,
-                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
-                                           DType::kQ4_1),
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+                                           DType::kQ4_0, DType::kQ4_1),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
@@ -123,9 +125,10 @@ TEST(KernelsTest, AttendHeadMatchesScalarAndDoubleReference) {
     const int32_t extra[3] = {40, 45, 59};
     std::vector<float> s1(64), s2(64), o1(hd), o2(hd);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    scalar::AttendHead(q.data(), k.data() + hd, v.data() + hd, stride, hd, n_prefix, extra, 3, scale, s1.data(),
-                       o1.data());
-    AttendHead(q.data(), k.data() + hd, v.data() + hd, stride, hd, n_prefix, extra, 3, scale, s2.data(), o2.data());
+    scalar::AttendHead(q.data(), k.data() + hd, v.data() + hd, stride, hd, n_prefix, extra, 3,
+                       scale, s1.data(), o1.data());
+    AttendHead(q.data(), k.data() + hd, v.data() + hd, stride, hd, n_prefix, extra, 3, scale,
+               s2.data(), o2.data());
     // Double-precision reference.
     std::vector<int64_t> slots;
     for (int64_t s = 0; s < n_prefix; ++s) slots.push_back(s);

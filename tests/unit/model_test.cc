@@ -1,12 +1,11 @@
 // The CPU forward pass on seeded random tiny models: against an independent double-precision
 // reference, and batch invariance (decode-by-decode == prefill == tree, bit for bit), KV
 // compaction, features, and input validation.
-#include "common/model/llama_model.h"
-
 #include <cmath>
 #include <map>
 #include <random>
 
+#include "common/model/llama_model.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 
@@ -17,8 +16,10 @@ using testing::TinyConfig;
 using Weights = std::map<std::string, std::vector<float>>;
 
 // Straightforward LLaMA forward in double precision over a causal sequence; returns logits.
-std::vector<double> Reference(const TinyConfig& c, const Weights& w, const std::vector<int32_t>& toks) {
-  const int h = c.hidden, hd = c.hidden / c.heads, qd = c.heads * hd, kvd = c.kv_heads * hd, t_len = toks.size();
+std::vector<double> Reference(const TinyConfig& c, const Weights& w,
+                              const std::vector<int32_t>& toks) {
+  const int h = c.hidden, hd = c.hidden / c.heads, qd = c.heads * hd, kvd = c.kv_heads * hd,
+            t_len = toks.size();
   auto W = [&](const std::string& n) -> const std::vector<float>& { return w.at(n); };
   auto matvec = [&](const std::vector<float>& m, const std::vector<double>& x, int rows) {
     std::vector<double> y(rows);
@@ -42,7 +43,8 @@ std::vector<double> Reference(const TinyConfig& c, const Weights& w, const std::
     for (int hh = 0; hh < heads; ++hh) {
       for (int i = 0; i < hd / 2; ++i) {
         const double f = std::pow(10000.0, -2.0 * i / hd), a = pos * f;
-        const int i0 = c.interleaved_rope ? 2 * i : i, i1 = c.interleaved_rope ? 2 * i + 1 : i + hd / 2;
+        const int i0 = c.interleaved_rope ? 2 * i : i,
+                  i1 = c.interleaved_rope ? 2 * i + 1 : i + hd / 2;
         const double x0 = v[hh * hd + i0], x1 = v[hh * hd + i1];
         v[hh * hd + i0] = x0 * std::cos(a) - x1 * std::sin(a);
         v[hh * hd + i1] = x1 * std::cos(a) + x0 * std::sin(a);
@@ -217,14 +219,15 @@ TEST_P(TinyModelTest, DecodeEqualsPrefillEqualsTreeBitForBit) {
   EXPECT_EQ(after_tree->logits, after_seq->logits) << "compacted cache differs";
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, TinyModelTest,
-                         ::testing::Values(Case{DType::kF32, false, false, 4, 2}, Case{DType::kF32, true, true, 4, 4},
-                                           Case{DType::kQ4_1, true, true, 4, 1}, Case{DType::kQ8_0, false, false, 2, 2},
-                                           Case{DType::kBF16, false, true, 4, 2}, Case{DType::kF16, true, false, 4, 2},
-                                           Case{DType::kQ4_0, false, false, 4, 2},
-                                           Case{DType::kQ4_1, true, true, 4, 1, cpu::Precision::kInt8},
-                                           Case{DType::kQ8_0, false, false, 2, 2, cpu::Precision::kInt8},
-                                           Case{DType::kQ4_0, false, true, 4, 2, cpu::Precision::kInt8}));
+INSTANTIATE_TEST_SUITE_P(
+    Variants, TinyModelTest,
+    ::testing::Values(Case{DType::kF32, false, false, 4, 2}, Case{DType::kF32, true, true, 4, 4},
+                      Case{DType::kQ4_1, true, true, 4, 1}, Case{DType::kQ8_0, false, false, 2, 2},
+                      Case{DType::kBF16, false, true, 4, 2}, Case{DType::kF16, true, false, 4, 2},
+                      Case{DType::kQ4_0, false, false, 4, 2},
+                      Case{DType::kQ4_1, true, true, 4, 1, cpu::Precision::kInt8},
+                      Case{DType::kQ8_0, false, false, 2, 2, cpu::Precision::kInt8},
+                      Case{DType::kQ4_0, false, true, 4, 2, cpu::Precision::kInt8}));
 
 TEST(ModelTest, FeaturesAndCapturedLayers) {
   TinyConfig c;

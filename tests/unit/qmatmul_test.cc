@@ -92,7 +92,8 @@ TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, QMatMulTest, ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0),
+INSTANTIATE_TEST_SUITE_P(Types, QMatMulTest,
+                         ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(LinearTest, ChoosesPathByTypeAndPrecision) {

@@ -14,10 +14,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/cpu/kernels.h"
 #include "common/cpu/qmatmul.h"
@@ -27,7 +26,9 @@ namespace eagle {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 double CurrentRssMb() {
   FILE* f = std::fopen("/proc/self/statm", "r");
@@ -57,7 +58,8 @@ double MeasureBandwidth() {
     auto t = Clock::now();
 #pragma omp parallel for reduction(+ : total) schedule(static)
     for (size_t i = 0; i < n / 8; i += 8) {
-      total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^ buf[i + 6] ^ buf[i + 7];
+      total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^
+               buf[i + 6] ^ buf[i + 7];
     }
     const double s = Since(t);
     volatile uint64_t sink = total;
@@ -78,14 +80,23 @@ int Main(int argc, char** argv) {
   std::string path = EAGLE_DEFAULT_MODEL;
   int threads = 0, prompt_tokens = 128, decode_tokens = 64, reps = 5;
   std::string precision = "auto";
+  int profile_tree = 0;  // >0: only run forwards over trees of this many nodes (for profilers)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--model") path = argv[i + 1];
-    else if (k == "--threads") threads = std::atoi(argv[i + 1]);
-    else if (k == "--prompt-tokens") prompt_tokens = std::atoi(argv[i + 1]);
-    else if (k == "--decode-tokens") decode_tokens = std::atoi(argv[i + 1]);
-    else if (k == "--reps") reps = std::atoi(argv[i + 1]);
-    else if (k == "--precision") precision = argv[i + 1];
+    if (k == "--model")
+      path = argv[i + 1];
+    else if (k == "--threads")
+      threads = std::atoi(argv[i + 1]);
+    else if (k == "--prompt-tokens")
+      prompt_tokens = std::atoi(argv[i + 1]);
+    else if (k == "--decode-tokens")
+      decode_tokens = std::atoi(argv[i + 1]);
+    else if (k == "--reps")
+      reps = std::atoi(argv[i + 1]);
+    else if (k == "--precision")
+      precision = argv[i + 1];
+    else if (k == "--profile-tree")
+      profile_tree = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -102,10 +113,26 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const LlamaModel& model = **loaded;
+  if (profile_tree > 0) {
+    auto cache = model.NewCache(256 + profile_tree);
+    std::vector<int32_t> prompt(128, 42), toks(profile_tree, 7),
+        parents = TreeParents(profile_tree);
+    ForwardRequest req;
+    req.tokens = prompt;
+    if (!model.Forward(*cache, req).ok()) return 1;
+    auto t = Clock::now();
+    for (int r = 0; r < reps; ++r) {
+      req.tokens = toks;
+      req.parents = parents;
+      if (!model.Forward(*cache, req).ok() || !cache->Truncate(128).ok()) return 1;
+    }
+    std::printf("tree %d: %.2f ms per forward\n", profile_tree, Since(t) / reps * 1e3);
+    return 0;
+  }
   const LlamaConfig& c = model.config();
   std::printf("model: %s\n  %d layers, hidden %d, vocab %d, weights %s, %.1f MB read per token\n",
-              path.c_str(), c.num_layers, c.hidden_size, c.vocab_size, model.dtype_summary().c_str(),
-              model.weight_bytes() / 1e6);
+              path.c_str(), c.num_layers, c.hidden_size, c.vocab_size,
+              model.dtype_summary().c_str(), model.weight_bytes() / 1e6);
   std::printf("cpu: %s, %d threads\n", cpu::CpuFeatureString().c_str(), threads);
 
   // Machine limits are measured in a child process so that the probe's 256 MiB buffer does not
@@ -141,9 +168,11 @@ int Main(int argc, char** argv) {
              3.0 * c.hidden_size * c.intermediate_size);
   params += static_cast<double>(c.vocab_size) * c.hidden_size;
   const double flops_per_token = 2 * params;
-  std::printf("machine: memory read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, int8 VNNI peak %.0f GOP/s (%d "
-              "threads)\n",
-              bw, peak, peak_int8, threads);
+  std::printf(
+      "machine: memory read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, int8 VNNI peak %.0f "
+      "GOP/s (%d "
+      "threads)\n",
+      bw, peak, peak_int8, threads);
   // The roof that applies to the matmuls: int8 when the model computes in int8.
   const double peak_f32 = peak;
   if (model.int8() && peak_int8 > 0) peak = peak_int8;
@@ -152,8 +181,11 @@ int Main(int argc, char** argv) {
 
   std::vector<int32_t> prompt(prompt_tokens);
   for (int i = 0; i < prompt_tokens; ++i) prompt[i] = (i * 7919 + 13) % c.vocab_size;
-  nlohmann::json report = {{"model", path}, {"threads", threads}, {"bandwidth_gbs", bw},
-                           {"fma_peak_gflops", peak_f32}, {"int8_peak_gops", peak_int8},
+  nlohmann::json report = {{"model", path},
+                           {"threads", threads},
+                           {"bandwidth_gbs", bw},
+                           {"fma_peak_gflops", peak_f32},
+                           {"int8_peak_gops", peak_int8},
                            {"weight_bytes", model.weight_bytes()}};
 
   // Prefill.
@@ -170,8 +202,9 @@ int Main(int argc, char** argv) {
   }
   const double prefill_tps = prompt_tokens / best_prefill;
   const double prefill_gflops = flops_per_token * prompt_tokens / best_prefill / 1e9;
-  std::printf("prefill %d tokens: %.1f ms, %.0f tok/s, %.0f GFLOP/s (%.0f%% of compute peak)\n", prompt_tokens,
-              best_prefill * 1e3, prefill_tps, prefill_gflops, peak > 0 ? 100 * prefill_gflops / peak : 0);
+  std::printf("prefill %d tokens: %.1f ms, %.0f tok/s, %.0f GFLOP/s (%.0f%% of compute peak)\n",
+              prompt_tokens, best_prefill * 1e3, prefill_tps, prefill_gflops,
+              peak > 0 ? 100 * prefill_gflops / peak : 0);
 
   // Decode.
   auto cache = model.NewCache(prompt_tokens + decode_tokens + 128);
@@ -191,16 +224,19 @@ int Main(int argc, char** argv) {
     auto fr = model.Forward(*cache, req);
     steps.push_back(Since(t));
     if (!fr.ok()) return 1;
-    tok = static_cast<int32_t>(std::max_element(fr->logits.begin(), fr->logits.end()) - fr->logits.begin());
+    tok = static_cast<int32_t>(std::max_element(fr->logits.begin(), fr->logits.end()) -
+                               fr->logits.begin());
   }
   std::sort(steps.begin(), steps.end());
   const double decode_med = steps[steps.size() / 2];
   double decode_mean = 0;
   for (double s : steps) decode_mean += s;
   decode_mean /= steps.size();
-  std::printf("decode (context %d..%d): median %.2f ms/token = %.1f tok/s (mean %.1f tok/s); %.0f%% of the bandwidth roof\n",
-              prompt_tokens, prompt_tokens + decode_tokens, decode_med * 1e3, 1 / decode_med, 1 / decode_mean,
-              100 * (1 / decode_med) / decode_roof);
+  std::printf(
+      "decode (context %d..%d): median %.2f ms/token = %.1f tok/s (mean %.1f tok/s); %.0f%% of the "
+      "bandwidth roof\n",
+      prompt_tokens, prompt_tokens + decode_tokens, decode_med * 1e3, 1 / decode_med,
+      1 / decode_mean, 100 * (1 / decode_med) / decode_roof);
   const double rss_decode = CurrentRssMb();
   report["rss_after_decode_mb"] = rss_decode;
   report["prefill_tokens"] = prompt_tokens;
@@ -231,17 +267,19 @@ int Main(int argc, char** argv) {
     const double med = ts[ts.size() / 2];
     if (n == 1) one = med;
     const double gf = flops_per_token * n / med / 1e9;
-    std::printf("  %2d tokens: %7.2f ms  (%.2fx one token; %.0f GFLOP/s, %.0f%% of compute peak)\n", n, med * 1e3,
-                med / one, gf, peak > 0 ? 100 * gf / peak : 0);
+    std::printf("  %2d tokens: %7.2f ms  (%.2fx one token; %.0f GFLOP/s, %.0f%% of compute peak)\n",
+                n, med * 1e3, med / one, gf, peak > 0 ? 100 * gf / peak : 0);
     trees.push_back({{"tokens", n}, {"ms", med * 1e3}, {"ratio_to_1", med / one}});
   }
   report["tree"] = trees;
   const double kv_mb = cache->bytes() / 1e6;
   const double rss = PeakRssMb();
   const double held = model.weight_bytes() / 1e6;
-  std::printf("RSS after decode %.1f MB, peak %.1f MB (with the 64-node tree's full logits); weights as held %.1f MB + "
-              "KV cache %.1f MB: ratios %.2f and %.2f\n",
-              rss_decode, rss, held, kv_mb, rss_decode / (held + kv_mb), rss / (held + kv_mb));
+  std::printf(
+      "RSS after decode %.1f MB, peak %.1f MB (with the 64-node tree's full logits); weights as "
+      "held %.1f MB + "
+      "KV cache %.1f MB: ratios %.2f and %.2f\n",
+      rss_decode, rss, held, kv_mb, rss_decode / (held + kv_mb), rss / (held + kv_mb));
   report["peak_rss_mb"] = rss;
   std::printf("%s\n", report.dump().c_str());
   return 0;

@@ -7,10 +7,9 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -66,7 +65,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   static const std::vector<std::string> kBool = {"--chat", "--json", "--ignore-eos", "--help"};
   for (int i = 2; i < argc; ++i) {
     std::string k = argv[i];
-    if (k.rfind("--", 0) != 0) return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", k, "'"));
+    if (k.rfind("--", 0) != 0)
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", k, "'"));
     if (std::find(kBool.begin(), kBool.end(), k) != kBool.end()) {
       a.kv[k] = "1";
       continue;
@@ -103,7 +103,9 @@ std::string DefaultSystemFromJinja(const std::string& jinja) {
   const size_t b = jinja.find("<|im_end|>", a);
   if (b == std::string::npos) return "";
   std::string s = jinja.substr(a + open.size(), b - a - open.size());
-  if (s.find("{{") != std::string::npos || s.find("{%") != std::string::npos || s.find('\'') != std::string::npos) return "";
+  if (s.find("{{") != std::string::npos || s.find("{%") != std::string::npos ||
+      s.find('\'') != std::string::npos)
+    return "";
   return s;
 }
 
@@ -113,13 +115,15 @@ absl::StatusOr<std::vector<int32_t>> BuildPrompt(const LlamaModel& model, const 
     std::vector<int32_t> ids;
     for (absl::string_view p : absl::StrSplit(a.Get("--tokens"), ',', absl::SkipEmpty())) {
       int32_t id;
-      if (!absl::SimpleAtoi(p, &id)) return absl::InvalidArgumentError(absl::StrCat("--tokens: bad id '", p, "'"));
+      if (!absl::SimpleAtoi(p, &id))
+        return absl::InvalidArgumentError(absl::StrCat("--tokens: bad id '", p, "'"));
       ids.push_back(id);
     }
     return ids;
   }
   if (!a.Has("--prompt")) return absl::InvalidArgumentError("--prompt (or --tokens) is required");
-  if (tok == nullptr) return absl::FailedPreconditionError("the model has no tokenizer: use --tokens");
+  if (tok == nullptr)
+    return absl::FailedPreconditionError("the model has no tokenizer: use --tokens");
   std::string text = a.Get("--prompt");
   std::vector<int32_t> ids;
   if (a.Has("--chat")) {
@@ -158,7 +162,8 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
   auto on_token = [&](int32_t id, const std::string& text) {
     if (json) {
       nlohmann::json j = {{"token_id", id}, {"text", text}};
-      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n"
+                << std::flush;
     } else {
       std::cout << text << std::flush;
     }
@@ -195,7 +200,8 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
 absl::Status RunScore(const LlamaModel& model, const Args& a) {
   int top_k = 5;
   RETURN_IF_ERROR(GetNum(a, "--top-k", &top_k));
-  if (top_k <= 0 || top_k > model.config().vocab_size) return absl::InvalidArgumentError("--top-k out of range");
+  if (top_k <= 0 || top_k > model.config().vocab_size)
+    return absl::InvalidArgumentError("--top-k out of range");
   ASSIGN_OR_RETURN(std::vector<int32_t> ids, BuildPrompt(model, a));
   if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
   auto cache = model.NewCache(static_cast<int64_t>(ids.size()));
@@ -208,12 +214,14 @@ absl::Status RunScore(const LlamaModel& model, const Args& a) {
     const float* lg = r.logits.data() + i * v;
     std::vector<int32_t> idx(v);
     for (int j = 0; j < v; ++j) idx[j] = j;
-    std::partial_sort(idx.begin(), idx.begin() + top_k, idx.end(),
-                      [&](int32_t x, int32_t y) { return lg[x] > lg[y] || (lg[x] == lg[y] && x < y); });
+    std::partial_sort(idx.begin(), idx.begin() + top_k, idx.end(), [&](int32_t x, int32_t y) {
+      return lg[x] > lg[y] || (lg[x] == lg[y] && x < y);
+    });
     nlohmann::json top = nlohmann::json::array();
     for (int j = 0; j < top_k; ++j) top.push_back({idx[j], lg[idx[j]]});
     if (a.Has("--json")) {
-      std::cout << nlohmann::json({{"position", i}, {"token", ids[i]}, {"top", top}}).dump() << "\n";
+      std::cout << nlohmann::json({{"position", i}, {"token", ids[i]}, {"top", top}}).dump()
+                << "\n";
     } else {
       std::cout << i << "\t" << ids[i] << "\t" << top.dump() << "\n";
     }
@@ -224,7 +232,8 @@ absl::Status RunScore(const LlamaModel& model, const Args& a) {
 int Main(int argc, char** argv) {
   auto args = ParseArgs(argc, argv);
   if (!args.ok() || args->Has("--help") || (args->cmd != "generate" && args->cmd != "score")) {
-    if (!args.ok()) std::fprintf(stderr, "error: %s\n", std::string(args.status().message()).c_str());
+    if (!args.ok())
+      std::fprintf(stderr, "error: %s\n", std::string(args.status().message()).c_str());
     std::fputs(kUsage, stderr);
     return args.ok() && args->Has("--help") ? 0 : 2;
   }
@@ -248,7 +257,8 @@ int Main(int argc, char** argv) {
   auto model = LlamaModel::Load(path, options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
-    if (!args->Has("--model")) std::fprintf(stderr, "hint: run scripts/fetch_model.sh to get the default model\n");
+    if (!args->Has("--model"))
+      std::fprintf(stderr, "hint: run scripts/fetch_model.sh to get the default model\n");
     return 1;
   }
   absl::Status s = args->cmd == "generate" ? RunGenerate(**model, *args) : RunScore(**model, *args);
