@@ -2,7 +2,7 @@
 # Installs the Debian packages the build and tests need. Idempotent: a second run installs nothing.
 set -euo pipefail
 pkgs=(
-  build-essential cmake ninja-build pkg-config git python3 python3-venv
+  build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libpcre2-dev nlohmann-json3-dev unzip

@@ -23,36 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------------------------------------
-// GGUF -> Hugging Face tensor names and configuration.
-
-std::string GgufNameFor(const std::string& hf) {
-  static const std::map<std::string, std::string> kTop = {
-      {"model.embed_tokens.weight", "token_embd.weight"},
-      {"model.norm.weight", "output_norm.weight"},
-      {"lm_head.weight", "output.weight"},
-  };
-  if (auto it = kTop.find(hf); it != kTop.end()) return it->second;
-  static const std::map<std::string, std::string> kLayer = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-  };
-  const std::string prefix = "model.layers.";
-  if (hf.rfind(prefix, 0) == 0) {
-    const size_t dot = hf.find('.', prefix.size());
-    const std::string idx = hf.substr(prefix.size(), dot - prefix.size());
-    if (auto it = kLayer.find(hf.substr(dot + 1)); it != kLayer.end()) {
-      return absl::StrCat("blk.", idx, ".", it->second);
-    }
-  }
-  return hf;
-}
+// GGUF configuration.
 
 absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& g) {
   ASSIGN_OR_RETURN(std::string arch, g.GetString("general.architecture"));
@@ -209,6 +180,35 @@ absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::strin
 
 }  // namespace
 
+std::string GgufTensorName(const std::string& hf) {
+  static const std::map<std::string, std::string> kTop = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  if (auto it = kTop.find(hf); it != kTop.end()) return it->second;
+  static const std::map<std::string, std::string> kLayer = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) == 0) {
+    const size_t dot = hf.find('.', prefix.size());
+    const std::string idx = hf.substr(prefix.size(), dot - prefix.size());
+    if (auto it = kLayer.find(hf.substr(dot + 1)); it != kLayer.end()) {
+      return absl::StrCat("blk.", idx, ".", it->second);
+    }
+  }
+  return hf;
+}
+
 // ---------------------------------------------------------------------------------------------
 // KvCache
 
@@ -293,7 +293,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     return absl::Status(tok.status().code(), absl::StrCat(path, ": ", tok.status().message()));
   GgufFile* raw = g.get();
   auto model = Create(
-      config, [raw](const std::string& n) { return raw->FindTensor(GgufNameFor(n)); }, g,
+      config, [raw](const std::string& n) { return raw->FindTensor(GgufTensorName(n)); }, g,
       *std::move(tok), options,
       [raw](const uint8_t* p, int64_t n) { raw->file().Release(p, static_cast<size_t>(n)); });
   if (!model.ok())

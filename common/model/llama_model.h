@@ -61,6 +61,11 @@ class KvCache {
 
 enum class LogitsMode { kNone, kLast, kAll };
 
+// The GGUF (llama.cpp) name of a tensor given its Hugging Face name, e.g.
+// "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight". Unknown names map to
+// themselves.
+std::string GgufTensorName(const std::string& hf_name);
+
 struct ForwardRequest {
   std::span<const int32_t> tokens;  // [T] token ids
   // [T] or empty. Empty: a causal chain (prefill / decode). Otherwise a tree: parents[i] is the

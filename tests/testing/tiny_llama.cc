@@ -375,31 +375,19 @@ absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool 
   w.AddStrings("tokenizer.ggml.merges", {});
   w.AddU32("tokenizer.ggml.bos_token_id", 256);
   w.AddU32("tokenizer.ggml.eos_token_id", 256);
-  const std::map<std::string, std::string> names = {
-      {"model.embed_tokens.weight", "token_embd.weight"},
-      {"model.norm.weight", "output_norm.weight"},
-      {"lm_head.weight", "output.weight"}};
   for (auto& [name, ref] : t->refs) {
-    std::string g = name;
-    if (auto it = names.find(name); it != names.end()) {
-      g = it->second;
-    } else {
-      static const std::map<std::string, std::string> kLayer = {
-          {"input_layernorm.weight", "attn_norm.weight"},
-          {"post_attention_layernorm.weight", "ffn_norm.weight"},
-          {"self_attn.q_proj.weight", "attn_q.weight"},
-          {"self_attn.k_proj.weight", "attn_k.weight"},
-          {"self_attn.v_proj.weight", "attn_v.weight"},
-          {"self_attn.o_proj.weight", "attn_output.weight"},
-          {"mlp.gate_proj.weight", "ffn_gate.weight"},
-          {"mlp.up_proj.weight", "ffn_up.weight"},
-          {"mlp.down_proj.weight", "ffn_down.weight"}};
-      const size_t dot = name.find('.', 13);
-      g = absl::StrCat("blk.", name.substr(13, dot - 13), ".", kLayer.at(name.substr(dot + 1)));
-    }
+    const std::string g = GgufTensorName(name);
     w.AddTensor(g, ref.dtype, ref.dims, t->bytes[name]);
   }
   return w.Write(path);
+}
+
+std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
 }
 
 std::string TempDir() {

@@ -74,6 +74,9 @@ absl::Status WriteTinyGguf(const TinyConfig& cfg, const std::string& path, bool 
 // Writes the tiny model as a Hugging Face directory: config.json + model.safetensors.
 absl::Status WriteTinyHfDir(const TinyConfig& cfg, const std::string& dir);
 
+// n samples of N(0, scale^2), seeded.
+std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale = 1.0f);
+
 // A fresh temporary directory for one test.
 std::string TempDir();
 

@@ -15,13 +15,7 @@
 namespace eagle::cpu {
 namespace {
 
-std::vector<float> Random(int64_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using testing::RandomNormal;
 
 // Plain double-precision reference: y = W x with W dequantized by the scalar routine.
 std::vector<double> RefMatMul(const Matrix& w, const std::vector<float>& x, int64_t t) {
@@ -43,11 +37,11 @@ class MatMulTest : public ::testing::TestWithParam<DType> {};
 TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
   const DType dt = GetParam();
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 256}, {64, 512}, {5, 768}}) {
-    const auto wf = Random(rows * cols, 7, 0.05f);
+    const auto wf = RandomNormal(rows * cols, 7, 0.05f);
     const auto bytes = testing::Quantize(dt, wf.data(), rows * cols);
     Matrix w{dt, rows, cols, bytes.data(), RowBytes(dt, cols)};
     const int64_t t = 13;
-    const auto x = Random(t * cols, 11);
+    const auto x = RandomNormal(t * cols, 11);
     const auto ref = RefMatMul(w, x, t);
     for (Isa isa : {Isa::kScalar, Isa::kAvx512}) {
       if (isa == Isa::kAvx512 && !avx512::Supported()) continue;
@@ -82,10 +76,10 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulTest,
 
 TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
   const int64_t rows = 96, cols = 320, t = 9;
-  const auto wf = Random(rows * cols, 3, 0.05f);
+  const auto wf = RandomNormal(rows * cols, 3, 0.05f);
   const auto bytes = testing::Quantize(DType::kQ4_1, wf.data(), rows * cols);
   Matrix w{DType::kQ4_1, rows, cols, bytes.data(), RowBytes(DType::kQ4_1, cols)};
-  const auto x = Random(t * cols, 5);
+  const auto x = RandomNormal(t * cols, 5);
   std::vector<float> a(t * rows), b(t * rows);
   omp_set_num_threads(1);
   MatMul(w, x.data(), t, a.data());
@@ -96,7 +90,7 @@ TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
 
 TEST(KernelsTest, VectorOpsMatchScalar) {
   for (int n : {1, 15, 16, 17, 64, 576, 1000}) {
-    const auto a = Random(n, 1), b = Random(n, 2), g = Random(n, 3, 4.0f);
+    const auto a = RandomNormal(n, 1), b = RandomNormal(n, 2), g = RandomNormal(n, 3, 4.0f);
     std::vector<float> o1(n), o2(n);
     scalar::RmsNorm(a.data(), b.data(), 1e-5f, n, o1.data());
     RmsNorm(a.data(), b.data(), 1e-5f, n, o2.data());
@@ -121,7 +115,8 @@ TEST(KernelsTest, VectorOpsMatchScalar) {
 TEST(KernelsTest, AttendHeadMatchesScalarAndDoubleReference) {
   for (int hd : {64, 80, 128}) {
     const int64_t stride = 3 * hd, n_prefix = 37;
-    const auto k = Random(60 * stride, 4), v = Random(60 * stride, 5), q = Random(hd, 6);
+    const auto k = RandomNormal(60 * stride, 4), v = RandomNormal(60 * stride, 5),
+               q = RandomNormal(hd, 6);
     const int32_t extra[3] = {40, 45, 59};
     std::vector<float> s1(64), s2(64), o1(hd), o2(hd);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));

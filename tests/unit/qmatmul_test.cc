@@ -15,19 +15,13 @@
 namespace eagle::cpu {
 namespace {
 
-std::vector<float> Random(int64_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using testing::RandomNormal;
 
 class QMatMulTest : public ::testing::TestWithParam<DType> {};
 
 TEST_P(QMatMulTest, PackedRowsDequantizeExactly) {
   const int64_t rows = 9, cols = 192;
-  const auto wf = Random(rows * cols, 1, 0.05f);
+  const auto wf = RandomNormal(rows * cols, 1, 0.05f);
   const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
   Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
   auto p = Pack(m);
@@ -42,13 +36,13 @@ TEST_P(QMatMulTest, PackedRowsDequantizeExactly) {
 
 TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 576}, {64, 1536}, {6, 64}, {21, 96}}) {
-    const auto wf = Random(rows * cols, 2, 0.05f);
+    const auto wf = RandomNormal(rows * cols, 2, 0.05f);
     const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
     Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
     auto p = Pack(m);
     ASSERT_TRUE(p.ok());
     const int64_t t = 11;
-    auto x = Random(t * cols, 3);
+    auto x = RandomNormal(t * cols, 3);
     x[5] = 40.0f;  // an outlier, as real activations have
     QuantizedActs qs, qv;
     scalar::QuantizeActs(x.data(), t, cols, &qs);
@@ -97,7 +91,7 @@ INSTANTIATE_TEST_SUITE_P(Types, QMatMulTest,
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(LinearTest, ChoosesPathByTypeAndPrecision) {
-  const auto wf = Random(8 * 64, 4);
+  const auto wf = RandomNormal(8 * 64, 4);
   const auto q41 = testing::Quantize(DType::kQ4_1, wf.data(), 8 * 64);
   const auto f16 = testing::Quantize(DType::kF16, wf.data(), 8 * 64);
   Matrix a{DType::kQ4_1, 8, 64, q41.data(), RowBytes(DType::kQ4_1, 64)};
