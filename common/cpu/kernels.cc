@@ -67,30 +67,38 @@ float Dot(const float* a, const float* b, int n) { return EAGLE_DISPATCH(Dot, a,
 void Axpy(float a, const float* x, float* y, int n) { EAGLE_DISPATCH(Axpy, a, x, y, n); }
 float ExpShiftSum(float* x, int n, float max) { return EAGLE_DISPATCH(ExpShiftSum, x, n, max); }
 
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
-                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
-                float* out) {
-  EAGLE_DISPATCH(AttendHead, q, k, v, stride, head_dim, n_prefix, extra, n_extra, scale, scores,
-                 out);
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out) {
+  EAGLE_DISPATCH(AttendGroup, q, num_q, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra,
+                 n_extra, scale, scores, out);
 }
 
 namespace scalar {
 
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
-                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
-                float* out) {
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out) {
   const int64_t n = n_prefix + n_extra;
   auto slot = [&](int64_t i) {
     return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]);
   };
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) {
-    scores[i] = Dot(q, k + slot(i) * stride, head_dim) * scale;
-    mx = std::max(mx, scores[i]);
+  for (int g = 0; g < num_q; ++g) {
+    const float* qg = q + g * head_dim;
+    float* sg = scores + g * n;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t s = slot(i);
+      float acc = 0.0f;
+      for (int d = 0; d < head_dim; ++d) acc = std::fma(qg[d], kt[d * kt_stride + s], acc);
+      sg[i] = acc * scale;
+      mx = std::max(mx, sg[i]);
+    }
+    const float inv = 1.0f / ExpShiftSum(sg, static_cast<int>(n), mx);
+    float* og = out + g * head_dim;
+    std::fill(og, og + head_dim, 0.0f);
+    for (int64_t i = 0; i < n; ++i) Axpy(sg[i] * inv, v + slot(i) * v_stride, og, head_dim);
   }
-  const float inv = 1.0f / ExpShiftSum(scores, static_cast<int>(n), mx);
-  std::fill(out, out + head_dim, 0.0f);
-  for (int64_t i = 0; i < n; ++i) Axpy(scores[i] * inv, v + slot(i) * stride, out, head_dim);
 }
 
 void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {

@@ -49,18 +49,21 @@ void Axpy(float a, const float* x, float* y, int n);
 // x[i] = exp(x[i] - max); returns the sum (in a fixed order).
 float ExpShiftSum(float* x, int n, float max);
 
-// One query head attending over cached key/value slots: the slots [0, n_prefix) followed by
-// the `n_extra` slots listed in `extra` (increasing). Key and value of slot s for this head are
-// at k + s * stride and v + s * stride. out[head_dim] = softmax(scale * q.k_s) . v_s, computed in
-// that slot order. `scores` is scratch of at least n_prefix + n_extra floats.
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
-                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
-                float* out);
+// `num_q` query heads that share one key/value head (grouped-query attention) attending over
+// cached slots: [0, n_prefix) followed by the `n_extra` slots listed in `extra` (increasing).
+// Keys are stored transposed: element d of slot s is kt[d * kt_stride + s]. Value of slot s is
+// at v + s * v_stride. For each head g: out[g] = softmax(scale * q[g] . k_s) . v_s over the
+// slots in that order. Each score is one fma chain over d in order, the same whichever slots
+// are computed beside it (batch invariance). q: [num_q, head_dim]; out: [num_q, head_dim];
+// scores: scratch of num_q * (n_prefix + n_extra) floats.
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out);
 
 namespace scalar {
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
-                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
-                float* out);
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out);
 void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
 void RmsNorm(const float* x, const float* weight, float eps, int n, float* out);
 void SwiGlu(const float* gate, const float* up, int n, float* out);
@@ -71,9 +74,9 @@ float ExpShiftSum(float* x, int n, float max);
 
 namespace avx512 {
 bool Supported();
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
-                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
-                float* out);
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out);
 void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
 void RmsNorm(const float* x, const float* weight, float eps, int n, float* out);
 void SwiGlu(const float* gate, const float* up, int n, float* out);

@@ -286,40 +286,122 @@ void Axpy(float a, const float* x, float* y, int n) {
   }
 }
 
-void AttendHead(const float* q, const float* k, const float* v, int64_t stride, int head_dim,
-                int64_t n_prefix, const int32_t* extra, int n_extra, float scale, float* scores,
-                float* out) {
-  constexpr int kMaxChunks = 16;  // head_dim <= 256
-  const int chunks = (head_dim + 15) / 16;
-  __m512 qv[kMaxChunks];
-  __mmask16 mask[kMaxChunks];
-  for (int c = 0; c < chunks; ++c) {
-    mask[c] = TailMask(head_dim - c * 16);
-    qv[c] = _mm512_maskz_loadu_ps(mask[c], q + c * 16);
-  }
+namespace {
+
+// Query heads [0, G) of one group: scores, softmax and weighted values. C = head_dim / 16 when
+// that is 4 or 8 (values kept in registers), else 0 (any head_dim).
+template <int G, int C>
+void AttendGroupT(const float* q, const float* kt, int64_t kt_stride, const float* v,
+                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                  int n_extra, float scale, float* scores, float* out) {
   const int64_t n = n_prefix + n_extra;
-  auto slot = [&](int64_t i) {
-    return i < n_prefix ? i : static_cast<int64_t>(extra[i - n_prefix]);
-  };
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* ks = k + slot(i) * stride;
-    __m512 acc = _mm512_setzero_ps();
-    for (int c = 0; c < chunks; ++c)
-      acc = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(mask[c], ks + c * 16), acc);
-    scores[i] = _mm512_reduce_add_ps(acc) * scale;
-    mx = std::max(mx, scores[i]);
+  // Scores of the contiguous slots, 16 at a time: one fma chain over d per lane.
+  for (int64_t s0 = 0; s0 < n_prefix; s0 += 16) {
+    const __mmask16 m = TailMask(static_cast<int>(std::min<int64_t>(16, n_prefix - s0)));
+    __m512 acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+    for (int d = 0; d < head_dim; ++d) {
+      const __m512 kv = _mm512_maskz_loadu_ps(m, kt + d * kt_stride + s0);
+      for (int g = 0; g < G; ++g) {
+        acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * head_dim + d]), kv, acc[g]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      _mm512_mask_storeu_ps(scores + g * n + s0, m, _mm512_mul_ps(acc[g], _mm512_set1_ps(scale)));
+    }
   }
-  const float inv = 1.0f / ExpShiftSum(scores, static_cast<int>(n), mx);
-  __m512 o[kMaxChunks];
-  for (int c = 0; c < chunks; ++c) o[c] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; ++i) {
-    const float* vs = v + slot(i) * stride;
-    const __m512 p = _mm512_set1_ps(scores[i] * inv);
-    for (int c = 0; c < chunks; ++c)
-      o[c] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mask[c], vs + c * 16), o[c]);
+  // The listed slots, with the same chain per score.
+  for (int e = 0; e < n_extra; ++e) {
+    for (int g = 0; g < G; ++g) {
+      float acc = 0.0f;
+      for (int d = 0; d < head_dim; ++d) {
+        acc = std::fma(q[g * head_dim + d], kt[d * kt_stride + extra[e]], acc);
+      }
+      scores[g * n + n_prefix + e] = acc * scale;
+    }
   }
-  for (int c = 0; c < chunks; ++c) _mm512_mask_storeu_ps(out + c * 16, mask[c], o[c]);
+  float inv[G];
+  for (int g = 0; g < G; ++g) {
+    float* sg = scores + g * n;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, sg[i]);
+    inv[g] = 1.0f / ExpShiftSum(sg, static_cast<int>(n), mx);
+  }
+  // Weighted values, slot by slot.
+  if constexpr (C > 0) {
+    __m512 o[G][C];
+    for (int g = 0; g < G; ++g)
+      for (int c = 0; c < C; ++c) o[g][c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t slot = i < n_prefix ? i : extra[i - n_prefix];
+      const float* vs = v + slot * v_stride;
+      __m512 p[G];
+      for (int g = 0; g < G; ++g) p[g] = _mm512_set1_ps(scores[g * n + i] * inv[g]);
+      for (int c = 0; c < C; ++c) {
+        const __m512 vv = _mm512_loadu_ps(vs + c * 16);
+        for (int g = 0; g < G; ++g) o[g][c] = _mm512_fmadd_ps(p[g], vv, o[g][c]);
+      }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + g * head_dim + c * 16, o[g][c]);
+  } else {
+    for (int g = 0; g < G; ++g) {
+      float* og = out + g * head_dim;
+      std::fill(og, og + head_dim, 0.0f);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t slot = i < n_prefix ? i : extra[i - n_prefix];
+        Axpy(scores[g * n + i] * inv[g], v + slot * v_stride, og, head_dim);
+      }
+    }
+  }
+}
+
+template <int G>
+void AttendGroupC(const float* q, const float* kt, int64_t kt_stride, const float* v,
+                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                  int n_extra, float scale, float* scores, float* out) {
+  switch (head_dim) {
+    case 64:
+      return AttendGroupT<G, 4>(q, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra,
+                                scale, scores, out);
+    case 128:
+      return AttendGroupT<G, 8>(q, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra,
+                                scale, scores, out);
+    default:
+      return AttendGroupT<G, 0>(q, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra,
+                                scale, scores, out);
+  }
+}
+
+}  // namespace
+
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out) {
+  const int64_t n = n_prefix + n_extra;
+  for (int g0 = 0; g0 < num_q; g0 += 4) {
+    const float* qg = q + g0 * head_dim;
+    float* sg = scores + g0 * n;
+    float* og = out + g0 * head_dim;
+    switch (std::min(4, num_q - g0)) {
+      case 1:
+        AttendGroupC<1>(qg, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra, scale,
+                        sg, og);
+        break;
+      case 2:
+        AttendGroupC<2>(qg, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra, scale,
+                        sg, og);
+        break;
+      case 3:
+        AttendGroupC<3>(qg, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra, scale,
+                        sg, og);
+        break;
+      default:
+        AttendGroupC<4>(qg, kt, kt_stride, v, v_stride, head_dim, n_prefix, extra, n_extra, scale,
+                        sg, og);
+        break;
+    }
+  }
 }
 
 float ExpShiftSum(float* x, int n, float max) {

@@ -212,12 +212,20 @@ std::string GgufTensorName(const std::string& hf) {
 // ---------------------------------------------------------------------------------------------
 // KvCache
 
-KvCache::KvCache(int num_layers, int kv_dim, int64_t capacity)
+KvCache::KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacity)
     : num_layers_(num_layers),
-      kv_dim_(kv_dim),
+      num_kv_heads_(num_kv_heads),
+      head_dim_(head_dim),
       capacity_(capacity),
-      k_(new float[static_cast<size_t>(num_layers) * capacity * kv_dim]),
-      v_(new float[static_cast<size_t>(num_layers) * capacity * kv_dim]) {}
+      k_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]),
+      v_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]) {}
+
+void KvCache::StoreKeys(int layer, int64_t slot, const float* k) {
+  for (int h = 0; h < num_kv_heads_; ++h) {
+    float* base = kt(layer, h) + slot;
+    for (int d = 0; d < head_dim_; ++d) base[d * capacity_] = k[h * head_dim_ + d];
+  }
+}
 
 absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
   if (base < 0 || base > length_) {
@@ -237,8 +245,12 @@ absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
   for (int l = 0; l < num_layers_; ++l) {
     for (size_t j = 0; j < path.size(); ++j) {
       if (path[j] == static_cast<int32_t>(j)) continue;
-      std::memcpy(k(l, base + j), k(l, base + path[j]), kv_dim_ * sizeof(float));
-      std::memcpy(v(l, base + j), v(l, base + path[j]), kv_dim_ * sizeof(float));
+      const int64_t dst = base + static_cast<int64_t>(j), src = base + path[j];
+      for (int h = 0; h < num_kv_heads_; ++h) {
+        float* col = kt(l, h);
+        for (int d = 0; d < head_dim_; ++d) col[d * capacity_ + dst] = col[d * capacity_ + src];
+      }
+      std::memcpy(v(l, dst), v(l, src), kv_dim() * sizeof(float));
     }
   }
   length_ = base + static_cast<int64_t>(path.size());
@@ -395,7 +407,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
 LlamaModel::~LlamaModel() = default;
 
 std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
-  return std::make_unique<KvCache>(config_.num_layers, config_.kv_dim(), capacity);
+  return std::make_unique<KvCache>(config_.num_layers, config_.num_kv_heads, config_.head_dim,
+                                   capacity);
 }
 
 std::string LlamaModel::dtype_summary() const {
@@ -528,27 +541,28 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     for (int64_t i = 0; i < t_len; ++i) {
       ApplyRope(q.data() + i * qd, nh, pos[i]);
       ApplyRope(k.data() + i * kvd, c.num_kv_heads, pos[i]);
-      std::memcpy(cache.k(l, base + i), k.data() + i * kvd, kvd * sizeof(float));
+      cache.StoreKeys(l, base + i, k.data() + i * kvd);
       std::memcpy(cache.v(l, base + i), v.data() + i * kvd, kvd * sizeof(float));
     }
+    // Attention: each (token, kv head) pair attends for the query heads that share the kv head.
+    // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and the
+    // node itself, or (chain) the earlier tokens of this request and itself.
 #pragma omp parallel
     {
-      std::vector<float> scores(base + t_len);
+      std::vector<float> scores(static_cast<size_t>(group) * (base + t_len));
 #pragma omp for collapse(2) schedule(static)
       for (int64_t i = 0; i < t_len; ++i) {
-        for (int head = 0; head < nh; ++head) {
-          const int kvh = head / group;
-          const float* qi = q.data() + i * qd + head * hd;
-          // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and
-          // the node itself, or (chain) the earlier tokens of this request and itself.
-          const float* kb = cache.k(l, 0) + kvh * hd;
+        for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
+          const float* qi = q.data() + i * qd + kvh * group * hd;
+          float* o = att.data() + i * qd + kvh * group * hd;
+          const float* kt = cache.kt(l, kvh);
           const float* vb = cache.v(l, 0) + kvh * hd;
-          float* o = att.data() + i * qd + head * hd;
           if (tree) {
-            cpu::AttendHead(qi, kb, vb, kvd, hd, base, slots[i].data(),
-                            static_cast<int>(slots[i].size()), scale, scores.data(), o);
+            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, slots[i].data(),
+                             static_cast<int>(slots[i].size()), scale, scores.data(), o);
           } else {
-            cpu::AttendHead(qi, kb, vb, kvd, hd, base + i + 1, nullptr, 0, scale, scores.data(), o);
+            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base + i + 1, nullptr, 0,
+                             scale, scores.data(), o);
           }
         }
       }

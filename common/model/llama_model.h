@@ -27,36 +27,44 @@ namespace eagle {
 // its T tokens at [length, length + T) and KeepPath then keeps one root-to-leaf path.
 class KvCache {
  public:
-  KvCache(int num_layers, int kv_dim, int64_t capacity);
+  KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacity);
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
-  int64_t bytes() const { return 2 * static_cast<int64_t>(num_layers_) * capacity_ * kv_dim_ * 4; }
+  int64_t bytes() const { return 2 * static_cast<int64_t>(num_layers_) * capacity_ * kv_dim() * 4; }
   // Keeps the tree slots base + path[j] at base + j (path strictly increasing, within the tokens
   // written after base) and sets length = base + path.size().
   absl::Status KeepPath(int64_t base, std::span<const int32_t> path);
   // Drops everything at or after slot n.
   absl::Status Truncate(int64_t n);
 
-  float* k(int layer, int64_t slot) { return k_.get() + (layer * capacity_ + slot) * kv_dim_; }
-  float* v(int layer, int64_t slot) { return v_.get() + (layer * capacity_ + slot) * kv_dim_; }
-  const float* k(int layer, int64_t slot) const {
-    return k_.get() + (layer * capacity_ + slot) * kv_dim_;
-  }
+  // Keys are stored transposed per head, [head_dim, capacity], so that attention scores for 16
+  // consecutive slots are vertical FMAs: element d of slot s is kt(l, h)[d * capacity() + s].
+  float* kt(int layer, int kv_head) { return k_.get() + KeyBase(layer, kv_head); }
+  const float* kt(int layer, int kv_head) const { return k_.get() + KeyBase(layer, kv_head); }
+  // Writes the keys of all heads of one slot (k: [num_kv_heads * head_dim]).
+  void StoreKeys(int layer, int64_t slot, const float* k);
+  // Values: [capacity, num_kv_heads * head_dim] per layer.
+  float* v(int layer, int64_t slot) { return v_.get() + (layer * capacity_ + slot) * kv_dim(); }
   const float* v(int layer, int64_t slot) const {
-    return v_.get() + (layer * capacity_ + slot) * kv_dim_;
+    return v_.get() + (layer * capacity_ + slot) * kv_dim();
   }
   void set_length(int64_t n) { length_ = n; }
 
  private:
+  int64_t kv_dim() const { return static_cast<int64_t>(num_kv_heads_) * head_dim_; }
+  int64_t KeyBase(int layer, int kv_head) const {
+    return (static_cast<int64_t>(layer) * num_kv_heads_ + kv_head) * head_dim_ * capacity_;
+  }
   int num_layers_;
-  int kv_dim_;
+  int num_kv_heads_;
+  int head_dim_;
   int64_t capacity_;
   int64_t length_ = 0;
-  std::unique_ptr<float[]> k_;  // [layers, capacity, kv_dim] f32 (pages touched as used)
-  std::unique_ptr<float[]> v_;  // [layers, capacity, kv_dim] f32
+  std::unique_ptr<float[]> k_;  // [layers, kv_heads, head_dim, capacity] f32
+  std::unique_ptr<float[]> v_;  // [layers, capacity, kv_heads * head_dim] f32
 };
 
 enum class LogitsMode { kNone, kLast, kAll };
