@@ -1,26 +1,60 @@
 #include "common/cpu/linear.h"
 
+#include <algorithm>
+
 #include "common/status_macros.h"
 
 namespace eagle::cpu {
 
 absl::StatusOr<Linear> Linear::Create(const Matrix& raw, Precision precision) {
+  return CreateStacked({&raw, 1}, precision);
+}
+
+absl::StatusOr<Linear> Linear::CreateStacked(std::span<const Matrix> parts, Precision precision) {
+  if (parts.empty()) return absl::InvalidArgumentError("Linear without matrices");
   Linear l;
-  l.raw_ = raw;
+  l.parts_.assign(parts.begin(), parts.end());
+  bool packable = true;
+  for (const Matrix& m : parts) {
+    if (m.cols != parts[0].cols)
+      return absl::InvalidArgumentError("stacked matrices differ in cols");
+    l.rows_ += m.rows;
+    packable = packable && CanPack(m) && m.dtype == parts[0].dtype;
+  }
   const bool want_int8 =
       precision == Precision::kInt8 || (precision == Precision::kAuto && QMatMulAccelerated());
-  if (want_int8 && CanPack(raw)) {
-    ASSIGN_OR_RETURN(PackedMatrix p, Pack(raw));
+  if (want_int8 && packable) {
+    ASSIGN_OR_RETURN(PackedMatrix p, PackStacked(parts));
     l.packed_ = std::make_shared<const PackedMatrix>(std::move(p));
   }
   return l;
 }
 
+int64_t Linear::bytes() const {
+  if (packed_) return packed_->bytes();
+  int64_t n = 0;
+  for (const Matrix& m : parts_) n += m.rows * m.row_bytes;
+  return n;
+}
+
 void Linear::Apply(const float* x, int64_t num_tokens, float* y) const {
-  if (packed_ == nullptr) return MatMul(raw_, x, num_tokens, y);
-  thread_local QuantizedActs acts;
-  QuantizeActs(x, num_tokens, raw_.cols, &acts);
-  QMatMul(*packed_, acts, y);
+  if (packed_ != nullptr) {
+    thread_local QuantizedActs acts;
+    QuantizeActs(x, num_tokens, cols(), &acts);
+    QMatMul(*packed_, acts, y);
+    return;
+  }
+  if (parts_.size() == 1) return MatMul(parts_[0], x, num_tokens, y);
+  thread_local std::vector<float> part;
+  int64_t offset = 0;
+  for (const Matrix& m : parts_) {
+    part.resize(num_tokens * m.rows);
+    MatMul(m, x, num_tokens, part.data());
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      std::copy(part.begin() + t * m.rows, part.begin() + (t + 1) * m.rows, y + t * rows_ + offset);
+    }
+    offset += m.rows;
+  }
 }
 
 }  // namespace eagle::cpu

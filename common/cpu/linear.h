@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/cpu/kernels.h"
@@ -24,18 +26,24 @@ class Linear {
   Linear() = default;
   // `raw` must outlive the Linear (it is kept for f32 use and row lookups).
   static absl::StatusOr<Linear> Create(const Matrix& raw, Precision precision);
+  // Several matrices with the same input, stacked by rows: y = [x.A^T | x.B^T | ...]. On the int8
+  // path they are packed together (one matmul, one activation quantization).
+  static absl::StatusOr<Linear> CreateStacked(std::span<const Matrix> parts, Precision precision);
 
   // y[T, rows] = x[T, cols] . W^T
   void Apply(const float* x, int64_t num_tokens, float* y) const;
   bool packed() const { return packed_ != nullptr; }
-  const Matrix& raw() const { return raw_; }
-  int64_t rows() const { return raw_.rows; }
-  int64_t cols() const { return raw_.cols; }
+  // The first (or only) stacked matrix.
+  const Matrix& raw() const { return parts_[0]; }
+  std::span<const Matrix> parts() const { return parts_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return parts_.empty() ? 0 : parts_[0].cols; }
   // Bytes read per token when applied.
-  int64_t bytes() const { return packed_ ? packed_->bytes() : raw_.rows * raw_.row_bytes; }
+  int64_t bytes() const;
 
  private:
-  Matrix raw_;
+  std::vector<Matrix> parts_;
+  int64_t rows_ = 0;
   std::shared_ptr<const PackedMatrix> packed_;
 };
 

@@ -78,17 +78,26 @@ bool CanPack(const Matrix& w) {
   return true;
 }
 
-absl::StatusOr<PackedMatrix> Pack(const Matrix& w) {
-  if (!CanPack(w)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot pack a ", DTypeName(w.dtype), " matrix with ", w.cols, " columns for int8 matmul"));
+absl::StatusOr<PackedMatrix> Pack(const Matrix& w) { return PackStacked({&w, 1}); }
+
+absl::StatusOr<PackedMatrix> PackStacked(std::span<const Matrix> parts) {
+  if (parts.empty()) return absl::InvalidArgumentError("nothing to pack");
+  int64_t rows = 0;
+  for (const Matrix& w : parts) {
+    if (!CanPack(w) || w.dtype != parts[0].dtype || w.cols != parts[0].cols) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot pack a ", DTypeName(w.dtype),
+                                                     " matrix with ", w.cols,
+                                                     " columns for int8 matmul"));
+    }
+    rows += w.rows;
   }
+  const Matrix& w0 = parts[0];
   PackedMatrix p;
-  p.source = w.dtype;
-  p.rows = w.rows;
-  p.cols = w.cols;
-  p.num_blocks = w.cols / 32;
-  p.nibbles = w.dtype != DType::kQ8_0;
+  p.source = w0.dtype;
+  p.rows = rows;
+  p.cols = w0.cols;
+  p.num_blocks = w0.cols / 32;
+  p.nibbles = w0.dtype != DType::kQ8_0;
   p.block_bytes = (p.nibbles ? 4 : 8) * 64 + 64;
   p.group_bytes = p.num_blocks * p.block_bytes;
   const size_t total = static_cast<size_t>(p.num_groups() * p.group_bytes);
@@ -96,24 +105,27 @@ absl::StatusOr<PackedMatrix> Pack(const Matrix& w) {
       std::shared_ptr<uint8_t[]>(static_cast<uint8_t*>(std::aligned_alloc(64, total)), std::free);
   if (p.storage == nullptr) return absl::ResourceExhaustedError("out of memory packing weights");
   std::memset(p.storage.get(), 0, total);
-  for (int64_t r = 0; r < w.rows; ++r) {
-    const int64_t g = r / kGroup;
-    const int j = static_cast<int>(r % kGroup);
-    for (int64_t b = 0; b < p.num_blocks; ++b) {
-      const SourceBlock s = ReadBlock(w, r, b);
-      uint8_t* blk = p.storage.get() + g * p.group_bytes + b * p.block_bytes;
-      const int64_t wbytes = p.block_bytes - 64;
-      for (int k = 0; k < 32; ++k) {
-        uint8_t& dst = blk[WeightByte(p.nibbles, j, k)];
-        if (p.nibbles) {
-          dst |= k < 16 ? s.u[k] : static_cast<uint8_t>(s.u[k] << 4);
-        } else {
-          dst = s.u[k];
+  int64_t r = 0;
+  for (const Matrix& w : parts) {
+    for (int64_t lr = 0; lr < w.rows; ++lr, ++r) {
+      const int64_t g = r / kGroup;
+      const int j = static_cast<int>(r % kGroup);
+      for (int64_t b = 0; b < p.num_blocks; ++b) {
+        const SourceBlock s = ReadBlock(w, lr, b);
+        uint8_t* blk = p.storage.get() + g * p.group_bytes + b * p.block_bytes;
+        const int64_t wbytes = p.block_bytes - 64;
+        for (int k = 0; k < 32; ++k) {
+          uint8_t& dst = blk[WeightByte(p.nibbles, j, k)];
+          if (p.nibbles) {
+            dst |= k < 16 ? s.u[k] : static_cast<uint8_t>(s.u[k] << 4);
+          } else {
+            dst = s.u[k];
+          }
         }
+        uint16_t* dc = reinterpret_cast<uint16_t*>(blk + wbytes);
+        dc[j] = FloatToHalf(s.d);
+        dc[16 + j] = FloatToHalf(s.c);
       }
-      uint16_t* dc = reinterpret_cast<uint16_t*>(blk + wbytes);
-      dc[j] = FloatToHalf(s.d);
-      dc[16 + j] = FloatToHalf(s.c);
     }
   }
   return p;

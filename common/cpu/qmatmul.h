@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,6 +51,9 @@ struct PackedMatrix {
 // True if `w` can be packed (Q4_0, Q4_1, Q8_0; scales that fit f16 after the offset).
 bool CanPack(const Matrix& w);
 absl::StatusOr<PackedMatrix> Pack(const Matrix& w);
+// Packs matrices with the same type and column count stacked by rows (e.g. q, k and v
+// projections), so one QMatMul computes all of them.
+absl::StatusOr<PackedMatrix> PackStacked(std::span<const Matrix> parts);
 
 // Activations of `tokens` rows, quantized.
 struct QuantizedActs {

@@ -178,6 +178,17 @@ absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::strin
   return v;
 }
 
+// Runs fn(i) for every token; on several threads when there are enough tokens to pay for it.
+template <typename Fn>
+void ForTokens(int64_t num_tokens, const Fn& fn) {
+  if (num_tokens < 4) {
+    for (int64_t i = 0; i < num_tokens; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < num_tokens; ++i) fn(i);
+}
+
 }  // namespace
 
 std::string GgufTensorName(const std::string& hf) {
@@ -332,12 +343,20 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   auto mat = [&](const std::string& n, int64_t r, int64_t c) {
     return ToMatrix(lookup(n), n, r, c);
   };
-  auto linear = [&](const std::string& n, int64_t r, int64_t c) -> absl::StatusOr<cpu::Linear> {
-    ASSIGN_OR_RETURN(cpu::Matrix raw, ToMatrix(lookup(n), n, r, c));
-    ASSIGN_OR_RETURN(cpu::Linear l, cpu::Linear::Create(raw, options.precision));
-    if (release && l.packed()) release(raw.data, raw.rows * raw.row_bytes);
+  auto stacked = [&](const std::vector<std::string>& names, const std::vector<int64_t>& rows,
+                     int64_t c) -> absl::StatusOr<cpu::Linear> {
+    std::vector<cpu::Matrix> parts;
+    for (size_t i = 0; i < names.size(); ++i) {
+      ASSIGN_OR_RETURN(cpu::Matrix raw, ToMatrix(lookup(names[i]), names[i], rows[i], c));
+      parts.push_back(raw);
+    }
+    ASSIGN_OR_RETURN(cpu::Linear l, cpu::Linear::CreateStacked(parts, options.precision));
+    if (release && l.packed()) {
+      for (const cpu::Matrix& raw : parts) release(raw.data, raw.rows * raw.row_bytes);
+    }
     return l;
   };
+  auto linear = [&](const std::string& n, int64_t r, int64_t c) { return stacked({n}, {r}, c); };
   auto vec = [&](const std::string& n, int64_t len) { return ToVector(lookup(n), n, len); };
   ASSIGN_OR_RETURN(m->embed_, mat("model.embed_tokens.weight", v, h));
   if (config.tied_embeddings) {
@@ -354,14 +373,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     Layer L;
     ASSIGN_OR_RETURN(L.attn_norm, vec(p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.ffn_norm, vec(p + "post_attention_layernorm.weight", h));
-    ASSIGN_OR_RETURN(L.wq, linear(p + "self_attn.q_proj.weight", qd, h));
-    ASSIGN_OR_RETURN(L.wk, linear(p + "self_attn.k_proj.weight", kvd, h));
-    ASSIGN_OR_RETURN(L.wv, linear(p + "self_attn.v_proj.weight", kvd, h));
+    ASSIGN_OR_RETURN(L.wqkv, stacked({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                                      p + "self_attn.v_proj.weight"},
+                                     {qd, kvd, kvd}, h));
     ASSIGN_OR_RETURN(L.wo, linear(p + "self_attn.o_proj.weight", h, qd));
-    ASSIGN_OR_RETURN(L.w_gate, linear(p + "mlp.gate_proj.weight", ffn, h));
-    ASSIGN_OR_RETURN(L.w_up, linear(p + "mlp.up_proj.weight", ffn, h));
+    ASSIGN_OR_RETURN(L.w_gate_up, stacked({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
+                                          {ffn, ffn}, h));
     ASSIGN_OR_RETURN(L.w_down, linear(p + "mlp.down_proj.weight", h, ffn));
-    for (const cpu::Linear* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+    for (const cpu::Linear* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
       m->weight_bytes_ += w->bytes();
     }
     m->layers_.push_back(std::move(L));
@@ -414,8 +433,8 @@ std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
 std::string LlamaModel::dtype_summary() const {
   std::map<std::string, int> count;
   for (const Layer& L : layers_) {
-    for (const cpu::Linear* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      ++count[std::string(DTypeName(w->raw().dtype))];
+    for (const cpu::Linear* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
+      for (const cpu::Matrix& part : w->parts()) ++count[std::string(DTypeName(part.dtype))];
     }
   }
   std::string s = absl::StrCat("lm_head ", DTypeName(lm_head_.raw().dtype), "; layers");
@@ -515,8 +534,9 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
 
   ForwardResult out;
   out.num_tokens = t_len;
-  std::vector<float> x(t_len * h), xn(t_len * h), q(t_len * qd), k(t_len * kvd), v(t_len * kvd);
-  std::vector<float> att(t_len * qd), tmp(t_len * h), gate(t_len * ffn), up(t_len * ffn);
+  const int64_t qkv_dim = qd + 2 * kvd;
+  std::vector<float> x(t_len * h), xn(t_len * h), qkv(t_len * qkv_dim), att(t_len * qd);
+  std::vector<float> tmp(t_len * h), gate_up(t_len * 2 * ffn), act(t_len * ffn);
   for (int64_t i = 0; i < t_len; ++i) Embed(req.tokens[i], x.data() + i * h);
   const int64_t n_capture = static_cast<int64_t>(req.capture_layers.size());
   if (n_capture > 0) out.layer_features.resize(t_len * n_capture * h);
@@ -531,19 +551,17 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
       }
     }
     // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
-#pragma omp parallel for schedule(static) if (t_len >= 4)
-    for (int64_t i = 0; i < t_len; ++i)
+    ForTokens(t_len, [&](int64_t i) {
       cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
-    L.wq.Apply(xn.data(), t_len, q.data());
-    L.wk.Apply(xn.data(), t_len, k.data());
-    L.wv.Apply(xn.data(), t_len, v.data());
-#pragma omp parallel for schedule(static) if (t_len >= 4)
-    for (int64_t i = 0; i < t_len; ++i) {
-      ApplyRope(q.data() + i * qd, nh, pos[i]);
-      ApplyRope(k.data() + i * kvd, c.num_kv_heads, pos[i]);
-      cache.StoreKeys(l, base + i, k.data() + i * kvd);
-      std::memcpy(cache.v(l, base + i), v.data() + i * kvd, kvd * sizeof(float));
-    }
+    });
+    L.wqkv.Apply(xn.data(), t_len, qkv.data());  // per token: [q | k | v]
+    ForTokens(t_len, [&](int64_t i) {
+      float* row = qkv.data() + i * qkv_dim;
+      ApplyRope(row, nh, pos[i]);
+      ApplyRope(row + qd, c.num_kv_heads, pos[i]);
+      cache.StoreKeys(l, base + i, row + qd);
+      std::memcpy(cache.v(l, base + i), row + qd + kvd, kvd * sizeof(float));
+    });
     // Attention: each (token, kv head) pair attends for the query heads that share the kv head.
     // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and the
     // node itself, or (chain) the earlier tokens of this request and itself.
@@ -553,7 +571,7 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
 #pragma omp for collapse(2) schedule(static)
       for (int64_t i = 0; i < t_len; ++i) {
         for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
-          const float* qi = q.data() + i * qd + kvh * group * hd;
+          const float* qi = qkv.data() + i * qkv_dim + kvh * group * hd;
           float* o = att.data() + i * qd + kvh * group * hd;
           const float* kt = cache.kt(l, kvh);
           const float* vb = cache.v(l, 0) + kvh * hd;
@@ -569,21 +587,21 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     }
     L.wo.Apply(att.data(), t_len, tmp.data());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
-      // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
-#pragma omp parallel for schedule(static) if (t_len >= 4)
-    for (int64_t i = 0; i < t_len; ++i)
+    // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
+    ForTokens(t_len, [&](int64_t i) {
       cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
-    L.w_gate.Apply(xn.data(), t_len, gate.data());
-    L.w_up.Apply(xn.data(), t_len, up.data());
-#pragma omp parallel for schedule(static) if (t_len >= 4)
-    for (int64_t i = 0; i < t_len; ++i)
-      cpu::SwiGlu(gate.data() + i * ffn, up.data() + i * ffn, ffn, gate.data() + i * ffn);
-    L.w_down.Apply(gate.data(), t_len, tmp.data());
+    });
+    L.w_gate_up.Apply(xn.data(), t_len, gate_up.data());  // per token: [gate | up]
+    ForTokens(t_len, [&](int64_t i) {
+      const float* gu = gate_up.data() + i * 2 * ffn;
+      cpu::SwiGlu(gu, gu + ffn, ffn, act.data() + i * ffn);
+    });
+    L.w_down.Apply(act.data(), t_len, tmp.data());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
   }
-#pragma omp parallel for schedule(static) if (t_len >= 4)
-  for (int64_t i = 0; i < t_len; ++i)
+  ForTokens(t_len, [&](int64_t i) {
     cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
+  });
   if (req.return_features) out.features.assign(xn.begin(), xn.end());
   if (req.logits == LogitsMode::kAll) {
     out.logits.resize(t_len * c.vocab_size);

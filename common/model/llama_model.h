@@ -128,7 +128,7 @@ class LlamaModel {
   // Bytes of weights read per decoded token (all matrices as held + one embedding row).
   int64_t weight_bytes() const { return weight_bytes_; }
   // True when any matrix runs on the int8 path.
-  bool int8() const { return lm_head_.packed() || (!layers_.empty() && layers_[0].wq.packed()); }
+  bool int8() const { return lm_head_.packed() || (!layers_.empty() && layers_[0].wqkv.packed()); }
   std::string dtype_summary() const;
 
   absl::StatusOr<ForwardResult> Forward(KvCache& cache, const ForwardRequest& request) const;
@@ -140,8 +140,10 @@ class LlamaModel {
  private:
   struct Layer {
     std::vector<float> attn_norm, ffn_norm;  // [hidden]
-    cpu::Linear wq, wk, wv, wo;              // [q_dim, H], [kv_dim, H], [kv_dim, H], [H, q_dim]
-    cpu::Linear w_gate, w_up, w_down;        // [I, H], [I, H], [H, I]
+    cpu::Linear wqkv;                        // q, k, v stacked: [q_dim + 2 kv_dim, H]
+    cpu::Linear wo;                          // [H, q_dim]
+    cpu::Linear w_gate_up;                   // gate, up stacked: [2 I, H]
+    cpu::Linear w_down;                      // [H, I]
   };
   LlamaModel() = default;
   void ApplyRope(float* x, int num_heads, int64_t pos) const;
