@@ -310,20 +310,42 @@ void AttendGroupT(const float* q, const float* kt, int64_t kt_stride, const floa
       _mm512_mask_storeu_ps(scores + g * n + s0, m, _mm512_mul_ps(acc[g], _mm512_set1_ps(scale)));
     }
   }
-  // The listed slots, with the same chain per score: 16 slots at a time, their chains
-  // interleaved so that they run in parallel.
-  for (int e0 = 0; e0 < n_extra; e0 += 16) {
-    const int ne = std::min(16, n_extra - e0);
-    float acc[16][G] = {};
-    for (int d = 0; d < head_dim; ++d) {
-      const float* row = kt + d * kt_stride;
-      for (int e = 0; e < ne; ++e) {
-        const float kv = row[extra[e0 + e]];
-        for (int g = 0; g < G; ++g) acc[e][g] = std::fma(q[g * head_dim + d], kv, acc[e][g]);
+  // The listed slots, with the same chain per score. Listed slots are usually a tree's nodes,
+  // close together: compute the whole window they span with vertical FMAs and pick from it.
+  if (n_extra > 0 && extra[n_extra - 1] - extra[0] < 64) {
+    const int64_t lo = extra[0];
+    const int width = static_cast<int>(extra[n_extra - 1] - lo + 1);
+    alignas(64) float win[G][64];
+    for (int w0 = 0; w0 < width; w0 += 16) {
+      const __mmask16 m = TailMask(std::min(16, width - w0));
+      __m512 acc[G];
+      for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+      for (int d = 0; d < head_dim; ++d) {
+        const __m512 kv = _mm512_maskz_loadu_ps(m, kt + d * kt_stride + lo + w0);
+        for (int g = 0; g < G; ++g) {
+          acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * head_dim + d]), kv, acc[g]);
+        }
+      }
+      for (int g = 0; g < G; ++g) {
+        _mm512_store_ps(win[g] + w0, _mm512_mul_ps(acc[g], _mm512_set1_ps(scale)));
       }
     }
-    for (int e = 0; e < ne; ++e)
-      for (int g = 0; g < G; ++g) scores[g * n + n_prefix + e0 + e] = acc[e][g] * scale;
+    for (int e = 0; e < n_extra; ++e)
+      for (int g = 0; g < G; ++g) scores[g * n + n_prefix + e] = win[g][extra[e] - lo];
+  } else {
+    for (int e0 = 0; e0 < n_extra; e0 += 16) {
+      const int ne = std::min(16, n_extra - e0);
+      float acc[16][G] = {};
+      for (int d = 0; d < head_dim; ++d) {
+        const float* row = kt + d * kt_stride;
+        for (int e = 0; e < ne; ++e) {
+          const float kv = row[extra[e0 + e]];
+          for (int g = 0; g < G; ++g) acc[e][g] = std::fma(q[g * head_dim + d], kv, acc[e][g]);
+        }
+      }
+      for (int e = 0; e < ne; ++e)
+        for (int g = 0; g < G; ++g) scores[g * n + n_prefix + e0 + e] = acc[e][g] * scale;
+    }
   }
   float inv[G];
   for (int g = 0; g < G; ++g) {
