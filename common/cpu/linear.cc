@@ -21,9 +21,10 @@ absl::StatusOr<Linear> Linear::CreateStacked(std::span<const Matrix> parts, Prec
     l.rows_ += m.rows;
     packable = packable && CanPack(m) && m.dtype == parts[0].dtype;
   }
-  const bool want_int8 =
-      precision == Precision::kInt8 || (precision == Precision::kAuto && QMatMulAccelerated());
-  if (want_int8 && packable) {
+  const bool want_int = precision == Precision::kInt8 || precision == Precision::kInt16 ||
+                        (precision == Precision::kAuto && QMatMulAccelerated());
+  l.activation_bits_ = precision == Precision::kInt8 ? 8 : 15;
+  if (want_int && packable) {
     ASSIGN_OR_RETURN(PackedMatrix p, PackStacked(parts));
     l.packed_ = std::make_shared<const PackedMatrix>(std::move(p));
   }
@@ -40,7 +41,7 @@ int64_t Linear::bytes() const {
 void Linear::Apply(const float* x, int64_t num_tokens, float* y) const {
   if (packed_ != nullptr) {
     thread_local QuantizedActs acts;
-    QuantizeActs(x, num_tokens, cols(), &acts);
+    QuantizeActs(x, num_tokens, cols(), activation_bits_, &acts);
     QMatMul(*packed_, acts, y);
     return;
   }

@@ -16,9 +16,10 @@
 namespace eagle::cpu {
 
 enum class Precision {
-  kAuto,  // int8 where the weights allow it and the CPU has AVX-512 VNNI, else f32
-  kInt8,  // int8 activations wherever the weights allow it (scalar code without VNNI)
-  kF32,   // f32 activations everywhere: the numerical reference
+  kAuto,   // kInt16 where the CPU has AVX-512 VNNI, else kF32
+  kInt16,  // 15-bit integer activations (two int8 passes) with Q4_0/Q4_1/Q8_0 weights
+  kInt8,   // 8-bit integer activations (as llama.cpp): fastest, least accurate
+  kF32,    // f32 activations everywhere: the numerical reference
 };
 
 class Linear {
@@ -45,6 +46,7 @@ class Linear {
   std::vector<Matrix> parts_;
   int64_t rows_ = 0;
   std::shared_ptr<const PackedMatrix> packed_;
+  int activation_bits_ = 15;
 };
 
 }  // namespace eagle::cpu

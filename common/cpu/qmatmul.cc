@@ -148,9 +148,9 @@ void PackedMatrix::DequantizeRow(int64_t r, float* out) const {
 
 bool QMatMulAccelerated() { return ActiveIsa() == Isa::kAvx512 && avx512::VnniSupported(); }
 
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out) {
-  if (QMatMulAccelerated()) return avx512::QuantizeActs(x, tokens, cols, out);
-  scalar::QuantizeActs(x, tokens, cols, out);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out) {
+  if (QMatMulAccelerated()) return avx512::QuantizeActs(x, tokens, cols, bits, out);
+  scalar::QuantizeActs(x, tokens, cols, bits, out);
 }
 
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
@@ -160,11 +160,16 @@ void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
 
 namespace scalar {
 
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out) {
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out) {
   const int64_t nb = cols / 32;
+  const bool wide = bits == 15;
+  const int qmax = wide ? 16383 : 127;
+  out->bits = wide ? 15 : 8;
   out->tokens = tokens;
   out->cols = cols;
   out->qs.resize(tokens * cols);
+  out->ql.resize(wide ? tokens * cols : 0);
+  out->q.resize(wide ? tokens * cols : 0);
   out->d.resize(tokens * nb);
   out->s.resize(tokens * nb);
   for (int64_t t = 0; t < tokens; ++t) {
@@ -172,12 +177,19 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* o
       const float* v = x + t * cols + b * 32;
       float amax = 0;
       for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
-      const float d = amax / 127.0f;
+      const float d = amax / static_cast<float>(qmax);
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
       int sum = 0;
       for (int j = 0; j < 32; ++j) {
-        const int q = std::clamp(static_cast<int>(std::nearbyint(v[j] * id)), -127, 127);
-        out->qs[t * cols + b * 32 + j] = static_cast<int8_t>(q);
+        const int q = std::clamp(static_cast<int>(std::nearbyint(v[j] * id)), -qmax, qmax);
+        const int64_t at = t * cols + b * 32 + j;
+        if (wide) {
+          out->q[at] = static_cast<int16_t>(q);
+          out->qs[at] = static_cast<int8_t>(q >> 7);
+          out->ql[at] = static_cast<int8_t>(q & 127);
+        } else {
+          out->qs[at] = static_cast<int8_t>(q);
+        }
         sum += q;
       }
       out->d[t * nb + b] = d;
@@ -201,7 +213,8 @@ void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
         for (int k = 0; k < 32; ++k) {
           const uint8_t byte = blk[WeightByte(w.nibbles, j, k)];
           const int32_t u = w.nibbles ? (k < 16 ? byte & 0xF : byte >> 4) : byte;
-          isum += u * x.qs[t * x.cols + b * 32 + k];
+          const int64_t at = t * x.cols + b * 32 + k;
+          isum += u * (x.bits == 15 ? static_cast<int32_t>(x.q[at]) : x.qs[at]);
         }
         const float scale = HalfToFloat(dc[j]) * x.d[t * nb + b];
         acc = std::fma(static_cast<float>(isum), scale, acc);

@@ -5,7 +5,8 @@
 // to all lanes, so each output row lives in one lane: no horizontal reductions.
 //
 // Per output y[t][n] the computation is, for each block b of 32 columns in order:
-//   isum = sum_k q_w[n][k] * q_x[t][k]        (exact int32; q_w unsigned 0..255)
+//   isum = sum_k q_w[n][k] * q_x[t][k]        (exact int32; q_w unsigned 0..255; with 15-bit
+//                                              activations as 128 * sum(q_w * hi) + sum(q_w * lo))
 //   acc  = fma(float(isum), d_w[n][b] * d_x[t][b], acc)
 //   acc  = fma(c_w[n][b], s_x[t][b], acc)     (offset term; s_x = d_x * sum_k q_x)
 // with acc starting at 0. The scalar reference does exactly this, so the AVX-512 kernel agrees
@@ -55,15 +56,20 @@ absl::StatusOr<PackedMatrix> Pack(const Matrix& w);
 // projections), so one QMatMul computes all of them.
 absl::StatusOr<PackedMatrix> PackStacked(std::span<const Matrix> parts);
 
-// Activations of `tokens` rows, quantized.
+// Activations of `tokens` rows, quantized per block of 32 to `bits` = 8 (q in [-127, 127]) or
+// 15 (q in [-16383, 16383], split as q = 128 * hi + lo with hi in [-128, 127] and lo in [0, 127],
+// so that two int8 dot products give the exact integer sum).
 struct QuantizedActs {
+  int bits = 8;
   int64_t tokens = 0;
   int64_t cols = 0;
-  std::vector<int8_t> qs;  // [tokens, cols]
+  std::vector<int8_t> qs;  // [tokens, cols] 8-bit: q; 15-bit: hi
+  std::vector<int8_t> ql;  // [tokens, cols] 15-bit only: lo
+  std::vector<int16_t> q;  // [tokens, cols] 15-bit only: q (for the scalar reference)
   std::vector<float> d;    // [tokens, cols / 32] scale
-  std::vector<float> s;    // [tokens, cols / 32] d * sum(qs) of the block
+  std::vector<float> s;    // [tokens, cols / 32] d * sum(q) of the block
 };
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out);
 
 // y[t, n] = sum_k x[t, k] * w[n, k] with quantized activations. Multi-threaded over row groups.
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
@@ -72,14 +78,14 @@ void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
 bool QMatMulAccelerated();
 
 namespace scalar {
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out);
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
 }  // namespace scalar
 namespace avx512 {
 bool VnniSupported();
 // GMAC/s of one thread issuing independent vpdpbusd (registers only): the int8 compute roof.
 double DpbusdProbeGmacs(int64_t iters);
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out);
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
 }  // namespace avx512
 

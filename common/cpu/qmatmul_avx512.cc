@@ -14,7 +14,7 @@ namespace {
 
 constexpr int kMaxTokens = 16;
 
-template <bool kNibbles, int TT>
+template <bool kNibbles, bool kWide, int TT>
 void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t t0, float* y) {
   const int64_t nb = w.num_blocks;
   const int64_t wbytes = w.block_bytes - 64;
@@ -47,11 +47,18 @@ void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t
     const __m512 c = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dc, 1));
 #pragma GCC unroll 16
     for (int t = 0; t < TT; ++t) {
-      const int32_t* xq =
-          reinterpret_cast<const int32_t*>(x.qs.data() + (t0 + t) * x.cols + b * 32);
+      const int64_t at = (t0 + t) * x.cols + b * 32;
+      const int32_t* xq = reinterpret_cast<const int32_t*>(x.qs.data() + at);
       __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 8
       for (int v = 0; v < 8; ++v) isum = _mm512_dpbusd_epi32(isum, wv[v], _mm512_set1_epi32(xq[v]));
+      if constexpr (kWide) {
+        const int32_t* xl = reinterpret_cast<const int32_t*>(x.ql.data() + at);
+        __m512i lo = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; ++v) lo = _mm512_dpbusd_epi32(lo, wv[v], _mm512_set1_epi32(xl[v]));
+        isum = _mm512_add_epi32(_mm512_slli_epi32(isum, 7), lo);
+      }
       const int64_t bi = (t0 + t) * nb + b;
       const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(x.d[bi]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[t]);
@@ -65,57 +72,57 @@ void GroupTile(const PackedMatrix& w, int64_t g, const QuantizedActs& x, int64_t
   for (int t = 0; t < TT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * w.rows + n0, mask, acc[t]);
 }
 
-template <bool kNibbles>
+template <bool kNibbles, bool kWide>
 void Group(const PackedMatrix& w, int64_t g, const QuantizedActs& x, float* y) {
   for (int64_t t0 = 0; t0 < x.tokens; t0 += kMaxTokens) {
     switch (std::min<int64_t>(kMaxTokens, x.tokens - t0)) {
       case 1:
-        GroupTile<kNibbles, 1>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 1>(w, g, x, t0, y);
         break;
       case 2:
-        GroupTile<kNibbles, 2>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 2>(w, g, x, t0, y);
         break;
       case 3:
-        GroupTile<kNibbles, 3>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 3>(w, g, x, t0, y);
         break;
       case 4:
-        GroupTile<kNibbles, 4>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 4>(w, g, x, t0, y);
         break;
       case 5:
-        GroupTile<kNibbles, 5>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 5>(w, g, x, t0, y);
         break;
       case 6:
-        GroupTile<kNibbles, 6>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 6>(w, g, x, t0, y);
         break;
       case 7:
-        GroupTile<kNibbles, 7>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 7>(w, g, x, t0, y);
         break;
       case 8:
-        GroupTile<kNibbles, 8>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 8>(w, g, x, t0, y);
         break;
       case 9:
-        GroupTile<kNibbles, 9>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 9>(w, g, x, t0, y);
         break;
       case 10:
-        GroupTile<kNibbles, 10>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 10>(w, g, x, t0, y);
         break;
       case 11:
-        GroupTile<kNibbles, 11>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 11>(w, g, x, t0, y);
         break;
       case 12:
-        GroupTile<kNibbles, 12>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 12>(w, g, x, t0, y);
         break;
       case 13:
-        GroupTile<kNibbles, 13>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 13>(w, g, x, t0, y);
         break;
       case 14:
-        GroupTile<kNibbles, 14>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 14>(w, g, x, t0, y);
         break;
       case 15:
-        GroupTile<kNibbles, 15>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 15>(w, g, x, t0, y);
         break;
       default:
-        GroupTile<kNibbles, 16>(w, g, x, t0, y);
+        GroupTile<kNibbles, kWide, 16>(w, g, x, t0, y);
         break;
     }
   }
@@ -128,21 +135,27 @@ bool VnniSupported() {
   return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
 }
 
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* out) {
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out) {
   const int64_t nb = cols / 32;
+  const bool wide = bits == 15;
+  const int qmax = wide ? 16383 : 127;
+  out->bits = wide ? 15 : 8;
   out->tokens = tokens;
   out->cols = cols;
   out->qs.resize(tokens * cols);
+  out->ql.resize(wide ? tokens * cols : 0);
+  out->q.resize(wide ? tokens * cols : 0);
   out->d.resize(tokens * nb);
   out->s.resize(tokens * nb);
-  const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+  const __m512i lim = _mm512_set1_epi32(qmax), nlim = _mm512_set1_epi32(-qmax);
+  const __m512i low7 = _mm512_set1_epi32(127);
 #pragma omp parallel for schedule(static) if (tokens >= 4)
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* v = x + t * cols + b * 32;
       const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
       const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      const float d = amax / 127.0f;
+      const float d = amax / static_cast<float>(qmax);
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
       const __m512 vid = _mm512_set1_ps(id);
       // cvtps rounds to nearest even (default MXCSR), like nearbyint.
@@ -151,9 +164,25 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, QuantizedActs* o
       q0 = _mm512_max_epi32(_mm512_min_epi32(q0, lim), nlim);
       q1 = _mm512_max_epi32(_mm512_min_epi32(q1, lim), nlim);
       const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-      int8_t* dst = out->qs.data() + t * cols + b * 32;
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_cvtepi32_epi8(q1));
+      const int64_t at = t * cols + b * 32;
+      if (wide) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + at),
+                            _mm512_cvtepi32_epi16(q0));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + at + 16),
+                            _mm512_cvtepi32_epi16(q1));
+        const __m512i h0 = _mm512_srai_epi32(q0, 7), h1 = _mm512_srai_epi32(q1, 7);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at), _mm512_cvtepi32_epi8(h0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at + 16),
+                         _mm512_cvtepi32_epi8(h1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->ql.data() + at),
+                         _mm512_cvtepi32_epi8(_mm512_and_si512(q0, low7)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->ql.data() + at + 16),
+                         _mm512_cvtepi32_epi8(_mm512_and_si512(q1, low7)));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at + 16),
+                         _mm512_cvtepi32_epi8(q1));
+      }
       out->d[t * nb + b] = d;
       out->s[t * nb + b] = d * static_cast<float>(sum);
     }
@@ -165,9 +194,9 @@ void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < groups; ++g) {
     if (w.nibbles) {
-      Group<true>(w, g, x, y);
+      x.bits == 15 ? Group<true, true>(w, g, x, y) : Group<true, false>(w, g, x, y);
     } else {
-      Group<false>(w, g, x, y);
+      x.bits == 15 ? Group<false, true>(w, g, x, y) : Group<false, false>(w, g, x, y);
     }
   }
 }

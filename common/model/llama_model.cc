@@ -439,7 +439,7 @@ std::string LlamaModel::dtype_summary() const {
   }
   std::string s = absl::StrCat("lm_head ", DTypeName(lm_head_.raw().dtype), "; layers");
   for (const auto& [k, n] : count) absl::StrAppend(&s, " ", n, "x", k);
-  absl::StrAppend(&s, int8() ? "; compute: int8 activations" : "; compute: f32 activations");
+  absl::StrAppend(&s, int8() ? "; compute: integer activations" : "; compute: f32 activations");
   return s;
 }
 

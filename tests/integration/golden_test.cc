@@ -171,9 +171,18 @@ constexpr double kInt8MaxTol = 2.5;
 constexpr double kInt8MeanTol = 0.3;
 constexpr double kInt8Margin = 1.0;
 
-TEST(GoldenInt8Test, LogitsAndGreedyCloseToTransformers) {
+struct IntCase {
+  cpu::Precision precision;
+  const char* name;
+  double max_tol, mean_tol, margin;
+};
+
+class GoldenIntTest : public ::testing::TestWithParam<IntCase> {};
+
+TEST_P(GoldenIntTest, LogitsAndGreedyCloseToTransformers) {
+  const IntCase& p = GetParam();
   if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
-  auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL, ModelOptions{cpu::Precision::kInt8});
+  auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL, ModelOptions{p.precision});
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->int8());
   std::ifstream f(std::string(EAGLE_TEST_DATA_DIR) + "/model_golden.json");
@@ -191,17 +200,17 @@ TEST(GoldenInt8Test, LogitsAndGreedyCloseToTransformers) {
     auto r = (*m)->Forward(*cache, req);
     ASSERT_TRUE(r.ok());
     for (size_t t = 0; t < ids.size(); ++t) {
-      const auto& p = c["positions"][t];
+      const auto& pos = c["positions"][t];
       const float* lg = r->logits.data() + t * v;
-      const auto top_ids = p["top_ids"].get<std::vector<int>>();
-      const auto top_logits = p["top_logits"].get<std::vector<double>>();
+      const auto top_ids = pos["top_ids"].get<std::vector<int>>();
+      const auto top_logits = pos["top_logits"].get<std::vector<double>>();
       for (size_t j = 0; j < top_ids.size(); ++j) {
         const double e = std::fabs(lg[top_ids[j]] - top_logits[j]);
         worst = std::max(worst, e);
         sum_err += e;
         ++n_err;
       }
-      if (p["margin"].get<double>() > kInt8Margin) {
+      if (pos["margin"].get<double>() > p.margin) {
         ++checked;
         agree += Argmax(lg, v) == top_ids[0];
       }
@@ -220,20 +229,26 @@ TEST(GoldenInt8Test, LogitsAndGreedyCloseToTransformers) {
     greedy_total += static_cast<int>(want.size());
     if (same < want.size()) {
       const double margin = c["greedy_margins"][same].get<double>();
-      EXPECT_LT(margin, kInt8Margin)
+      EXPECT_LT(margin, p.margin)
           << "greedy output parts from the reference at step " << same
           << " where the reference margin is " << margin << "; prompt: " << c["text"];
     }
   }
   std::printf(
-      "golden int8: max abs logit error %.3f, mean %.4f; top-1 %d/%d; greedy prefix match %d/%d "
+      "golden %s: max abs logit error %.3f, mean %.4f; top-1 %d/%d; greedy prefix match %d/%d "
       "tokens\n",
-      worst, sum_err / n_err, agree, checked, greedy_same, greedy_total);
-  EXPECT_LT(worst, kInt8MaxTol);
-  EXPECT_LT(sum_err / n_err, kInt8MeanTol);
+      p.name, worst, sum_err / n_err, agree, checked, greedy_same, greedy_total);
+  EXPECT_LT(worst, p.max_tol);
+  EXPECT_LT(sum_err / n_err, p.mean_tol);
   EXPECT_GT(greedy_same * 3, greedy_total);
   EXPECT_EQ(agree, checked);
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, GoldenIntTest,
+                         ::testing::Values(IntCase{cpu::Precision::kInt16, "int16", 0.05, 0.01, 0.1},
+                                           IntCase{cpu::Precision::kInt8, "int8", kInt8MaxTol,
+                                                   kInt8MeanTol, kInt8Margin}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace eagle

@@ -35,55 +35,59 @@ TEST_P(QMatMulTest, PackedRowsDequantizeExactly) {
 }
 
 TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 576}, {64, 1536}, {6, 64}, {21, 96}}) {
-    const auto wf = RandomNormal(rows * cols, 2, 0.05f);
-    const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
-    Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
-    auto p = Pack(m);
-    ASSERT_TRUE(p.ok());
-    const int64_t t = 11;
-    auto x = RandomNormal(t * cols, 3);
-    x[5] = 40.0f;  // an outlier, as real activations have
-    QuantizedActs qs, qv;
-    scalar::QuantizeActs(x.data(), t, cols, &qs);
-    std::vector<float> ys(t * rows), yv(t * rows);
-    scalar::QMatMul(*p, qs, ys.data());
-    if (avx512::Supported() && avx512::VnniSupported()) {
-      avx512::QuantizeActs(x.data(), t, cols, &qv);
-      ASSERT_EQ(qs.qs, qv.qs);
-      ASSERT_EQ(qs.d, qv.d);
-      ASSERT_EQ(qs.s, qv.s);
-      avx512::QMatMul(*p, qv, yv.data());
-      ASSERT_EQ(ys, yv) << "VNNI kernel differs from the scalar reference";
-      // One token at a time gives the same bits.
-      for (int64_t i = 0; i < t; ++i) {
-        QuantizedActs q1;
-        avx512::QuantizeActs(x.data() + i * cols, 1, cols, &q1);
-        std::vector<float> y1(rows);
-        avx512::QMatMul(*p, q1, y1.data());
-        for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], yv[i * rows + n]) << i << " " << n;
-      }
-    }
-    // Against the exact product of the stored weights with f32 activations: the error is bounded
-    // by the activation rounding (half a step of max|x|/127 per element of each block).
-    std::vector<float> wrow(cols);
-    for (int64_t n = 0; n < rows; ++n) {
-      DequantizeRowScalar(m.dtype, m.row(n), wrow.data(), cols);
-      for (int64_t i = 0; i < t; ++i) {
-        double exact = 0, bound = 0;
-        for (int64_t k = 0; k < cols; ++k) exact += double(wrow[k]) * x[i * cols + k];
-        for (int64_t b = 0; b < cols / 32; ++b) {
-          double amax = 0, wsum = 0;
-          for (int j = 0; j < 32; ++j) {
-            amax = std::max(amax, double(std::fabs(x[i * cols + b * 32 + j])));
-            wsum += std::fabs(wrow[b * 32 + j]);
-          }
-          bound += amax / 127 / 2 * wsum;
+  for (int bits : {8, 15})
+    for (auto [rows, cols] :
+         {std::pair<int64_t, int64_t>{37, 576}, {64, 1536}, {6, 64}, {21, 96}}) {
+      const auto wf = RandomNormal(rows * cols, 2, 0.05f);
+      const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
+      Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
+      auto p = Pack(m);
+      ASSERT_TRUE(p.ok());
+      const int64_t t = 11;
+      auto x = RandomNormal(t * cols, 3);
+      x[5] = 40.0f;  // an outlier, as real activations have
+      QuantizedActs qs, qv;
+      scalar::QuantizeActs(x.data(), t, cols, bits, &qs);
+      std::vector<float> ys(t * rows), yv(t * rows);
+      scalar::QMatMul(*p, qs, ys.data());
+      if (avx512::Supported() && avx512::VnniSupported()) {
+        avx512::QuantizeActs(x.data(), t, cols, bits, &qv);
+        ASSERT_EQ(qs.qs, qv.qs);
+        ASSERT_EQ(qs.ql, qv.ql);
+        ASSERT_EQ(qs.q, qv.q);
+        ASSERT_EQ(qs.d, qv.d);
+        ASSERT_EQ(qs.s, qv.s);
+        avx512::QMatMul(*p, qv, yv.data());
+        ASSERT_EQ(ys, yv) << "VNNI kernel differs from the scalar reference";
+        // One token at a time gives the same bits.
+        for (int64_t i = 0; i < t; ++i) {
+          QuantizedActs q1;
+          avx512::QuantizeActs(x.data() + i * cols, 1, cols, bits, &q1);
+          std::vector<float> y1(rows);
+          avx512::QMatMul(*p, q1, y1.data());
+          for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], yv[i * rows + n]) << i << " " << n;
         }
-        ASSERT_LE(std::fabs(ys[i * rows + n] - exact), bound * 1.01 + 1e-4) << n << " " << i;
+      }
+      // Against the exact product of the stored weights with f32 activations: the error is bounded
+      // by the activation rounding (half a step of max|x|/127 per element of each block).
+      std::vector<float> wrow(cols);
+      for (int64_t n = 0; n < rows; ++n) {
+        DequantizeRowScalar(m.dtype, m.row(n), wrow.data(), cols);
+        for (int64_t i = 0; i < t; ++i) {
+          double exact = 0, bound = 0;
+          for (int64_t k = 0; k < cols; ++k) exact += double(wrow[k]) * x[i * cols + k];
+          for (int64_t b = 0; b < cols / 32; ++b) {
+            double amax = 0, wsum = 0;
+            for (int j = 0; j < 32; ++j) {
+              amax = std::max(amax, double(std::fabs(x[i * cols + b * 32 + j])));
+              wsum += std::fabs(wrow[b * 32 + j]);
+            }
+            bound += amax / (bits == 15 ? 16383 : 127) / 2 * wsum;
+          }
+          ASSERT_LE(std::fabs(ys[i * rows + n] - exact), bound * 1.01 + 1e-4) << n << " " << i;
+        }
       }
     }
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, QMatMulTest,

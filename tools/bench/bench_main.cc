@@ -3,7 +3,7 @@
 // RSS, and the machine's physical limits (measured memory bandwidth and FMA peak), then a JSON
 // line with every figure.
 //   eagle-bench [--model PATH] [--threads N] [--prompt-tokens N] [--decode-tokens N] [--reps N]
-//               [--precision auto|int8|f32]
+//               [--precision auto|int16|int8|f32]
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -106,6 +106,7 @@ int Main(int argc, char** argv) {
   threads = omp_get_max_threads();
   ModelOptions options;
   if (precision == "int8") options.precision = cpu::Precision::kInt8;
+  if (precision == "int16") options.precision = cpu::Precision::kInt16;
   if (precision == "f32") options.precision = cpu::Precision::kF32;
   auto loaded = LlamaModel::Load(path, options);
   if (!loaded.ok()) {

@@ -42,8 +42,10 @@ generate options:
   --stop STR           stop string (repeatable)
   --ignore-eos         keep generating after end-of-sequence
   --threads N          CPU threads (default: all cores)
-  --precision P        auto | int8 | f32 (default auto: int8 activations with Q4_0/Q4_1/Q8_0
-                       weights where the CPU has AVX-512 VNNI; f32 is the reference path)
+  --precision P        auto | int16 | int8 | f32. Activations of matmuls with Q4_0/Q4_1/Q8_0
+                       weights: int16 (15-bit, near-f32 accuracy) or int8 (fastest, as
+                       llama.cpp) on AVX-512 VNNI; f32 is the reference path. auto: int16
+                       where the CPU has VNNI, else f32
   --json               one JSON object per token, then a summary object
 )";
 
@@ -248,10 +250,12 @@ int Main(int argc, char** argv) {
   const std::string precision = args->Get("--precision", "auto");
   if (precision == "int8") {
     options.precision = cpu::Precision::kInt8;
+  } else if (precision == "int16") {
+    options.precision = cpu::Precision::kInt16;
   } else if (precision == "f32") {
     options.precision = cpu::Precision::kF32;
   } else if (precision != "auto") {
-    std::fprintf(stderr, "error: --precision must be auto, int8 or f32\n");
+    std::fprintf(stderr, "error: --precision must be auto, int16, int8 or f32\n");
     return 2;
   }
   auto model = LlamaModel::Load(path, options);
