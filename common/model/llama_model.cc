@@ -386,40 +386,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     m->layers_.push_back(std::move(L));
   }
 
-  // RoPE tables, computed as Hugging Face does (inverse frequencies and angles in float32), then
-  // cos/sin of those float angles in double precision.
-  const int half = config.head_dim / 2;
-  std::vector<float> inv_freq(half);
-  for (int i = 0; i < half; ++i) {
-    const float expo = static_cast<float>(2 * i) / static_cast<float>(config.head_dim);
-    inv_freq[i] = 1.0f / static_cast<float>(std::pow(config.rope_theta, static_cast<double>(expo)));
-  }
-  const RopeScaling& rs = config.rope_scaling;
-  if (rs.type == RopeScaling::Type::kLinear) {
-    for (float& f : inv_freq) f = static_cast<float>(f / rs.factor);
-  } else if (rs.type == RopeScaling::Type::kLlama3) {
-    const double low_wavelen = rs.original_max_position / rs.low_freq_factor;
-    const double high_wavelen = rs.original_max_position / rs.high_freq_factor;
-    for (float& f : inv_freq) {
-      const double wavelen = 2 * M_PI / f;
-      if (wavelen > low_wavelen) {
-        f = static_cast<float>(f / rs.factor);
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (rs.original_max_position / wavelen - rs.low_freq_factor) /
-                              (rs.high_freq_factor - rs.low_freq_factor);
-        f = static_cast<float>((1 - smooth) * f / rs.factor + smooth * f);
-      }
-    }
-  }
-  m->rope_cos_.resize(static_cast<size_t>(config.max_position) * half);
-  m->rope_sin_.resize(m->rope_cos_.size());
-  for (int64_t pos = 0; pos < config.max_position; ++pos) {
-    for (int i = 0; i < half; ++i) {
-      const float angle = static_cast<float>(pos) * inv_freq[i];
-      m->rope_cos_[pos * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-      m->rope_sin_[pos * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
-    }
-  }
+  m->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
+                  config.rope_interleaved);
   return m;
 }
 
@@ -450,27 +418,6 @@ void LlamaModel::Embed(int32_t token, float* out) const {
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-void LlamaModel::ApplyRope(float* x, int num_heads, int64_t pos) const {
-  const int hd = config_.head_dim, half = hd / 2;
-  const float* cs = rope_cos_.data() + pos * half;
-  const float* sn = rope_sin_.data() + pos * half;
-  for (int h = 0; h < num_heads; ++h) {
-    float* v = x + h * hd;
-    if (config_.rope_interleaved) {
-      for (int i = 0; i < half; ++i) {
-        const float a = v[2 * i], b = v[2 * i + 1];
-        v[2 * i] = a * cs[i] - b * sn[i];
-        v[2 * i + 1] = a * sn[i] + b * cs[i];
-      }
-    } else {
-      for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * cs[i] - b * sn[i];
-        v[i + half] = b * cs[i] + a * sn[i];
-      }
-    }
-  }
-}
 
 absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardRequest& req) const {
   const LlamaConfig& c = config_;
@@ -557,8 +504,8 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     L.wqkv.Apply(xn.data(), t_len, qkv.data());  // per token: [q | k | v]
     ForTokens(t_len, [&](int64_t i) {
       float* row = qkv.data() + i * qkv_dim;
-      ApplyRope(row, nh, pos[i]);
-      ApplyRope(row + qd, c.num_kv_heads, pos[i]);
+      rope_.Apply(row, nh, pos[i]);
+      rope_.Apply(row + qd, c.num_kv_heads, pos[i]);
       cache.StoreKeys(l, base + i, row + qd);
       std::memcpy(cache.v(l, base + i), row + qd + kvd, kvd * sizeof(float));
     });

@@ -19,6 +19,7 @@
 #include "common/cpu/linear.h"
 #include "common/io/tensor_ref.h"
 #include "common/model/llama_config.h"
+#include "common/model/rope.h"
 #include "common/tokenizer.h"
 
 namespace eagle {
@@ -147,7 +148,6 @@ class LlamaModel {
     cpu::Linear w_down;                      // [H, I]
   };
   LlamaModel() = default;
-  void ApplyRope(float* x, int num_heads, int64_t pos) const;
 
   LlamaConfig config_;
   std::shared_ptr<void> keepalive_;
@@ -157,7 +157,7 @@ class LlamaModel {
   cpu::Linear lm_head_;            // [V, H]
   std::vector<float> final_norm_;  // [H]
   std::vector<Layer> layers_;
-  std::vector<float> rope_cos_, rope_sin_;  // [max_position, head_dim / 2]
+  Rope rope_;
   int64_t weight_bytes_ = 0;
 };
 
