@@ -1,4 +1,5 @@
 #include "common/model/llama_model.h"
+#include "common/model/tensor_utils.h"
 
 #include <omp.h>
 
@@ -127,55 +128,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-absl::StatusOr<cpu::Matrix> ToMatrix(const TensorRef* t, const std::string& name, int64_t rows,
-                                     int64_t cols) {
-  if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
-  if (t->dims.size() != 2 || t->rows() != rows || t->cols() != cols) {
-    std::string dims;
-    for (int64_t d : t->dims) absl::StrAppend(&dims, dims.empty() ? "" : "x", d);
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", name, " has shape [", dims, "], expected [", rows, "x", cols, "]"));
-  }
-  switch (t->dtype) {
-    case DType::kI8:
-    case DType::kI32:
-    case DType::kI64:
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", name, " has integer type ", DTypeName(t->dtype)));
-    default:
-      break;
-  }
-  if (cols % GetDTypeInfo(t->dtype).block_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " row is not whole blocks"));
-  }
-  cpu::Matrix m;
-  m.dtype = t->dtype;
-  m.rows = rows;
-  m.cols = cols;
-  m.data = t->data;
-  m.row_bytes = RowBytes(t->dtype, cols);
-  return m;
-}
-
-absl::StatusOr<std::vector<float>> ToVector(const TensorRef* t, const std::string& name,
-                                            int64_t n) {
-  if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
-  if (t->numel() != n) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", name, " has ", t->numel(), " elements, expected ", n));
-  }
-  if (n % GetDTypeInfo(t->dtype).block_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " is not whole blocks"));
-  }
-  std::vector<float> v(n);
-  DequantizeRowScalar(t->dtype, t->data, v.data(), n);
-  for (float x : v) {
-    if (!std::isfinite(x))
-      return absl::DataLossError(absl::StrCat("tensor ", name, " has non-finite values"));
-  }
-  return v;
 }
 
 // Runs fn(i) for every token; on several threads when there are enough tokens to pay for it.
@@ -341,13 +293,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   const int64_t h = config.hidden_size, ffn = config.intermediate_size, v = config.vocab_size;
   const int64_t qd = config.q_dim(), kvd = config.kv_dim();
   auto mat = [&](const std::string& n, int64_t r, int64_t c) {
-    return ToMatrix(lookup(n), n, r, c);
+    return MatrixFromTensor(lookup(n), n, r, c);
   };
   auto stacked = [&](const std::vector<std::string>& names, const std::vector<int64_t>& rows,
                      int64_t c) -> absl::StatusOr<cpu::Linear> {
     std::vector<cpu::Matrix> parts;
     for (size_t i = 0; i < names.size(); ++i) {
-      ASSIGN_OR_RETURN(cpu::Matrix raw, ToMatrix(lookup(names[i]), names[i], rows[i], c));
+      ASSIGN_OR_RETURN(cpu::Matrix raw, MatrixFromTensor(lookup(names[i]), names[i], rows[i], c));
       parts.push_back(raw);
     }
     ASSIGN_OR_RETURN(cpu::Linear l, cpu::Linear::CreateStacked(parts, options.precision));
@@ -357,7 +309,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return l;
   };
   auto linear = [&](const std::string& n, int64_t r, int64_t c) { return stacked({n}, {r}, c); };
-  auto vec = [&](const std::string& n, int64_t len) { return ToVector(lookup(n), n, len); };
+  auto vec = [&](const std::string& n, int64_t len) { return VectorFromTensor(lookup(n), n, len); };
   ASSIGN_OR_RETURN(m->embed_, mat("model.embed_tokens.weight", v, h));
   if (config.tied_embeddings) {
     ASSIGN_OR_RETURN(m->lm_head_, cpu::Linear::Create(m->embed_, options.precision));

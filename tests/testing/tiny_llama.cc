@@ -382,6 +382,54 @@ absl::Status WriteTinyGguf(const TinyConfig& cin, const std::string& path, bool 
   return w.Write(path);
 }
 
+absl::StatusOr<std::unique_ptr<EagleHead>> MakeRandomEagleHead(const LlamaModel& target,
+                                                               uint64_t seed, bool fc_bias) {
+  const LlamaConfig& tc = target.config();
+  EagleHeadConfig c;
+  c.hidden_size = tc.hidden_size;
+  c.intermediate_size = 2 * tc.hidden_size;
+  c.num_heads = tc.num_heads;
+  c.num_kv_heads = tc.num_kv_heads;
+  c.head_dim = tc.hidden_size / tc.num_heads;
+  c.vocab_size = tc.vocab_size;
+  c.max_position = tc.max_position;
+  c.fc_bias = fc_bias;
+  auto t = std::make_shared<Tensors>();
+  uint64_t s = seed;
+  auto add = [&](const std::string& name, int64_t rows, int64_t cols, float scale) {
+    std::vector<float> x = RandomNormal(rows * cols, ++s, scale);
+    if (scale == 0) std::fill(x.begin(), x.end(), 1.0f);
+    t->bytes[name] = Quantize(DType::kF32, x.data(), rows * cols);
+    TensorRef r;
+    r.name = name;
+    r.dtype = DType::kF32;
+    r.dims = rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{rows, cols};
+    r.nbytes = static_cast<int64_t>(t->bytes[name].size());
+    t->refs[name] = r;
+  };
+  const int64_t h = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const float sc = 1.0f / std::sqrt(static_cast<float>(h));
+  add("fc.weight", h, 2 * h, sc);
+  if (fc_bias) add("fc.bias", 1, h, 0.1f);
+  add("layers.0.self_attn.q_proj.weight", qd, h, sc);
+  add("layers.0.self_attn.k_proj.weight", kvd, h, sc);
+  add("layers.0.self_attn.v_proj.weight", kvd, h, sc);
+  add("layers.0.self_attn.o_proj.weight", h, qd, sc);
+  add("layers.0.mlp.gate_proj.weight", c.intermediate_size, h, sc);
+  add("layers.0.mlp.up_proj.weight", c.intermediate_size, h, sc);
+  add("layers.0.mlp.down_proj.weight", h, c.intermediate_size, sc);
+  add("layers.0.post_attention_layernorm.weight", 1, h, 0.0f);
+  for (auto& [name, ref] : t->refs) ref.data = t->bytes[name].data();
+  Tensors* raw = t.get();
+  return EagleHead::Create(
+      c,
+      [raw](const std::string& n) -> const TensorRef* {
+        auto it = raw->refs.find(n);
+        return it == raw->refs.end() ? nullptr : &it->second;
+      },
+      t, target);
+}
+
 std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> d(0, scale);

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/cpu/linear.h"
 #include "common/dtype.h"
+#include "common/eagle/eagle_head.h"
 #include "common/model/llama_model.h"
 
 namespace eagle::testing {
@@ -73,6 +74,10 @@ class GgufWriter {
 absl::Status WriteTinyGguf(const TinyConfig& cfg, const std::string& path, bool permute_qk = false);
 // Writes the tiny model as a Hugging Face directory: config.json + model.safetensors.
 absl::Status WriteTinyHfDir(const TinyConfig& cfg, const std::string& dir);
+
+// A random EAGLE-1/2 head for `target` (hidden and vocab from the target), built in memory.
+absl::StatusOr<std::unique_ptr<EagleHead>> MakeRandomEagleHead(const LlamaModel& target,
+                                                               uint64_t seed, bool fc_bias = true);
 
 // n samples of N(0, scale^2), seeded.
 std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale = 1.0f);

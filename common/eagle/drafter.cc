@@ -1,0 +1,270 @@
+#include "common/eagle/drafter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace eagle {
+namespace {
+
+// Indices of the k largest values (ties: lower index first), in descending order.
+std::vector<int32_t> TopK(const float* x, int n, int k) {
+  k = std::min(k, n);
+  std::vector<int32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+  idx.resize(k);
+  return idx;
+}
+
+// log-softmax values of the given ids.
+std::vector<float> LogProbs(const float* x, int n, std::span<const int32_t> ids) {
+  float mx = x[0];
+  for (int i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
+  const float lse = mx + static_cast<float>(std::log(sum));
+  std::vector<float> out;
+  for (int32_t id : ids) out.push_back(x[id] - lse);
+  return out;
+}
+
+}  // namespace
+
+absl::Status ValidateTreeOptions(const TreeOptions& o) {
+  if (o.depth < 1 || o.depth > 32)
+    return absl::InvalidArgumentError("tree depth must be in [1, 32]");
+  if (o.mode == TreeMode::kDynamic) {
+    if (o.top_k < 1 || o.top_k > 32) return absl::InvalidArgumentError("top_k must be in [1, 32]");
+    if (o.total_tokens < 2 || o.total_tokens > 256) {
+      return absl::InvalidArgumentError("total_tokens must be in [2, 256]");
+    }
+  }
+  if (o.mode == TreeMode::kStatic && !o.choices.empty()) {
+    RETURN_IF_ERROR(BuildStaticShape(o.choices).status());
+  }
+  return absl::OkStatus();
+}
+
+EagleDrafter::EagleDrafter(const EagleHead* head, int64_t capacity)
+    : head_(head), cache_(head->NewCache(capacity)) {}
+
+absl::Status EagleDrafter::Commit(std::span<const float> features,
+                                  std::span<const int32_t> next_tokens) {
+  const int64_t hs = head_->config().hidden_size, n = static_cast<int64_t>(next_tokens.size());
+  if (n == 0) return absl::OkStatus();
+  if (static_cast<int64_t>(features.size()) != n * hs) {
+    return absl::InvalidArgumentError("Commit: features and tokens disagree");
+  }
+  const int64_t base = cache_->length();
+  std::vector<int64_t> positions(n), n_prefix(n);
+  for (int64_t i = 0; i < n; ++i) {
+    positions[i] = base + i;
+    n_prefix[i] = base + i + 1;  // causal: itself and everything before
+  }
+  std::vector<float> out(n * hs);
+  std::vector<float> logits(head_->config().vocab_size);
+  // Logits are needed only for the last position.
+  if (n > 1) {
+    HeadBatch head_part{next_tokens.subspan(0, n - 1),
+                        features.subspan(0, (n - 1) * hs),
+                        std::span<const int64_t>(positions).subspan(0, n - 1),
+                        std::span<const int64_t>(n_prefix).subspan(0, n - 1),
+                        {}};
+    RETURN_IF_ERROR(head_->Forward(*cache_, head_part, out.data(), nullptr));
+  }
+  HeadBatch last{next_tokens.subspan(n - 1),
+                 features.subspan((n - 1) * hs),
+                 std::span<const int64_t>(positions).subspan(n - 1),
+                 std::span<const int64_t>(n_prefix).subspan(n - 1),
+                 {}};
+  last_feature_.resize(hs);
+  RETURN_IF_ERROR(head_->Forward(*cache_, last, last_feature_.data(), logits.data()));
+  last_logits_ = std::move(logits);
+  last_token_ = next_tokens.back();
+  return absl::OkStatus();
+}
+
+absl::Status EagleDrafter::ForwardLevel(std::vector<Node>& tree, std::span<const int32_t> nodes,
+                                        std::span<const float> parent_features, int depth,
+                                        std::vector<float>* features, std::vector<float>* logits) {
+  const int64_t n = static_cast<int64_t>(nodes.size());
+  const int64_t stable = committed_len_;
+  const int64_t base = cache_->length();
+  std::vector<int32_t> tokens(n);
+  std::vector<int64_t> positions(n, stable + depth - 1), n_prefix(n, stable);
+  std::vector<std::vector<int32_t>> extra(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const Node& node = tree[nodes[i]];
+    tokens[i] = node.token;
+    // Ancestors' slots (depth >= 1 nodes only: the root is the last committed position).
+    std::vector<int32_t> chain;
+    for (int32_t p = node.parent; p > 0; p = tree[p].parent) chain.push_back(tree[p].slot);
+    std::reverse(chain.begin(), chain.end());
+    chain.push_back(static_cast<int32_t>(base + i));
+    extra[i] = std::move(chain);
+    tree[nodes[i]].slot = static_cast<int32_t>(base + i);
+  }
+  features->resize(n * head_->config().hidden_size);
+  logits->resize(n * head_->config().vocab_size);
+  HeadBatch b{tokens, parent_features, positions, n_prefix, extra};
+  return head_->Forward(*cache_, b, features->data(), logits->data());
+}
+
+absl::StatusOr<DraftTree> EagleDrafter::Draft(int32_t root, const TreeOptions& options) {
+  RETURN_IF_ERROR(ValidateTreeOptions(options));
+  if (root != last_token_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Draft: root ", root, " is not the last committed token ", last_token_));
+  }
+  committed_len_ = cache_->length();
+  absl::StatusOr<DraftTree> tree;
+  switch (options.mode) {
+    case TreeMode::kChain: {
+      TreeChoices chain;
+      for (int d = 1; d <= options.depth; ++d) chain.push_back(std::vector<int>(d, 0));
+      tree = DraftStatic(root, chain);
+      break;
+    }
+    case TreeMode::kStatic:
+      tree = DraftStatic(root, options.choices.empty() ? McSim7b63() : options.choices);
+      break;
+    case TreeMode::kDynamic:
+      tree = DraftDynamic(root, options);
+      break;
+  }
+  // Tree KV is never kept: the next Commit recomputes accepted positions from target features.
+  RETURN_IF_ERROR(cache_->Truncate(committed_len_));
+  return tree;
+}
+
+absl::StatusOr<DraftTree> EagleDrafter::DraftStatic(int32_t root, const TreeChoices& choices) {
+  ASSIGN_OR_RETURN(StaticShape shape, BuildStaticShape(choices));
+  const int64_t hs = head_->config().hidden_size;
+  const int vocab = head_->config().vocab_size;
+  const int t = static_cast<int>(shape.parents.size());
+  std::vector<Node> tree(t);
+  tree[0] = {root, -1};
+  std::vector<int32_t> depth(t, 0);
+  std::vector<bool> has_children(t, false);
+  for (int i = 1; i < t; ++i) {
+    depth[i] = depth[shape.parents[i]] + 1;
+    has_children[shape.parents[i]] = true;
+    tree[i].parent = shape.parents[i];
+  }
+  // Candidates of each expanded node: top-max_rank of its logits; its output feature.
+  std::vector<std::vector<int32_t>> cands(t);
+  std::vector<std::vector<float>> feats(t);
+  cands[0] = TopK(last_logits_.data(), vocab, shape.max_rank);
+  feats[0] = last_feature_;
+  for (int d = 1; d <= shape.depth; ++d) {
+    // Assign tokens to depth-d nodes from their parents' candidates.
+    std::vector<int32_t> level;
+    for (int i = 1; i < t; ++i) {
+      if (depth[i] != d) continue;
+      const auto& pc = cands[shape.parents[i]];
+      if (shape.ranks[i] >= static_cast<int>(pc.size())) {
+        return absl::InvalidArgumentError("static tree rank exceeds the vocabulary");
+      }
+      tree[i].token = pc[shape.ranks[i]];
+      if (has_children[i]) level.push_back(i);
+    }
+    if (level.empty()) continue;
+    std::vector<float> pf;
+    for (int32_t i : level) {
+      const auto& f = feats[shape.parents[i]];
+      pf.insert(pf.end(), f.begin(), f.end());
+    }
+    std::vector<float> out_f, out_l;
+    RETURN_IF_ERROR(ForwardLevel(tree, level, pf, d, &out_f, &out_l));
+    for (size_t j = 0; j < level.size(); ++j) {
+      cands[level[j]] = TopK(out_l.data() + j * vocab, vocab, shape.max_rank);
+      feats[level[j]].assign(out_f.begin() + j * hs, out_f.begin() + (j + 1) * hs);
+    }
+  }
+  DraftTree out;
+  for (const Node& n : tree) {
+    out.tokens.push_back(n.token);
+    out.parents.push_back(n.parent);
+  }
+  return out;
+}
+
+absl::StatusOr<DraftTree> EagleDrafter::DraftDynamic(int32_t root, const TreeOptions& o) {
+  const int64_t hs = head_->config().hidden_size;
+  const int vocab = head_->config().vocab_size;
+  const int k = std::min(o.top_k, vocab);
+  // The pool: every candidate with its cumulative log-probability; index 0 is the root.
+  std::vector<Node> pool;
+  pool.push_back({root, -1});
+  std::vector<std::vector<float>> feats(1, last_feature_);
+  // Depth 1: the root's top-k.
+  const auto top = TopK(last_logits_.data(), vocab, k);
+  const auto lp = LogProbs(last_logits_.data(), vocab, top);
+  std::vector<int32_t> frontier;
+  for (int j = 0; j < k; ++j) {
+    pool.push_back({top[j], 0, -1, lp[j]});
+    frontier.push_back(static_cast<int32_t>(pool.size() - 1));
+  }
+  for (int level = 1; level <= o.depth; ++level) {
+    std::vector<float> pf;
+    for (int32_t i : frontier) {
+      const auto& f = feats[pool[i].parent];
+      pf.insert(pf.end(), f.begin(), f.end());
+    }
+    std::vector<float> out_f, out_l;
+    RETURN_IF_ERROR(ForwardLevel(pool, frontier, pf, level, &out_f, &out_l));
+    feats.resize(pool.size());
+    struct Cand {
+      float score;
+      int32_t parent, token;
+    };
+    std::vector<Cand> cands;
+    for (size_t j = 0; j < frontier.size(); ++j) {
+      feats[frontier[j]].assign(out_f.begin() + j * hs, out_f.begin() + (j + 1) * hs);
+      const float* lg = out_l.data() + j * vocab;
+      const auto ctop = TopK(lg, vocab, k);
+      const auto clp = LogProbs(lg, vocab, ctop);
+      for (int c = 0; c < k; ++c)
+        cands.push_back({pool[frontier[j]].score + clp[c], frontier[j], ctop[c]});
+    }
+    // All k^2 candidates join the pool; the best k by cumulative score form the next frontier.
+    const int32_t first = static_cast<int32_t>(pool.size());
+    for (const Cand& c : cands) pool.push_back({c.token, c.parent, -1, c.score});
+    std::vector<int32_t> order(cands.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return cands[a].score > cands[b].score; });
+    frontier.clear();
+    for (int j = 0; j < k && j < static_cast<int>(order.size()); ++j)
+      frontier.push_back(first + order[j]);
+    feats.resize(pool.size());
+  }
+  // Rerank: the best total_tokens - 1 candidates by cumulative score, in pool order (parents
+  // first), keeping only nodes whose parent is kept.
+  std::vector<int32_t> idx(pool.size() - 1);
+  std::iota(idx.begin(), idx.end(), 1);
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int32_t a, int32_t b) { return pool[a].score > pool[b].score; });
+  idx.resize(std::min<size_t>(idx.size(), o.total_tokens - 1));
+  std::sort(idx.begin(), idx.end());
+  std::vector<int32_t> new_index(pool.size(), -1);
+  new_index[0] = 0;
+  DraftTree out;
+  out.tokens.push_back(root);
+  out.parents.push_back(-1);
+  for (int32_t i : idx) {
+    const int32_t parent = new_index[pool[i].parent];
+    if (parent < 0) continue;
+    new_index[i] = static_cast<int32_t>(out.tokens.size());
+    out.tokens.push_back(pool[i].token);
+    out.parents.push_back(parent);
+  }
+  return out;
+}
+
+}  // namespace eagle

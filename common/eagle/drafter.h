@@ -1,0 +1,77 @@
+// Drafting: the interface the speculative loop talks to, and its EAGLE implementation.
+//
+// The pairing rule: the draft consumes (target feature of position t, token t+1). Commit() gives
+// it the target features of newly committed positions and the tokens that follow them; Draft()
+// then proposes a tree rooted at the last of those tokens (the next token, already sampled but
+// not yet seen by the target).
+#ifndef EAGLE_COMMON_EAGLE_DRAFTER_H_
+#define EAGLE_COMMON_EAGLE_DRAFTER_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/eagle/draft_tree.h"
+#include "common/eagle/eagle_head.h"
+
+namespace eagle {
+
+enum class TreeMode { kChain, kStatic, kDynamic };
+
+struct TreeOptions {
+  TreeMode mode = TreeMode::kDynamic;
+  int depth = 5;          // chain length; dynamic: expansion levels after the first
+  int top_k = 8;          // dynamic: branching per level
+  int total_tokens = 32;  // dynamic: tree size including the root
+  TreeChoices choices;    // static: empty = mc_sim_7b_63
+};
+absl::Status ValidateTreeOptions(const TreeOptions& o);
+
+class DraftModel {
+ public:
+  virtual ~DraftModel() = default;
+  // Appends committed positions: features [n, hidden] of target positions t..t+n-1 and the tokens
+  // at t+1..t+n.
+  virtual absl::Status Commit(std::span<const float> features,
+                              std::span<const int32_t> next_tokens) = 0;
+  // Proposes a tree rooted at `root`, which must be the last committed next token.
+  virtual absl::StatusOr<DraftTree> Draft(int32_t root, const TreeOptions& options) = 0;
+};
+
+// EAGLE-1/2 drafting with an EagleHead: chain, static (EAGLE-1) and dynamic (EAGLE-2) trees.
+class EagleDrafter final : public DraftModel {
+ public:
+  EagleDrafter(const EagleHead* head, int64_t capacity);
+  absl::Status Commit(std::span<const float> features,
+                      std::span<const int32_t> next_tokens) override;
+  absl::StatusOr<DraftTree> Draft(int32_t root, const TreeOptions& options) override;
+  int64_t committed() const { return cache_->length(); }
+
+ private:
+  struct Node {
+    int32_t token;
+    int32_t parent;     // index in the tree (0 = root)
+    int32_t slot = -1;  // draft KV slot once forwarded
+    float score = 0;    // cumulative log-probability (dynamic)
+  };
+  // Forwards `nodes` (all at one depth), whose parents' output features are given, returning
+  // their output features [n, H] and logits [n, V].
+  absl::Status ForwardLevel(std::vector<Node>& tree, std::span<const int32_t> nodes,
+                            std::span<const float> parent_features, int depth,
+                            std::vector<float>* features, std::vector<float>* logits);
+  absl::StatusOr<DraftTree> DraftStatic(int32_t root, const TreeChoices& choices);
+  absl::StatusOr<DraftTree> DraftDynamic(int32_t root, const TreeOptions& o);
+
+  const EagleHead* head_;
+  std::unique_ptr<KvCache> cache_;
+  int64_t committed_len_ = 0;  // draft KV length before the current tree's nodes
+  int32_t last_token_ = -1;
+  std::vector<float> last_feature_;  // [H] draft output at the last committed position
+  std::vector<float> last_logits_;   // [V] its logits: candidates for the root's children
+};
+
+}  // namespace eagle
+
+#endif  // EAGLE_COMMON_EAGLE_DRAFTER_H_

@@ -1,0 +1,228 @@
+#include "common/eagle/eagle_head.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/io/safetensors.h"
+#include "common/model/tensor_utils.h"
+#include "common/status_macros.h"
+
+namespace eagle {
+namespace {
+
+namespace fs = std::filesystem;
+
+}  // namespace
+
+absl::StatusOr<EagleHeadConfig> ParseEagleHeadConfig(const std::string& text,
+                                                     const std::string& path) {
+  ASSIGN_OR_RETURN(LlamaConfig lc, ParseHfConfig(text, path));
+  EagleHeadConfig c;
+  c.hidden_size = lc.hidden_size;
+  c.intermediate_size = lc.intermediate_size;
+  c.num_heads = lc.num_heads;
+  c.num_kv_heads = lc.num_kv_heads;
+  // EAGLE computes head_dim as hidden / heads, ignoring any config head_dim.
+  c.head_dim = lc.num_heads > 0 ? lc.hidden_size / lc.num_heads : 0;
+  c.vocab_size = lc.vocab_size;
+  c.rms_norm_eps = lc.rms_norm_eps;
+  c.rope_theta = lc.rope_theta;
+  c.rope_scaling = lc.rope_scaling;
+  c.max_position = lc.max_position;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    if (j.contains("bias") && j["bias"].is_boolean()) c.fc_bias = j["bias"].get<bool>();
+    if (j.contains("draft_vocab_size")) {
+      return absl::UnimplementedError(absl::StrCat(
+          path,
+          ": this is an EAGLE-3 head (draft_vocab_size); EAGLE-3 heads are not supported yet"));
+    }
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad config.json: ", e.what()));
+  }
+  if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 ||
+      c.num_heads % c.num_kv_heads != 0 || c.head_dim % 2 != 0 || c.head_dim > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad EAGLE head dimensions"));
+  }
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Load(const std::string& dir,
+                                                           const LlamaModel& target,
+                                                           const ModelOptions& options) {
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  std::ifstream in(cfg_path);
+  if (!in) return absl::NotFoundError(absl::StrCat(cfg_path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  ASSIGN_OR_RETURN(EagleHeadConfig config, ParseEagleHeadConfig(ss.str(), cfg_path));
+  std::shared_ptr<SafetensorsSet> st;
+  {
+    ASSIGN_OR_RETURN(auto s, SafetensorsSet::Open(dir));
+    st = std::move(s);
+  }
+  SafetensorsSet* raw = st.get();
+  auto head = Create(
+      config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, target, options);
+  if (!head.ok()) {
+    return absl::Status(head.status().code(), absl::StrCat(dir, ": ", head.status().message()));
+  }
+  return head;
+}
+
+absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConfig& config,
+                                                             const TensorLookup& lookup,
+                                                             std::shared_ptr<void> keepalive,
+                                                             const LlamaModel& target,
+                                                             const ModelOptions& options) {
+  const LlamaConfig& tc = target.config();
+  if (config.hidden_size != tc.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head hidden size ", config.hidden_size, " does not match the target's ", tc.hidden_size));
+  }
+  if (config.vocab_size != 0 && config.vocab_size != tc.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("head vocabulary ", config.vocab_size,
+                                                   " does not match the target's ", tc.vocab_size));
+  }
+  auto h = std::unique_ptr<EagleHead>(new EagleHead());
+  h->config_ = config;
+  h->config_.vocab_size = tc.vocab_size;
+  h->keepalive_ = std::move(keepalive);
+  h->target_ = &target;
+  const int64_t hs = config.hidden_size, ffn = config.intermediate_size;
+  const int64_t qd = static_cast<int64_t>(config.num_heads) * config.head_dim;
+  const int64_t kvd = static_cast<int64_t>(config.num_kv_heads) * config.head_dim;
+  auto stacked = [&](const std::vector<std::string>& names, const std::vector<int64_t>& rows,
+                     int64_t cols) -> absl::StatusOr<cpu::Linear> {
+    std::vector<cpu::Matrix> parts;
+    for (size_t i = 0; i < names.size(); ++i) {
+      ASSIGN_OR_RETURN(cpu::Matrix m, MatrixFromTensor(lookup(names[i]), names[i], rows[i], cols));
+      parts.push_back(m);
+    }
+    return cpu::Linear::CreateStacked(parts, options.precision);
+  };
+  ASSIGN_OR_RETURN(h->fc_, stacked({"fc.weight"}, {hs}, 2 * hs));
+  if (config.fc_bias) {
+    ASSIGN_OR_RETURN(h->fc_bias_, VectorFromTensor(lookup("fc.bias"), "fc.bias", hs));
+  } else if (lookup("fc.bias") != nullptr) {
+    return absl::InvalidArgumentError(
+        "the checkpoint has fc.bias but config.json says bias: false");
+  }
+  const std::string p = "layers.0.";
+  ASSIGN_OR_RETURN(h->wqkv_, stacked({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                                      p + "self_attn.v_proj.weight"},
+                                     {qd, kvd, kvd}, hs));
+  ASSIGN_OR_RETURN(h->wo_, stacked({p + "self_attn.o_proj.weight"}, {hs}, qd));
+  ASSIGN_OR_RETURN(h->w_gate_up_,
+                   stacked({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, {ffn, ffn}, hs));
+  ASSIGN_OR_RETURN(h->w_down_, stacked({p + "mlp.down_proj.weight"}, {hs}, ffn));
+  ASSIGN_OR_RETURN(h->post_norm_, VectorFromTensor(lookup(p + "post_attention_layernorm.weight"),
+                                                   p + "post_attention_layernorm.weight", hs));
+  if (lookup(p + "input_layernorm.weight") != nullptr) {
+    return absl::InvalidArgumentError(
+        "layers.0.input_layernorm.weight present: not an EAGLE-1/2 head (they have no input norm)");
+  }
+  h->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
+                  /*interleaved=*/false);
+  return h;
+}
+
+std::unique_ptr<KvCache> EagleHead::NewCache(int64_t capacity) const {
+  return std::make_unique<KvCache>(1, config_.num_kv_heads, config_.head_dim, capacity);
+}
+
+absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_features,
+                                float* out_logits) const {
+  const EagleHeadConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  const int64_t hs = c.hidden_size, ffn = c.intermediate_size, hd = c.head_dim;
+  const int64_t qd = static_cast<int64_t>(c.num_heads) * hd, kvd = c.num_kv_heads * hd;
+  const int group = c.num_heads / c.num_kv_heads;
+  const int64_t base = cache.length();
+  if (n == 0) return absl::InvalidArgumentError("draft head: empty batch");
+  if (static_cast<int64_t>(b.features.size()) != n * hs || b.positions.size() != b.tokens.size() ||
+      b.n_prefix.size() != b.tokens.size() ||
+      (!b.extra.empty() && b.extra.size() != b.tokens.size())) {
+    return absl::InvalidArgumentError("draft head: batch arrays disagree in length");
+  }
+  if (base + n > cache.capacity()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "draft head: ", base, " + ", n, " positions exceed the KV capacity ", cache.capacity()));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (b.tokens[i] < 0 || b.tokens[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("draft head: token ", b.tokens[i], " out of range"));
+    }
+    if (b.positions[i] < 0 || b.positions[i] >= rope_.max_position()) {
+      return absl::OutOfRangeError(absl::StrCat("draft head: position ", b.positions[i],
+                                                " beyond its context ", rope_.max_position()));
+    }
+    if (b.n_prefix[i] < 0 || b.n_prefix[i] > base + n) {
+      return absl::InvalidArgumentError("draft head: prefix beyond the written slots");
+    }
+    if (!b.extra.empty()) {
+      for (int32_t s : b.extra[i]) {
+        if (s < 0 || s >= base + n) return absl::InvalidArgumentError("draft head: bad extra slot");
+      }
+    }
+  }
+  // u = fc([E(x) ; f]) (+ bias)
+  std::vector<float> in(n * 2 * hs), u(n * hs), qkv(n * (qd + 2 * kvd)), att(n * qd), tmp(n * hs);
+  for (int64_t i = 0; i < n; ++i) {
+    target_->Embed(b.tokens[i], in.data() + i * 2 * hs);
+    std::memcpy(in.data() + i * 2 * hs + hs, b.features.data() + i * hs, hs * sizeof(float));
+  }
+  fc_.Apply(in.data(), n, u.data());
+  if (!fc_bias_.empty()) {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
+  }
+  // a = u + Attn(u): no input norm.
+  const int64_t qkv_dim = qd + 2 * kvd;
+  wqkv_.Apply(u.data(), n, qkv.data());
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = qkv.data() + i * qkv_dim;
+    rope_.Apply(row, c.num_heads, b.positions[i]);
+    rope_.Apply(row + qd, c.num_kv_heads, b.positions[i]);
+    cache.StoreKeys(0, base + i, row + qd);
+    std::memcpy(cache.v(0, base + i), row + qd + kvd, kvd * sizeof(float));
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> scores(static_cast<size_t>(group) * (base + n + 1));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
+      const std::vector<int32_t>* ex = b.extra.empty() ? nullptr : &b.extra[i];
+      cpu::AttendGroup(qkv.data() + i * qkv_dim + kvh * group * hd, group, cache.kt(0, kvh),
+                       cache.capacity(), cache.v(0, 0) + kvh * hd, kvd, static_cast<int>(hd),
+                       b.n_prefix[i], ex ? ex->data() : nullptr,
+                       ex ? static_cast<int>(ex->size()) : 0, scale, scores.data(),
+                       att.data() + i * qd + kvh * group * hd);
+    }
+  }
+  wo_.Apply(att.data(), n, tmp.data());
+  for (int64_t e = 0; e < n * hs; ++e) u[e] += tmp[e];  // u is now a
+  // g = a + MLP(RMSNorm_post(a))
+  std::vector<float> xn(n * hs), gate_up(n * 2 * ffn), act(n * ffn);
+  for (int64_t i = 0; i < n; ++i) {
+    cpu::RmsNorm(u.data() + i * hs, post_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                 xn.data() + i * hs);
+  }
+  w_gate_up_.Apply(xn.data(), n, gate_up.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const float* gu = gate_up.data() + i * 2 * ffn;
+    cpu::SwiGlu(gu, gu + ffn, static_cast<int>(ffn), act.data() + i * ffn);
+  }
+  w_down_.Apply(act.data(), n, tmp.data());
+  for (int64_t e = 0; e < n * hs; ++e) out_features[e] = u[e] + tmp[e];
+  cache.set_length(base + n);
+  if (out_logits != nullptr) target_->lm_head().Apply(out_features, n, out_logits);
+  return absl::OkStatus();
+}
+
+}  // namespace eagle

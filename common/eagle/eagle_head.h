@@ -1,0 +1,96 @@
+// The EAGLE-1/2 draft head (the "feature extrapolator") on the CPU backend:
+//   u = fc([E(x_{t+1}) ; f_t]) (+ bias)          E: the target's embedding, f_t: target feature
+//   a = u + Attn(u)                               no input norm (features are post-norm)
+//   g = a + MLP(RMSNorm_post(a))                  g predicts f_{t+1}
+//   logits = lm_head_target(g)                    no final norm
+// Loaded from the published layout: config.json + model.safetensors (or several safetensors)
+// with names fc.weight, fc.bias, layers.0.self_attn.{q,k,v,o}_proj.weight,
+// layers.0.post_attention_layernorm.weight, layers.0.mlp.{gate,up,down}_proj.weight
+// (an optional embed_tokens.weight is ignored: the target's is used).
+//
+// Thread contract: immutable after Load; Forward is const (one caller per KvCache).
+#ifndef EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
+#define EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/cpu/linear.h"
+#include "common/model/llama_model.h"
+#include "common/model/rope.h"
+
+namespace eagle {
+
+struct EagleHeadConfig {
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int vocab_size = 0;
+  float rms_norm_eps = 1e-5f;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  int max_position = 4096;
+  bool fc_bias = true;
+};
+
+// Parses an EAGLE head's config.json (LLaMA keys, optional "bias").
+absl::StatusOr<EagleHeadConfig> ParseEagleHeadConfig(const std::string& json_text,
+                                                     const std::string& path);
+
+// One batch of draft positions. Position i pairs feature features[i] with token tokens[i], sits
+// at RoPE position positions[i], is written to cache slot cache.length() + i, and attends to
+// the cache slots [0, n_prefix[i]) and then the slots listed in extra[i] (increasing; the
+// batch's own slots included as needed).
+struct HeadBatch {
+  std::span<const int32_t> tokens;              // [n]
+  std::span<const float> features;              // [n, hidden]
+  std::span<const int64_t> positions;           // [n]
+  std::span<const int64_t> n_prefix;            // [n]
+  std::span<const std::vector<int32_t>> extra;  // [n] or empty (no extra slots)
+};
+
+class EagleHead {
+ public:
+  static absl::StatusOr<std::unique_ptr<EagleHead>> Load(const std::string& dir,
+                                                         const LlamaModel& target,
+                                                         const ModelOptions& options = {});
+  using TensorLookup = LlamaModel::TensorLookup;
+  static absl::StatusOr<std::unique_ptr<EagleHead>> Create(const EagleHeadConfig& config,
+                                                           const TensorLookup& lookup,
+                                                           std::shared_ptr<void> keepalive,
+                                                           const LlamaModel& target,
+                                                           const ModelOptions& options = {});
+
+  const EagleHeadConfig& config() const { return config_; }
+  std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
+
+  // Runs the batch; writes g to out_features [n, hidden] and, if out_logits is not null, the
+  // full-vocabulary logits to out_logits [n, vocab].
+  absl::Status Forward(KvCache& cache, const HeadBatch& batch, float* out_features,
+                       float* out_logits) const;
+
+ private:
+  EagleHead() = default;
+
+  EagleHeadConfig config_;
+  std::shared_ptr<void> keepalive_;
+  const LlamaModel* target_ = nullptr;
+  cpu::Linear fc_;                // [H, 2H]
+  std::vector<float> fc_bias_;    // [H] or empty
+  cpu::Linear wqkv_;              // [q_dim + 2 kv_dim, H]
+  cpu::Linear wo_;                // [H, q_dim]
+  cpu::Linear w_gate_up_;         // [2 I, H]
+  cpu::Linear w_down_;            // [H, I]
+  std::vector<float> post_norm_;  // [H]
+  Rope rope_;
+};
+
+}  // namespace eagle
+
+#endif  // EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
