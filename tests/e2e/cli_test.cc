@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
 
 namespace {
 
@@ -95,6 +96,33 @@ TEST_F(CliTest, BadInputGivesCleanErrors) {
   EXPECT_TRUE(absl::StrContains(r.out, "outside")) << r.out;
   r = Exec("frobnicate");
   EXPECT_EQ(r.code, 2);
+}
+
+}  // namespace
+
+namespace {
+
+// Speculative decoding through the CLI on the default model with a random (untrained) EAGLE head
+// in the published layout: the output must equal vanilla decoding's, for every tree mode.
+TEST_F(CliTest, SpeculativeOutputEqualsVanilla) {
+  const std::string dir = eagle::testing::TempDir();
+  ASSERT_TRUE(eagle::testing::WriteEagleHeadDir(dir, 576, 1536, 9, 3, 49152, true, 7).ok());
+  for (const char* tree : {"chain", "static", "dynamic"}) {
+    RunResult r = Exec(std::string("generate --prompt 'Name three colors.' --chat --max-tokens 32 "
+                                   "--ignore-eos --json --compare-vanilla --draft ") +
+                       dir + " --tree " + tree + " --depth 4");
+    ASSERT_EQ(r.code, 0) << r.out;
+    std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+    auto last = nlohmann::json::parse(lines.back());
+    EXPECT_TRUE(last["speculative"]["identical_to_vanilla"].get<bool>()) << tree;
+    EXPECT_EQ(last["token_ids"].size(), 32u);
+    EXPECT_GE(last["speculative"]["tau"].get<double>(), 1.0);
+  }
+  RunResult bad = Exec("generate --prompt hi --draft /nonexistent");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_TRUE(absl::StrContains(bad.out, "/nonexistent")) << bad.out;
+  bad = Exec("generate --prompt hi --draft " + dir + " --tree banana");
+  EXPECT_EQ(bad.code, 1);
 }
 
 }  // namespace

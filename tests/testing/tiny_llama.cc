@@ -430,6 +430,63 @@ absl::StatusOr<std::unique_ptr<EagleHead>> MakeRandomEagleHead(const LlamaModel&
       t, target);
 }
 
+absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermediate, int heads,
+                               int kv_heads, int vocab, bool fc_bias, uint64_t seed) {
+  const int64_t h = hidden, qd = hidden, kvd = static_cast<int64_t>(hidden / heads) * kv_heads;
+  struct Entry {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+  };
+  std::vector<Entry> entries;
+  uint64_t s = seed;
+  const float sc = 1.0f / std::sqrt(static_cast<float>(h));
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> x = scale == 0 ? std::vector<float>(n, 1.0f) : RandomNormal(n, ++s, scale);
+    entries.push_back({name, std::move(shape), std::move(x)});
+  };
+  add("fc.weight", {h, 2 * h}, sc);
+  if (fc_bias) add("fc.bias", {h}, 0.05f);
+  add("layers.0.self_attn.q_proj.weight", {qd, h}, sc);
+  add("layers.0.self_attn.k_proj.weight", {kvd, h}, sc);
+  add("layers.0.self_attn.v_proj.weight", {kvd, h}, sc);
+  add("layers.0.self_attn.o_proj.weight", {h, qd}, sc);
+  add("layers.0.mlp.gate_proj.weight", {intermediate, h}, sc);
+  add("layers.0.mlp.up_proj.weight", {intermediate, h}, sc);
+  add("layers.0.mlp.down_proj.weight", {h, intermediate}, sc);
+  add("layers.0.post_attention_layernorm.weight", {h}, 0.0f);
+  std::string header = "{";
+  uint64_t off = 0;
+  for (const Entry& e : entries) {
+    std::string shape;
+    for (int64_t d : e.shape) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
+    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", e.name,
+                    "\":{\"dtype\":\"F32\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",",
+                    off + e.data.size() * 4, "]}");
+    off += e.data.size() * 4;
+  }
+  header += "}";
+  std::ofstream f(dir + "/model.safetensors", std::ios::binary);
+  const uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  for (const Entry& e : entries) {
+    f.write(reinterpret_cast<const char*>(e.data.data()),
+            static_cast<std::streamsize>(e.data.size() * 4));
+  }
+  std::ofstream cfg(dir + "/config.json");
+  cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":" << hidden
+      << ",\"intermediate_size\":" << intermediate << ",\"num_attention_heads\":" << heads
+      << ",\"num_key_value_heads\":" << kv_heads
+      << ",\"num_hidden_layers\":1,\"vocab_size\":" << vocab
+      << ",\"rms_norm_eps\":1e-05,\"max_position_embeddings\":8192,\"rope_theta\":10000.0,\"bias\":"
+      << (fc_bias ? "true" : "false") << ",\"torch_dtype\":\"float32\"}";
+  if (!f || !cfg) return absl::InternalError("cannot write " + dir);
+  return absl::OkStatus();
+}
+
 std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> d(0, scale);

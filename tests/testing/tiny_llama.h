@@ -79,6 +79,11 @@ absl::Status WriteTinyHfDir(const TinyConfig& cfg, const std::string& dir);
 absl::StatusOr<std::unique_ptr<EagleHead>> MakeRandomEagleHead(const LlamaModel& target,
                                                                uint64_t seed, bool fc_bias = true);
 
+// Writes a random EAGLE-1/2 head directory in the published layout (config.json +
+// model.safetensors with the official tensor names), F32 weights.
+absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermediate, int heads,
+                               int kv_heads, int vocab, bool fc_bias, uint64_t seed);
+
 // n samples of N(0, scale^2), seeded.
 std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale = 1.0f);
 

@@ -263,3 +263,50 @@ TEST(LosslessTest, LongAcceptedPathsStillMatchVanilla) {
 
 }  // namespace
 }  // namespace eagle
+
+namespace eagle {
+namespace {
+
+TEST(EagleHeadLoadTest, PublishedLayoutLoadsAndMismatchesAreRefused) {
+  testing::TinyConfig c;
+  auto target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(target.ok());
+  for (bool bias : {true, false}) {
+    const std::string dir = testing::TempDir();
+    ASSERT_TRUE(
+        testing::WriteEagleHeadDir(dir, c.hidden, 128, c.heads, c.kv_heads, c.vocab, bias, 3).ok());
+    auto head = EagleHead::Load(dir, **target);
+    ASSERT_TRUE(head.ok()) << head.status();
+    EXPECT_EQ((*head)->config().fc_bias, bias);
+    // It drafts.
+    EagleDrafter d(head->get(), 64);
+    std::vector<float> f(2 * c.hidden, 0.1f);
+    const int32_t toks[2] = {4, 9};
+    ASSERT_TRUE(d.Commit(f, toks).ok());
+    TreeOptions o;
+    auto tree = d.Draft(9, o);
+    ASSERT_TRUE(tree.ok()) << tree.status();
+    EXPECT_EQ(tree->size(), o.total_tokens);
+    EXPECT_TRUE(tree->Validate(c.vocab, 64).ok());
+    EXPECT_EQ(d.committed(), 2);       // tree KV discarded
+    EXPECT_FALSE(d.Draft(4, o).ok());  // not the last committed token
+  }
+  // A head for another model.
+  const std::string dir = testing::TempDir();
+  ASSERT_TRUE(
+      testing::WriteEagleHeadDir(dir, 2 * c.hidden, 128, c.heads, c.kv_heads, c.vocab, true, 3)
+          .ok());
+  auto bad = EagleHead::Load(dir, **target);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("hidden size"), std::string::npos)
+      << bad.status();
+  const std::string dir2 = testing::TempDir();
+  ASSERT_TRUE(
+      testing::WriteEagleHeadDir(dir2, c.hidden, 128, c.heads, c.kv_heads, c.vocab + 1, true, 3)
+          .ok());
+  EXPECT_FALSE(EagleHead::Load(dir2, **target).ok());
+  EXPECT_TRUE(absl::IsNotFound(EagleHead::Load(testing::TempDir(), **target).status()));
+}
+
+}  // namespace
+}  // namespace eagle

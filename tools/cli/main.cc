@@ -8,14 +8,18 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/chat_template.h"
 #include "common/cpu/kernels.h"
+#include "common/eagle/drafter.h"
+#include "common/eagle/speculative.h"
 #include "common/generate.h"
 #include "common/model/llama_model.h"
 #include "common/status_macros.h"
@@ -47,6 +51,16 @@ generate options:
                        llama.cpp) on AVX-512 VNNI; f32 is the reference path. auto: int16
                        where the CPU has VNNI, else f32
   --json               one JSON object per token, then a summary object
+
+speculative decoding (EAGLE):
+  --draft DIR          EAGLE-1/2 head (config.json + model.safetensors) for this model
+  --tree MODE          chain | static | dynamic (default dynamic: EAGLE-2)
+  --depth N            draft depth (chain length; dynamic expansion levels; default 5)
+  --draft-top-k K      dynamic tree branching (default 8)
+  --total-tokens N     dynamic tree size including the root (default 32)
+  --tree-choices JSON  static tree paths, e.g. [[0],[1],[0,0]] (default mc_sim_7b_63)
+  --compare-vanilla    also run plain decoding first; report the speedup and whether the
+                       outputs are identical
 )";
 
 struct Args {
@@ -64,7 +78,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   if (argc < 2) return absl::InvalidArgumentError("missing command");
   Args a;
   a.cmd = argv[1];
-  static const std::vector<std::string> kBool = {"--chat", "--json", "--ignore-eos", "--help"};
+  static const std::vector<std::string> kBool = {"--chat", "--json", "--ignore-eos", "--help",
+                                                 "--compare-vanilla"};
   for (int i = 2; i < argc; ++i) {
     std::string k = argv[i];
     if (k.rfind("--", 0) != 0)
@@ -150,6 +165,28 @@ absl::StatusOr<std::vector<int32_t>> BuildPrompt(const LlamaModel& model, const 
   return ids;
 }
 
+absl::StatusOr<TreeOptions> ParseTreeOptions(const Args& a) {
+  TreeOptions t;
+  const std::string mode = a.Get("--tree", "dynamic");
+  if (mode == "chain") {
+    t.mode = TreeMode::kChain;
+  } else if (mode == "static") {
+    t.mode = TreeMode::kStatic;
+  } else if (mode == "dynamic") {
+    t.mode = TreeMode::kDynamic;
+  } else {
+    return absl::InvalidArgumentError("--tree must be chain, static or dynamic");
+  }
+  RETURN_IF_ERROR(GetNum(a, "--depth", &t.depth));
+  RETURN_IF_ERROR(GetNum(a, "--draft-top-k", &t.top_k));
+  RETURN_IF_ERROR(GetNum(a, "--total-tokens", &t.total_tokens));
+  if (a.Has("--tree-choices")) {
+    ASSIGN_OR_RETURN(t.choices, ParseTreeChoices(a.Get("--tree-choices")));
+  }
+  RETURN_IF_ERROR(ValidateTreeOptions(t));
+  return t;
+}
+
 absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
   GenerateOptions o;
   RETURN_IF_ERROR(GetNum(a, "--max-tokens", &o.max_tokens));
@@ -171,11 +208,58 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
     }
     return true;
   };
-  ASSIGN_OR_RETURN(GenerateResult r, GenerateVanilla(model, prompt, o, on_token));
+  const bool speculative = a.Has("--draft");
+  std::unique_ptr<EagleHead> head;
+  TreeOptions tree;
+  if (speculative) {
+    ASSIGN_OR_RETURN(tree, ParseTreeOptions(a));
+    ASSIGN_OR_RETURN(head, EagleHead::Load(a.Get("--draft"), model));
+  }
+  // Vanilla reference run (silent) for --compare-vanilla.
+  std::optional<GenerateResult> vanilla;
+  if (speculative && a.Has("--compare-vanilla")) {
+    ASSIGN_OR_RETURN(vanilla, GenerateVanilla(model, prompt, o, nullptr));
+  }
+  GenerateResult r;
+  SpeculativeStats stats;
+  if (speculative) {
+    EagleDrafter drafter(head.get(), static_cast<int64_t>(prompt.size()) + o.max_tokens + 1024);
+    ASSIGN_OR_RETURN(r, GenerateSpeculative(model, drafter, prompt, o, tree, on_token, &stats));
+  } else {
+    ASSIGN_OR_RETURN(r, GenerateVanilla(model, prompt, o, on_token));
+  }
   const int n = static_cast<int>(r.token_ids.size());
-  const double decode_tps = r.decode_seconds > 0 ? r.decode_steps / r.decode_seconds : 0;
+  const double decode_tps = r.decode_seconds > 0 ? n / r.decode_seconds : 0;
   const double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
   const double total_s = r.prefill_seconds + r.decode_seconds;
+  nlohmann::json spec;
+  std::string spec_line;
+  if (speculative) {
+    std::vector<double> by_depth;
+    for (int64_t c : stats.accepted_at_depth)
+      by_depth.push_back(static_cast<double>(c) / stats.steps);
+    const double draft_share = r.decode_seconds > 0 ? stats.draft_seconds / r.decode_seconds : 0;
+    spec = {{"steps", stats.steps},
+            {"tau", stats.tau()},
+            {"acceptance_by_depth", by_depth},
+            {"draft_time_share", draft_share},
+            {"draft_s", stats.draft_seconds},
+            {"verify_s", stats.verify_seconds},
+            {"mean_tree_nodes", stats.steps > 0 ? double(stats.tree_nodes) / stats.steps : 0}};
+    spec_line = absl::StrFormat(" | steps %d, tau %.2f, draft share %.0f%%", stats.steps,
+                                stats.tau(), 100 * draft_share);
+    if (vanilla.has_value()) {
+      const int vn = static_cast<int>(vanilla->token_ids.size());
+      const double vtps = vanilla->decode_seconds > 0 ? vn / vanilla->decode_seconds : 0;
+      const bool same = vanilla->token_ids == r.token_ids;
+      spec["vanilla_decode_tokens_per_s"] = vtps;
+      spec["speedup"] = vtps > 0 ? decode_tps / vtps : 0;
+      spec["identical_to_vanilla"] = same;
+      absl::StrAppend(&spec_line, absl::StrFormat(", vanilla %.1f tok/s, speedup %.2fx, %s", vtps,
+                                                  vtps > 0 ? decode_tps / vtps : 0,
+                                                  same ? "identical output" : "output differs"));
+    }
+  }
   if (json) {
     nlohmann::json j = {{"token_ids", r.token_ids},
                         {"text", r.text},
@@ -188,13 +272,15 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
                           {"prefill_tokens_per_s", prefill_tps},
                           {"decode_tokens_per_s", decode_tps},
                           {"tokens_per_s", total_s > 0 ? n / total_s : 0}}}};
+    if (speculative) j["speculative"] = spec;
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << std::endl;
     std::fprintf(stderr,
                  "[%d prompt + %d generated tokens, finish=%s | prefill %.1f tok/s, decode %.1f "
-                 "tok/s, total %.2f s]\n",
-                 r.prompt_tokens, n, FinishReasonName(r.finish), prefill_tps, decode_tps, total_s);
+                 "tok/s, total %.2f s%s]\n",
+                 r.prompt_tokens, n, FinishReasonName(r.finish), prefill_tps, decode_tps, total_s,
+                 spec_line.c_str());
   }
   return absl::OkStatus();
 }
