@@ -67,7 +67,7 @@ absl::Status EagleDrafter::Commit(std::span<const float> features,
     n_prefix[i] = base + i + 1;  // causal: itself and everything before
   }
   std::vector<float> out(n * hs);
-  std::vector<float> logits(head_->config().vocab_size);
+  std::vector<float> logits(head_->draft_vocab_size());
   // Logits are needed only for the last position.
   if (n > 1) {
     HeadBatch head_part{next_tokens.subspan(0, n - 1),
@@ -110,7 +110,7 @@ absl::Status EagleDrafter::ForwardLevel(std::vector<Node>& tree, std::span<const
     tree[nodes[i]].slot = static_cast<int32_t>(base + i);
   }
   features->resize(n * head_->config().hidden_size);
-  logits->resize(n * head_->config().vocab_size);
+  logits->resize(n * head_->draft_vocab_size());
   HeadBatch b{tokens, parent_features, positions, n_prefix, extra};
   return head_->Forward(*cache_, b, features->data(), logits->data());
 }
@@ -145,7 +145,7 @@ absl::StatusOr<DraftTree> EagleDrafter::Draft(int32_t root, const TreeOptions& o
 absl::StatusOr<DraftTree> EagleDrafter::DraftStatic(int32_t root, const TreeChoices& choices) {
   ASSIGN_OR_RETURN(StaticShape shape, BuildStaticShape(choices));
   const int64_t hs = head_->config().hidden_size;
-  const int vocab = head_->config().vocab_size;
+  const int vocab = head_->draft_vocab_size();
   const int t = static_cast<int>(shape.parents.size());
   std::vector<Node> tree(t);
   tree[0] = {root, -1};
@@ -170,7 +170,7 @@ absl::StatusOr<DraftTree> EagleDrafter::DraftStatic(int32_t root, const TreeChoi
       if (shape.ranks[i] >= static_cast<int>(pc.size())) {
         return absl::InvalidArgumentError("static tree rank exceeds the vocabulary");
       }
-      tree[i].token = pc[shape.ranks[i]];
+      tree[i].token = head_->ToTarget(pc[shape.ranks[i]]);
       if (has_children[i]) level.push_back(i);
     }
     if (level.empty()) continue;
@@ -196,7 +196,7 @@ absl::StatusOr<DraftTree> EagleDrafter::DraftStatic(int32_t root, const TreeChoi
 
 absl::StatusOr<DraftTree> EagleDrafter::DraftDynamic(int32_t root, const TreeOptions& o) {
   const int64_t hs = head_->config().hidden_size;
-  const int vocab = head_->config().vocab_size;
+  const int vocab = head_->draft_vocab_size();
   const int k = std::min(o.top_k, vocab);
   // The pool: every candidate with its cumulative log-probability; index 0 is the root.
   std::vector<Node> pool;
@@ -207,7 +207,7 @@ absl::StatusOr<DraftTree> EagleDrafter::DraftDynamic(int32_t root, const TreeOpt
   const auto lp = LogProbs(last_logits_.data(), vocab, top);
   std::vector<int32_t> frontier;
   for (int j = 0; j < k; ++j) {
-    pool.push_back({top[j], 0, -1, lp[j]});
+    pool.push_back({head_->ToTarget(top[j]), 0, -1, lp[j]});
     frontier.push_back(static_cast<int32_t>(pool.size() - 1));
   }
   for (int level = 1; level <= o.depth; ++level) {
@@ -229,8 +229,9 @@ absl::StatusOr<DraftTree> EagleDrafter::DraftDynamic(int32_t root, const TreeOpt
       const float* lg = out_l.data() + j * vocab;
       const auto ctop = TopK(lg, vocab, k);
       const auto clp = LogProbs(lg, vocab, ctop);
-      for (int c = 0; c < k; ++c)
-        cands.push_back({pool[frontier[j]].score + clp[c], frontier[j], ctop[c]});
+      for (int c = 0; c < k; ++c) {
+        cands.push_back({pool[frontier[j]].score + clp[c], frontier[j], head_->ToTarget(ctop[c])});
+      }
     }
     // All k^2 candidates join the pool; the best k by cumulative score form the next frontier.
     const int32_t first = static_cast<int32_t>(pool.size());

@@ -129,7 +129,50 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
   }
   h->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
                   /*interleaved=*/false);
+  h->precision_ = options.precision;
+  if (const TensorRef* d2t = lookup("d2t"); d2t != nullptr) {
+    if (d2t->dtype != DType::kI64 || d2t->dims.size() != 1) {
+      return absl::InvalidArgumentError("d2t must be a 1-D int64 tensor");
+    }
+    std::vector<int32_t> ids(d2t->dims[0]);
+    const auto* off = reinterpret_cast<const int64_t*>(d2t->data);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const int64_t id = static_cast<int64_t>(i) + off[i];
+      if (id < 0 || id >= tc.vocab_size) return absl::InvalidArgumentError("d2t maps outside the vocabulary");
+      ids[i] = static_cast<int32_t>(id);
+    }
+    RETURN_IF_ERROR(h->SetDraftVocab(std::move(ids)));
+  }
   return h;
+}
+
+absl::Status EagleHead::SetDraftVocab(std::vector<int32_t> ids) {
+  if (ids.empty()) {
+    draft_ids_.clear();
+    draft_lm_head_ = cpu::Linear();
+    return absl::OkStatus();
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= config_.vocab_size || (i > 0 && ids[i] <= ids[i - 1])) {
+      return absl::InvalidArgumentError(
+          "draft vocabulary ids must be strictly increasing target ids");
+    }
+  }
+  // Row views of the target's LM head, one per run of consecutive ids.
+  const cpu::Matrix& full = target_->lm_head().raw();
+  std::vector<cpu::Matrix> parts;
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i + 1;
+    while (j < ids.size() && ids[j] == ids[j - 1] + 1) ++j;
+    cpu::Matrix m = full;
+    m.data = full.row(ids[i]);
+    m.rows = static_cast<int64_t>(j - i);
+    parts.push_back(m);
+    i = j;
+  }
+  ASSIGN_OR_RETURN(draft_lm_head_, cpu::Linear::CreateStacked(parts, precision_));
+  draft_ids_ = std::move(ids);
+  return absl::OkStatus();
 }
 
 std::unique_ptr<KvCache> EagleHead::NewCache(int64_t capacity) const {
@@ -221,7 +264,13 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
   w_down_.Apply(act.data(), n, tmp.data());
   for (int64_t e = 0; e < n * hs; ++e) out_features[e] = u[e] + tmp[e];
   cache.set_length(base + n);
-  if (out_logits != nullptr) target_->lm_head().Apply(out_features, n, out_logits);
+  if (out_logits != nullptr) {
+    if (draft_ids_.empty()) {
+      target_->lm_head().Apply(out_features, n, out_logits);
+    } else {
+      draft_lm_head_.Apply(out_features, n, out_logits);
+    }
+  }
   return absl::OkStatus();
 }
 

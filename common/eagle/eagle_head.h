@@ -68,10 +68,22 @@ class EagleHead {
                                                            const ModelOptions& options = {});
 
   const EagleHeadConfig& config() const { return config_; }
+
+  // Reduced draft vocabulary (FR-Spec / EAGLE-3 d2t style): draft logits cover only these target
+  // ids (strictly increasing), so each draft step multiplies by |ids| rows of the LM head instead
+  // of the whole vocabulary. Loaded from a "d2t" tensor (int64, target = i + d2t[i]) when the
+  // checkpoint has one. Empty = the full vocabulary.
+  absl::Status SetDraftVocab(std::vector<int32_t> ids);
+  int draft_vocab_size() const {
+    return draft_ids_.empty() ? config_.vocab_size : static_cast<int>(draft_ids_.size());
+  }
+  int32_t ToTarget(int32_t draft_id) const {
+    return draft_ids_.empty() ? draft_id : draft_ids_[draft_id];
+  }
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
 
   // Runs the batch; writes g to out_features [n, hidden] and, if out_logits is not null, the
-  // full-vocabulary logits to out_logits [n, vocab].
+  // draft-vocabulary logits to out_logits [n, draft_vocab_size()].
   absl::Status Forward(KvCache& cache, const HeadBatch& batch, float* out_features,
                        float* out_logits) const;
 
@@ -89,6 +101,9 @@ class EagleHead {
   cpu::Linear w_down_;            // [H, I]
   std::vector<float> post_norm_;  // [H]
   Rope rope_;
+  cpu::Precision precision_ = cpu::Precision::kAuto;
+  std::vector<int32_t> draft_ids_;  // [Vd] target ids of the draft vocabulary, or empty
+  cpu::Linear draft_lm_head_;       // [Vd, H] rows of the target's LM head
 };
 
 }  // namespace eagle

@@ -310,3 +310,48 @@ TEST(EagleHeadLoadTest, PublishedLayoutLoadsAndMismatchesAreRefused) {
 
 }  // namespace
 }  // namespace eagle
+
+namespace eagle {
+namespace {
+
+TEST(DraftVocabTest, ReducedVocabularyDraftsOnlyItsTokensAndStaysLossless) {
+  testing::TinyConfig c;
+  c.dtype = DType::kQ4_1;
+  c.precision = cpu::Precision::kInt16;
+  auto target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(target.ok());
+  auto head = testing::MakeRandomEagleHead(**target, 5);
+  ASSERT_TRUE(head.ok());
+  std::vector<int32_t> ids;
+  for (int i = 0; i < c.vocab; i += 3) ids.push_back(i);
+  ASSERT_TRUE((*head)->SetDraftVocab(ids).ok());
+  EXPECT_EQ((*head)->draft_vocab_size(), static_cast<int>(ids.size()));
+  EXPECT_FALSE((*head)->SetDraftVocab({5, 3}).ok());
+  ASSERT_TRUE((*head)->SetDraftVocab(ids).ok());
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5};
+  GenerateOptions o;
+  o.max_tokens = 40;
+  o.ignore_eos = true;
+  auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
+  ASSERT_TRUE(vanilla.ok());
+  for (TreeMode mode : {TreeMode::kChain, TreeMode::kStatic, TreeMode::kDynamic}) {
+    EagleDrafter d(head->get(), 256);
+    TreeOptions to;
+    to.mode = mode;
+    to.depth = 3;
+    auto spec = GenerateSpeculative(**target, d, prompt, o, to, nullptr, nullptr);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->token_ids, vanilla->token_ids);
+  }
+  // Every drafted token is in the draft vocabulary.
+  EagleDrafter d(head->get(), 64);
+  std::vector<float> f(c.hidden, 0.3f);
+  const int32_t next[1] = {7};
+  ASSERT_TRUE(d.Commit(f, next).ok());
+  auto tree = d.Draft(7, TreeOptions{});
+  ASSERT_TRUE(tree.ok());
+  for (int i = 1; i < tree->size(); ++i) EXPECT_EQ(tree->tokens[i] % 3, 0) << tree->tokens[i];
+}
+
+}  // namespace
+}  // namespace eagle
