@@ -1,0 +1,195 @@
+// eagle-spec-bench: Spec-Bench-style speculative decoding benchmark in one process.
+// For each prompt (chat template applied) it runs vanilla decoding and each speculative mode
+// (greedy, batch 1, after a warm-up), and prints per-category tokens/s, speedup over vanilla,
+// tau (tokens per verification step, bonus included) and acceptance by depth, and checks that
+// every speculative output equals the vanilla one. Writes a JSON report (--report), which
+// tools/plot_spec_bench.py turns into a PNG chart.
+//   eagle-spec-bench --draft DIR [--model PATH] [--prompts FILE] [--limit N] [--max-tokens N]
+//                    [--modes chain,static,dynamic] [--depth N] [--draft-top-k K]
+//                    [--total-tokens N] [--threads N] [--report FILE]
+// FILE: JSONL with "prompt" (and "category"), or Spec-Bench's question.jsonl ("turns",
+// "category"); default tests/data/heldout_prompts.jsonl.
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "common/chat_template.h"
+#include "common/eagle/speculative.h"
+#include "common/generate.h"
+
+namespace eagle {
+namespace {
+
+struct Prompt {
+  std::string category, text;
+};
+
+struct Totals {
+  double tokens = 0, seconds = 0, steps = 0, accepted = 0;
+  std::vector<double> by_depth;
+  int runs = 0, identical = 0;
+};
+
+int Main(int argc, char** argv) {
+  std::map<std::string, std::string> a = {{"--model", EAGLE_DEFAULT_MODEL},
+                                          {"--prompts", EAGLE_DEFAULT_PROMPTS},
+                                          {"--limit", "20"},
+                                          {"--max-tokens", "128"},
+                                          {"--modes", "chain,static,dynamic"},
+                                          {"--depth", "5"},
+                                          {"--draft-top-k", "8"},
+                                          {"--total-tokens", "32"},
+                                          {"--threads", "0"},
+                                          {"--report", ""}};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!a.count(argv[i]) && std::string(argv[i]) != "--draft") {
+      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
+      return 2;
+    }
+    a[argv[i]] = argv[i + 1];
+  }
+  if (!a.count("--draft")) {
+    std::fprintf(stderr,
+                 "usage: eagle-spec-bench --draft HEAD_DIR [options] (see the source header)\n");
+    return 2;
+  }
+  if (std::stoi(a["--threads"]) > 0) omp_set_num_threads(std::stoi(a["--threads"]));
+  auto model = LlamaModel::Load(a["--model"]);
+  if (!model.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
+    return 1;
+  }
+  auto head = EagleHead::Load(a["--draft"], **model);
+  if (!head.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(head.status().message()).c_str());
+    return 1;
+  }
+  std::vector<Prompt> prompts;
+  {
+    std::ifstream in(a["--prompts"]);
+    std::string line;
+    while (std::getline(in, line) && static_cast<int>(prompts.size()) < std::stoi(a["--limit"])) {
+      if (line.empty()) continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded()) continue;
+      Prompt p;
+      p.category = j.value("category", j.value("source", std::string("all")));
+      if (j.contains("prompt")) p.text = j["prompt"].get<std::string>();
+      if (j.contains("turns") && j["turns"].is_array() && !j["turns"].empty())
+        p.text = j["turns"][0];
+      if (!p.text.empty()) prompts.push_back(p);
+    }
+  }
+  if (prompts.empty()) {
+    std::fprintf(stderr, "error: no prompts in %s\n", a["--prompts"].c_str());
+    return 1;
+  }
+  auto kind = ChatTemplateFromJinja((*model)->chat_template());
+  const Tokenizer* tok = (*model)->tokenizer();
+  GenerateOptions o;
+  o.max_tokens = std::stoi(a["--max-tokens"]);
+  std::vector<std::string> modes = absl::StrSplit(a["--modes"], ',');
+  std::map<std::string, std::map<std::string, Totals>> results;  // mode -> category -> totals
+  auto run_one = [&](const std::vector<int32_t>& ids, const std::string& mode, GenerateResult* r,
+                     SpeculativeStats* st) -> absl::Status {
+    if (mode == "vanilla") {
+      auto g = GenerateVanilla(**model, ids, o, nullptr);
+      if (!g.ok()) return g.status();
+      *r = *g;
+      return absl::OkStatus();
+    }
+    TreeOptions t;
+    t.mode = mode == "chain"    ? TreeMode::kChain
+             : mode == "static" ? TreeMode::kStatic
+                                : TreeMode::kDynamic;
+    t.depth = std::stoi(a["--depth"]);
+    t.top_k = std::stoi(a["--draft-top-k"]);
+    t.total_tokens = std::stoi(a["--total-tokens"]);
+    EagleDrafter d(head->get(), static_cast<int64_t>(ids.size()) + o.max_tokens + 1024);
+    auto g = GenerateSpeculative(**model, d, ids, o, t, nullptr, st);
+    if (!g.ok()) return g.status();
+    *r = *g;
+    return absl::OkStatus();
+  };
+  std::vector<std::string> all_modes = {"vanilla"};
+  all_modes.insert(all_modes.end(), modes.begin(), modes.end());
+  for (size_t pi = 0; pi < prompts.size(); ++pi) {
+    const Prompt& p = prompts[pi];
+    std::string text = kind.ok() ? ApplyChatTemplate(*kind, {{"user", p.text}}, true) : p.text;
+    std::vector<int32_t> ids = tok->Encode(text, true);
+    std::vector<int32_t> reference;
+    for (const std::string& mode : all_modes) {
+      GenerateResult r;
+      SpeculativeStats st;
+      if (pi == 0) {  // warm-up
+        if (auto s = run_one(ids, mode, &r, &st); !s.ok()) {
+          std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+          return 1;
+        }
+      }
+      if (auto s = run_one(ids, mode, &r, &st); !s.ok()) {
+        std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+        return 1;
+      }
+      if (mode == "vanilla") reference = r.token_ids;
+      for (const std::string& cat : {p.category, std::string("all")}) {
+        Totals& t = results[mode][cat];
+        t.tokens += r.token_ids.size();
+        t.seconds += r.decode_seconds;
+        t.steps += mode == "vanilla" ? r.token_ids.size() : st.steps;
+        t.accepted += st.accepted_drafts;
+        if (t.by_depth.size() < st.accepted_at_depth.size())
+          t.by_depth.resize(st.accepted_at_depth.size());
+        for (size_t d = 0; d < st.accepted_at_depth.size(); ++d)
+          t.by_depth[d] += st.accepted_at_depth[d];
+        ++t.runs;
+        t.identical += r.token_ids == reference;
+      }
+    }
+    std::fprintf(stderr, "\r[%zu/%zu prompts]", pi + 1, prompts.size());
+  }
+  std::fprintf(stderr, "\n");
+  nlohmann::json report = {{"model", a["--model"]},
+                           {"draft", a["--draft"]},
+                           {"max_tokens", o.max_tokens},
+                           {"prompts", prompts.size()},
+                           {"threads", omp_get_max_threads()}};
+  std::printf("%-10s %-26s %9s %8s %6s %10s  %s\n", "mode", "category", "tok/s", "speedup", "tau",
+              "identical", "acceptance by depth");
+  for (const std::string& mode : all_modes) {
+    for (const auto& [cat, t] : results[mode]) {
+      const double tps = t.seconds > 0 ? t.tokens / t.seconds : 0;
+      const Totals& v = results["vanilla"][cat];
+      const double vtps = v.seconds > 0 ? v.tokens / v.seconds : 0;
+      const double tau = mode == "vanilla" ? 1.0 : (t.steps > 0 ? 1 + t.accepted / t.steps : 0);
+      std::vector<double> by_depth;
+      for (double c : t.by_depth) by_depth.push_back(t.steps > 0 ? c / t.steps : 0);
+      std::string depth_str;
+      for (double x : by_depth) depth_str += std::to_string(x).substr(0, 4) + " ";
+      std::printf("%-10s %-26s %9.1f %7.2fx %6.2f %6d/%-3d  %s\n", mode.c_str(), cat.c_str(), tps,
+                  vtps > 0 ? tps / vtps : 0, tau, t.identical, t.runs, depth_str.c_str());
+      report["results"][mode][cat] = {{"tokens_per_s", tps},
+                                      {"speedup", vtps > 0 ? tps / vtps : 0},
+                                      {"tau", tau},
+                                      {"acceptance_by_depth", by_depth},
+                                      {"identical", t.identical},
+                                      {"runs", t.runs}};
+    }
+  }
+  if (!a["--report"].empty()) {
+    std::ofstream(a["--report"]) << report.dump(2) << "\n";
+    std::printf("report: %s\n", a["--report"].c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace eagle
+
+int main(int argc, char** argv) { return eagle::Main(argc, argv); }
