@@ -138,7 +138,8 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
     const auto* off = reinterpret_cast<const int64_t*>(d2t->data);
     for (size_t i = 0; i < ids.size(); ++i) {
       const int64_t id = static_cast<int64_t>(i) + off[i];
-      if (id < 0 || id >= tc.vocab_size) return absl::InvalidArgumentError("d2t maps outside the vocabulary");
+      if (id < 0 || id >= tc.vocab_size)
+        return absl::InvalidArgumentError("d2t maps outside the vocabulary");
       ids[i] = static_cast<int32_t>(id);
     }
     RETURN_IF_ERROR(h->SetDraftVocab(std::move(ids)));

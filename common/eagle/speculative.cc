@@ -14,12 +14,10 @@ double Since(Clock::time_point t) {
 }
 }  // namespace
 
-absl::StatusOr<GenerateResult> GenerateSpeculative(const LlamaModel& target, DraftModel& draft,
-                                                   std::span<const int32_t> prompt,
-                                                   const GenerateOptions& options,
-                                                   const TreeOptions& tree_options,
-                                                   const TokenCallback& on_token,
-                                                   SpeculativeStats* stats) {
+absl::StatusOr<GenerateResult> GenerateSpeculative(
+    const LlamaModel& target, DraftModel& draft, std::span<const int32_t> prompt,
+    const GenerateOptions& options, const TreeOptions& tree_options, const TokenCallback& on_token,
+    SpeculativeStats* stats, const AcceptFn& accept) {
   const LlamaConfig& cfg = target.config();
   if (prompt.empty()) return absl::InvalidArgumentError("empty prompt");
   if (options.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
@@ -102,7 +100,9 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const LlamaModel& target, Dra
     vr.return_features = true;
     ASSIGN_OR_RETURN(ForwardResult out, target.Forward(*cache, vr));
     const Acceptance acc =
-        AcceptSampled(tree, out.logits.data(), cfg.vocab_size, options.sampling, sampler.rng());
+        accept ? accept(tree, out.logits.data(), cfg.vocab_size, options.sampling, sampler.rng())
+               : AcceptSampled(tree, out.logits.data(), cfg.vocab_size, options.sampling,
+                               sampler.rng());
     RETURN_IF_ERROR(cache->KeepPath(base, acc.path));
     st.verify_seconds += Since(tv);
     ++st.steps;

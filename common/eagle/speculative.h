@@ -5,10 +5,12 @@
 #define EAGLE_COMMON_EAGLE_SPECULATIVE_H_
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/eagle/acceptance.h"
 #include "common/eagle/drafter.h"
 #include "common/generate.h"
 
@@ -25,12 +27,15 @@ struct SpeculativeStats {
   double tau() const { return steps > 0 ? 1.0 + static_cast<double>(accepted_drafts) / steps : 0; }
 };
 
-absl::StatusOr<GenerateResult> GenerateSpeculative(const LlamaModel& target, DraftModel& draft,
-                                                   std::span<const int32_t> prompt,
-                                                   const GenerateOptions& options,
-                                                   const TreeOptions& tree_options,
-                                                   const TokenCallback& on_token,
-                                                   SpeculativeStats* stats);
+// The acceptance rule (AcceptSampled by default; tests substitute broken rules to show that the
+// distribution test catches them).
+using AcceptFn = std::function<Acceptance(const DraftTree&, const float* logits, int vocab,
+                                          const SamplingParams&, Rng&)>;
+
+absl::StatusOr<GenerateResult> GenerateSpeculative(
+    const LlamaModel& target, DraftModel& draft, std::span<const int32_t> prompt,
+    const GenerateOptions& options, const TreeOptions& tree_options, const TokenCallback& on_token,
+    SpeculativeStats* stats, const AcceptFn& accept = nullptr);
 
 }  // namespace eagle
 
