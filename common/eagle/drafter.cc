@@ -56,8 +56,9 @@ EagleDrafter::EagleDrafter(const EagleHead* head, int64_t capacity)
 absl::Status EagleDrafter::Commit(std::span<const float> features,
                                   std::span<const int32_t> next_tokens) {
   const int64_t hs = head_->config().hidden_size, n = static_cast<int64_t>(next_tokens.size());
+  const int64_t fw = head_->target_feature_width();
   if (n == 0) return absl::OkStatus();
-  if (static_cast<int64_t>(features.size()) != n * hs) {
+  if (static_cast<int64_t>(features.size()) != n * fw) {
     return absl::InvalidArgumentError("Commit: features and tokens disagree");
   }
   const int64_t base = cache_->length();
@@ -71,14 +72,16 @@ absl::Status EagleDrafter::Commit(std::span<const float> features,
   // Logits are needed only for the last position.
   if (n > 1) {
     HeadBatch head_part{next_tokens.subspan(0, n - 1),
-                        features.subspan(0, (n - 1) * hs),
+                        features.subspan(0, (n - 1) * fw),
+                        true,
                         std::span<const int64_t>(positions).subspan(0, n - 1),
                         std::span<const int64_t>(n_prefix).subspan(0, n - 1),
                         {}};
     RETURN_IF_ERROR(head_->Forward(*cache_, head_part, out.data(), nullptr));
   }
   HeadBatch last{next_tokens.subspan(n - 1),
-                 features.subspan((n - 1) * hs),
+                 features.subspan((n - 1) * fw),
+                 true,
                  std::span<const int64_t>(positions).subspan(n - 1),
                  std::span<const int64_t>(n_prefix).subspan(n - 1),
                  {}};
@@ -111,7 +114,7 @@ absl::Status EagleDrafter::ForwardLevel(std::vector<Node>& tree, std::span<const
   }
   features->resize(n * head_->config().hidden_size);
   logits->resize(n * head_->draft_vocab_size());
-  HeadBatch b{tokens, parent_features, positions, n_prefix, extra};
+  HeadBatch b{tokens, parent_features, false, positions, n_prefix, extra};
   return head_->Forward(*cache_, b, features->data(), logits->data());
 }
 

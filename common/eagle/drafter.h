@@ -32,7 +32,10 @@ absl::Status ValidateTreeOptions(const TreeOptions& o);
 class DraftModel {
  public:
   virtual ~DraftModel() = default;
-  // Appends committed positions: features [n, hidden] of target positions t..t+n-1 and the tokens
+  // Which target features Commit() takes: empty = the final-norm hidden state (EAGLE-1/2);
+  // otherwise the inputs of these target layers, concatenated (EAGLE-3).
+  virtual std::vector<int> feature_layers() const { return {}; }
+  // Appends committed positions: features [n, width] of target positions t..t+n-1 and the tokens
   // at t+1..t+n.
   virtual absl::Status Commit(std::span<const float> features,
                               std::span<const int32_t> next_tokens) = 0;
@@ -44,6 +47,7 @@ class DraftModel {
 class EagleDrafter final : public DraftModel {
  public:
   EagleDrafter(const EagleHead* head, int64_t capacity);
+  std::vector<int> feature_layers() const override { return head_->feature_layers(); }
   absl::Status Commit(std::span<const float> features,
                       std::span<const int32_t> next_tokens) override;
   absl::StatusOr<DraftTree> Draft(int32_t root, const TreeOptions& options) override;

@@ -38,9 +38,21 @@ absl::StatusOr<EagleHeadConfig> ParseEagleHeadConfig(const std::string& text,
     const nlohmann::json j = nlohmann::json::parse(text);
     if (j.contains("bias") && j["bias"].is_boolean()) c.fc_bias = j["bias"].get<bool>();
     if (j.contains("draft_vocab_size")) {
-      return absl::UnimplementedError(absl::StrCat(
-          path,
-          ": this is an EAGLE-3 head (draft_vocab_size); EAGLE-3 heads are not supported yet"));
+      if (!j["draft_vocab_size"].is_number_integer()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": draft_vocab_size is not an integer"));
+      }
+      c.kind = EagleHeadConfig::Kind::kEagle3;
+      c.draft_vocab_size = j["draft_vocab_size"].get<int>();
+      // EAGLE-3's fc has no bias unless the config says so; RoPE base defaults to 10000 (the
+      // draft config's, never the target's).
+      c.fc_bias = j.contains("bias") && j["bias"].is_boolean() && j["bias"].get<bool>();
+      if (!j.contains("rope_theta")) c.rope_theta = 10000.0;
+      if (j.contains("target_hidden_size") && j["target_hidden_size"].is_number_integer() &&
+          j["target_hidden_size"].get<int>() != c.hidden_size) {
+        return absl::UnimplementedError(
+            absl::StrCat(path, ": target_hidden_size != hidden_size is not supported"));
+      }
     }
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": bad config.json: ", e.what()));
@@ -106,31 +118,64 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
     }
     return cpu::Linear::CreateStacked(parts, options.precision);
   };
-  ASSIGN_OR_RETURN(h->fc_, stacked({"fc.weight"}, {hs}, 2 * hs));
+  const bool e3 = config.kind == EagleHeadConfig::Kind::kEagle3;
+  ASSIGN_OR_RETURN(h->fc_, stacked({"fc.weight"}, {hs}, e3 ? 3 * hs : 2 * hs));
   if (config.fc_bias) {
     ASSIGN_OR_RETURN(h->fc_bias_, VectorFromTensor(lookup("fc.bias"), "fc.bias", hs));
   } else if (lookup("fc.bias") != nullptr) {
     return absl::InvalidArgumentError(
         "the checkpoint has fc.bias but config.json says bias: false");
   }
-  const std::string p = "layers.0.";
+  const std::string p = e3 ? "midlayer." : "layers.0.";
+  const int64_t attn_in = e3 ? 2 * hs : hs;
   ASSIGN_OR_RETURN(h->wqkv_, stacked({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                                       p + "self_attn.v_proj.weight"},
-                                     {qd, kvd, kvd}, hs));
+                                     {qd, kvd, kvd}, attn_in));
   ASSIGN_OR_RETURN(h->wo_, stacked({p + "self_attn.o_proj.weight"}, {hs}, qd));
   ASSIGN_OR_RETURN(h->w_gate_up_,
                    stacked({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, {ffn, ffn}, hs));
   ASSIGN_OR_RETURN(h->w_down_, stacked({p + "mlp.down_proj.weight"}, {hs}, ffn));
   ASSIGN_OR_RETURN(h->post_norm_, VectorFromTensor(lookup(p + "post_attention_layernorm.weight"),
                                                    p + "post_attention_layernorm.weight", hs));
-  if (lookup(p + "input_layernorm.weight") != nullptr) {
+  if (e3) {
+    ASSIGN_OR_RETURN(h->input_norm_, VectorFromTensor(lookup(p + "input_layernorm.weight"),
+                                                      p + "input_layernorm.weight", hs));
+    ASSIGN_OR_RETURN(h->hidden_norm_, VectorFromTensor(lookup(p + "hidden_norm.weight"),
+                                                       p + "hidden_norm.weight", hs));
+    ASSIGN_OR_RETURN(h->final_norm_, VectorFromTensor(lookup("norm.weight"), "norm.weight", hs));
+    const int vd = config.draft_vocab_size;
+    if (vd <= 0 || vd > tc.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("draft_vocab_size ", vd, " out of range"));
+    }
+    ASSIGN_OR_RETURN(h->draft_lm_head_, stacked({"lm_head.weight"}, {vd}, hs));
+    const TensorRef* d2t = lookup("d2t");
+    if (vd < tc.vocab_size && d2t == nullptr) {
+      return absl::InvalidArgumentError("EAGLE-3 head with a reduced vocabulary has no d2t");
+    }
+    std::vector<int32_t> ids(vd);
+    for (int i = 0; i < vd; ++i) ids[i] = i;
+    if (d2t != nullptr) {
+      if (d2t->dtype != DType::kI64 || d2t->numel() != vd) {
+        return absl::InvalidArgumentError("d2t must be int64 [draft_vocab_size]");
+      }
+      const auto* off = reinterpret_cast<const int64_t*>(d2t->data);
+      for (int i = 0; i < vd; ++i) {
+        const int64_t id = i + off[i];
+        if (id < 0 || id >= tc.vocab_size || (i > 0 && id <= ids[i - 1])) {
+          return absl::InvalidArgumentError("d2t must map to increasing target ids");
+        }
+        ids[i] = static_cast<int32_t>(id);
+      }
+    }
+    h->draft_ids_ = std::move(ids);
+  } else if (lookup(p + "input_layernorm.weight") != nullptr) {
     return absl::InvalidArgumentError(
         "layers.0.input_layernorm.weight present: not an EAGLE-1/2 head (they have no input norm)");
   }
   h->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
                   /*interleaved=*/false);
   h->precision_ = options.precision;
-  if (const TensorRef* d2t = lookup("d2t"); d2t != nullptr) {
+  if (const TensorRef* d2t = lookup("d2t"); d2t != nullptr && !e3) {
     if (d2t->dtype != DType::kI64 || d2t->dims.size() != 1) {
       return absl::InvalidArgumentError("d2t must be a 1-D int64 tensor");
     }
@@ -148,6 +193,9 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
 }
 
 absl::Status EagleHead::SetDraftVocab(std::vector<int32_t> ids) {
+  if (config_.kind == EagleHeadConfig::Kind::kEagle3) {
+    return absl::FailedPreconditionError("an EAGLE-3 head has its own draft vocabulary (d2t)");
+  }
   if (ids.empty()) {
     draft_ids_.clear();
     draft_lm_head_ = cpu::Linear();
@@ -176,6 +224,12 @@ absl::Status EagleHead::SetDraftVocab(std::vector<int32_t> ids) {
   return absl::OkStatus();
 }
 
+std::vector<int> EagleHead::feature_layers() const {
+  if (config_.kind != EagleHeadConfig::Kind::kEagle3) return {};
+  const int l = target_->config().num_layers;
+  return {2, l / 2, l - 3};
+}
+
 std::unique_ptr<KvCache> EagleHead::NewCache(int64_t capacity) const {
   return std::make_unique<KvCache>(1, config_.num_kv_heads, config_.head_dim, capacity);
 }
@@ -189,7 +243,9 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
   const int group = c.num_heads / c.num_kv_heads;
   const int64_t base = cache.length();
   if (n == 0) return absl::InvalidArgumentError("draft head: empty batch");
-  if (static_cast<int64_t>(b.features.size()) != n * hs || b.positions.size() != b.tokens.size() ||
+  const bool e3 = c.kind == EagleHeadConfig::Kind::kEagle3;
+  const int64_t fw = e3 && b.from_target ? 3 * hs : hs;
+  if (static_cast<int64_t>(b.features.size()) != n * fw || b.positions.size() != b.tokens.size() ||
       b.n_prefix.size() != b.tokens.size() ||
       (!b.extra.empty() && b.extra.size() != b.tokens.size())) {
     return absl::InvalidArgumentError("draft head: batch arrays disagree in length");
@@ -216,20 +272,42 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
       }
     }
   }
-  // u = fc([E(x) ; f]) (+ bias)
-  std::vector<float> in(n * 2 * hs), u(n * hs), qkv(n * (qd + 2 * kvd)), att(n * qd), tmp(n * hs);
-  for (int64_t i = 0; i < n; ++i) {
-    target_->Embed(b.tokens[i], in.data() + i * 2 * hs);
-    std::memcpy(in.data() + i * 2 * hs + hs, b.features.data() + i * hs, hs * sizeof(float));
-  }
-  fc_.Apply(in.data(), n, u.data());
-  if (!fc_bias_.empty()) {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
-  }
-  // a = u + Attn(u): no input norm.
   const int64_t qkv_dim = qd + 2 * kvd;
-  wqkv_.Apply(u.data(), n, qkv.data());
+  std::vector<float> u(n * hs), qkv(n * qkv_dim), att(n * qd), tmp(n * hs);
+  if (!e3) {
+    // u = fc([E(x) ; f]) (+ bias); attention input is u itself (no norm).
+    std::vector<float> in(n * 2 * hs);
+    for (int64_t i = 0; i < n; ++i) {
+      target_->Embed(b.tokens[i], in.data() + i * 2 * hs);
+      std::memcpy(in.data() + i * 2 * hs + hs, b.features.data() + i * hs, hs * sizeof(float));
+    }
+    fc_.Apply(in.data(), n, u.data());
+    if (!fc_bias_.empty()) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
+    }
+    wqkv_.Apply(u.data(), n, qkv.data());
+  } else {
+    // x = fc(fused target features) or the previous draft output; z = [norm(E) ; norm(x)].
+    if (b.from_target) {
+      fc_.Apply(b.features.data(), n, u.data());
+      if (!fc_bias_.empty()) {
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
+      }
+    } else {
+      std::memcpy(u.data(), b.features.data(), n * hs * sizeof(float));
+    }
+    std::vector<float> z(n * 2 * hs), e(hs);
+    for (int64_t i = 0; i < n; ++i) {
+      target_->Embed(b.tokens[i], e.data());
+      cpu::RmsNorm(e.data(), input_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                   z.data() + i * 2 * hs);
+      cpu::RmsNorm(u.data() + i * hs, hidden_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                   z.data() + i * 2 * hs + hs);
+    }
+    wqkv_.Apply(z.data(), n, qkv.data());
+  }
   for (int64_t i = 0; i < n; ++i) {
     float* row = qkv.data() + i * qkv_dim;
     rope_.Apply(row, c.num_heads, b.positions[i]);
@@ -266,7 +344,14 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
   for (int64_t e = 0; e < n * hs; ++e) out_features[e] = u[e] + tmp[e];
   cache.set_length(base + n);
   if (out_logits != nullptr) {
-    if (draft_ids_.empty()) {
+    if (e3) {
+      std::vector<float> normed(n * hs);
+      for (int64_t i = 0; i < n; ++i) {
+        cpu::RmsNorm(out_features + i * hs, final_norm_.data(), c.rms_norm_eps,
+                     static_cast<int>(hs), normed.data() + i * hs);
+      }
+      draft_lm_head_.Apply(normed.data(), n, out_logits);
+    } else if (draft_ids_.empty()) {
       target_->lm_head().Apply(out_features, n, out_logits);
     } else {
       draft_lm_head_.Apply(out_features, n, out_logits);

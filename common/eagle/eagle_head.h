@@ -1,12 +1,24 @@
-// The EAGLE-1/2 draft head (the "feature extrapolator") on the CPU backend:
+// EAGLE draft heads on the CPU backend.
+//
+// EAGLE-1/2 (the "feature extrapolator"):
 //   u = fc([E(x_{t+1}) ; f_t]) (+ bias)          E: the target's embedding, f_t: target feature
 //   a = u + Attn(u)                               no input norm (features are post-norm)
 //   g = a + MLP(RMSNorm_post(a))                  g predicts f_{t+1}
 //   logits = lm_head_target(g)                    no final norm
-// Loaded from the published layout: config.json + model.safetensors (or several safetensors)
-// with names fc.weight, fc.bias, layers.0.self_attn.{q,k,v,o}_proj.weight,
-// layers.0.post_attention_layernorm.weight, layers.0.mlp.{gate,up,down}_proj.weight
-// (an optional embed_tokens.weight is ignored: the target's is used).
+// Published layout: config.json + model.safetensors with fc.weight, fc.bias,
+// layers.0.self_attn.{q,k,v,o}_proj.weight, layers.0.post_attention_layernorm.weight,
+// layers.0.mlp.{gate,up,down}_proj.weight (an embed_tokens.weight is ignored: the target's is
+// used).
+//
+// EAGLE-3 (config.json has draft_vocab_size):
+//   x = fc([l_low ; l_mid ; l_high]) for target features (inputs of target layers 2, L/2, L-3),
+//       or the previous draft output g (un-normalised) inside a tree
+//   z = [RMSNorm_in(E(x_{t+1})) ; RMSNorm_hidden(x)]        2H wide
+//   a = x + o_proj(Attn(q, k, v of z))
+//   g = a + MLP(RMSNorm_post(a))
+//   logits = lm_head(RMSNorm_final(g)) over the draft vocabulary; target id = i + d2t[i]
+// Names: d2t, t2d, fc.weight, midlayer.self_attn.*, midlayer.{input_layernorm,hidden_norm,
+// post_attention_layernorm}.weight, midlayer.mlp.*, norm.weight, lm_head.weight.
 //
 // Thread contract: immutable after Load; Forward is const (one caller per KvCache).
 #ifndef EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
@@ -26,6 +38,9 @@
 namespace eagle {
 
 struct EagleHeadConfig {
+  enum class Kind { kEagle1, kEagle3 };
+  Kind kind = Kind::kEagle1;
+  int draft_vocab_size = 0;  // EAGLE-3
   int hidden_size = 0;
   int intermediate_size = 0;
   int num_heads = 0;
@@ -48,8 +63,10 @@ absl::StatusOr<EagleHeadConfig> ParseEagleHeadConfig(const std::string& json_tex
 // the cache slots [0, n_prefix[i]) and then the slots listed in extra[i] (increasing; the
 // batch's own slots included as needed).
 struct HeadBatch {
-  std::span<const int32_t> tokens;              // [n]
-  std::span<const float> features;              // [n, hidden]
+  std::span<const int32_t> tokens;  // [n]
+  // [n, hidden]; EAGLE-3 target features (from_target) are [n, 3 * hidden].
+  std::span<const float> features;
+  bool from_target = false;
   std::span<const int64_t> positions;           // [n]
   std::span<const int64_t> n_prefix;            // [n]
   std::span<const std::vector<int32_t>> extra;  // [n] or empty (no extra slots)
@@ -68,6 +85,14 @@ class EagleHead {
                                                            const ModelOptions& options = {});
 
   const EagleHeadConfig& config() const { return config_; }
+  // Target layers whose inputs form this head's features (EAGLE-3), or empty: the target's
+  // final-norm hidden state (EAGLE-1/2).
+  std::vector<int> feature_layers() const;
+  // Width of the target features Commit() takes.
+  int target_feature_width() const {
+    return config_.kind == EagleHeadConfig::Kind::kEagle3 ? 3 * config_.hidden_size
+                                                          : config_.hidden_size;
+  }
 
   // Reduced draft vocabulary (FR-Spec / EAGLE-3 d2t style): draft logits cover only these target
   // ids (strictly increasing), so each draft step multiplies by |ids| rows of the LM head instead
@@ -93,13 +118,14 @@ class EagleHead {
   EagleHeadConfig config_;
   std::shared_ptr<void> keepalive_;
   const LlamaModel* target_ = nullptr;
-  cpu::Linear fc_;                // [H, 2H]
-  std::vector<float> fc_bias_;    // [H] or empty
-  cpu::Linear wqkv_;              // [q_dim + 2 kv_dim, H]
-  cpu::Linear wo_;                // [H, q_dim]
-  cpu::Linear w_gate_up_;         // [2 I, H]
-  cpu::Linear w_down_;            // [H, I]
-  std::vector<float> post_norm_;  // [H]
+  cpu::Linear fc_;                                            // [H, 2H]
+  std::vector<float> fc_bias_;                                // [H] or empty
+  cpu::Linear wqkv_;                                          // [q_dim + 2 kv_dim, H]
+  cpu::Linear wo_;                                            // [H, q_dim]
+  cpu::Linear w_gate_up_;                                     // [2 I, H]
+  cpu::Linear w_down_;                                        // [H, I]
+  std::vector<float> post_norm_;                              // [H]
+  std::vector<float> input_norm_, hidden_norm_, final_norm_;  // [H] each, EAGLE-3 only
   Rope rope_;
   cpu::Precision precision_ = cpu::Precision::kAuto;
   std::vector<int32_t> draft_ids_;  // [Vd] target ids of the draft vocabulary, or empty

@@ -40,14 +40,27 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   StreamDecoder decoder(tok);
   GenerateResult r;
   r.prompt_tokens = static_cast<int>(prompt.size());
-  const int64_t hs = cfg.hidden_size;
+  const std::vector<int> layers = draft.feature_layers();
+  const int64_t hs =
+      layers.empty() ? cfg.hidden_size : cfg.hidden_size * static_cast<int64_t>(layers.size());
+  // Target features for the draft: final-norm hidden states, or the inputs of the given layers.
+  auto want_features = [&](ForwardRequest& r) {
+    if (layers.empty()) {
+      r.return_features = true;
+    } else {
+      r.capture_layers = layers;
+    }
+  };
+  auto features_of = [&](const ForwardResult& r) -> const std::vector<float>& {
+    return layers.empty() ? r.features : r.layer_features;
+  };
 
   // Prefill: logits for the first token, features for the draft.
   auto t0 = Clock::now();
   ForwardRequest req;
   req.tokens = prompt;
   req.logits = LogitsMode::kLast;
-  req.return_features = true;
+  want_features(req);
   ASSIGN_OR_RETURN(ForwardResult fr, target.Forward(*cache, req));
   r.prefill_seconds = Since(t0);
   auto t1 = Clock::now();
@@ -57,7 +70,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     std::vector<int32_t> next_tokens(prompt.begin() + 1, prompt.end());
     next_tokens.push_back(next);
     auto td = Clock::now();
-    RETURN_IF_ERROR(draft.Commit(fr.features, next_tokens));
+    RETURN_IF_ERROR(draft.Commit(features_of(fr), next_tokens));
     st.draft_seconds += Since(td);
   }
 
@@ -97,7 +110,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     vr.tokens = tree.tokens;
     vr.parents = tree.parents;
     vr.logits = LogitsMode::kAll;
-    vr.return_features = true;
+    want_features(vr);
     ASSIGN_OR_RETURN(ForwardResult out, target.Forward(*cache, vr));
     const Acceptance acc =
         accept ? accept(tree, out.logits.data(), cfg.vocab_size, options.sampling, sampler.rng())
@@ -121,7 +134,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     std::vector<float> feats;
     std::vector<int32_t> next_tokens;
     for (size_t j = 0; j < acc.path.size(); ++j) {
-      const float* f = out.features.data() + acc.path[j] * hs;
+      const float* f = features_of(out).data() + acc.path[j] * hs;
       feats.insert(feats.end(), f, f + hs);
       next_tokens.push_back(j + 1 < acc.path.size() ? tree.tokens[acc.path[j + 1]]
                                                     : acc.next_token);

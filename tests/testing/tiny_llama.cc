@@ -487,6 +487,79 @@ absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermedi
   return absl::OkStatus();
 }
 
+absl::Status WriteEagle3HeadDir(const std::string& dir, int hidden, int intermediate, int heads,
+                                int kv_heads, int vocab, int draft_vocab, uint64_t seed) {
+  const int64_t h = hidden, qd = hidden, kvd = static_cast<int64_t>(hidden / heads) * kv_heads;
+  struct Entry {
+    std::string name, dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Entry> entries;
+  uint64_t s = seed;
+  const float sc = 1.0f / std::sqrt(static_cast<float>(h));
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> x = scale == 0 ? std::vector<float>(n, 1.0f) : RandomNormal(n, ++s, scale);
+    std::vector<uint8_t> b(n * 4);
+    std::memcpy(b.data(), x.data(), b.size());
+    entries.push_back({name, "F32", std::move(shape), std::move(b)});
+  };
+  const int stride = vocab / draft_vocab;
+  std::vector<int64_t> d2t(draft_vocab);
+  std::vector<uint8_t> t2d(vocab, 0);
+  for (int i = 0; i < draft_vocab; ++i) {
+    d2t[i] = static_cast<int64_t>(i) * stride - i;
+    t2d[i * stride] = 1;
+  }
+  std::vector<uint8_t> d2t_bytes(d2t.size() * 8);
+  std::memcpy(d2t_bytes.data(), d2t.data(), d2t_bytes.size());
+  entries.push_back({"d2t", "I64", {draft_vocab}, std::move(d2t_bytes)});
+  entries.push_back({"t2d", "BOOL", {vocab}, std::move(t2d)});
+  add("fc.weight", {h, 3 * h}, sc / 2);
+  add("midlayer.self_attn.q_proj.weight", {qd, 2 * h}, sc);
+  add("midlayer.self_attn.k_proj.weight", {kvd, 2 * h}, sc);
+  add("midlayer.self_attn.v_proj.weight", {kvd, 2 * h}, sc);
+  add("midlayer.self_attn.o_proj.weight", {h, qd}, sc);
+  add("midlayer.mlp.gate_proj.weight", {intermediate, h}, sc);
+  add("midlayer.mlp.up_proj.weight", {intermediate, h}, sc);
+  add("midlayer.mlp.down_proj.weight", {h, intermediate}, sc);
+  add("midlayer.input_layernorm.weight", {h}, 0.0f);
+  add("midlayer.hidden_norm.weight", {h}, 0.0f);
+  add("midlayer.post_attention_layernorm.weight", {h}, 0.0f);
+  add("norm.weight", {h}, 0.0f);
+  add("lm_head.weight", {draft_vocab, h}, sc);
+  std::string header = "{";
+  uint64_t off = 0;
+  for (const Entry& e : entries) {
+    std::string shape;
+    for (int64_t d : e.shape) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
+    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", e.name, "\":{\"dtype\":\"",
+                    e.dtype, "\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",",
+                    off + e.bytes.size(), "]}");
+    off += e.bytes.size();
+  }
+  header += "}";
+  std::ofstream f(dir + "/model.safetensors", std::ios::binary);
+  const uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  for (const Entry& e : entries) {
+    f.write(reinterpret_cast<const char*>(e.bytes.data()),
+            static_cast<std::streamsize>(e.bytes.size()));
+  }
+  std::ofstream cfg(dir + "/config.json");
+  cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":" << hidden
+      << ",\"intermediate_size\":" << intermediate << ",\"num_attention_heads\":" << heads
+      << ",\"num_key_value_heads\":" << kv_heads
+      << ",\"num_hidden_layers\":1,\"vocab_size\":" << vocab
+      << ",\"draft_vocab_size\":" << draft_vocab
+      << ",\"rms_norm_eps\":1e-05,\"max_position_embeddings\":2048,\"torch_dtype\":\"float16\"}";
+  if (!f || !cfg) return absl::InternalError("cannot write " + dir);
+  return absl::OkStatus();
+}
+
 std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> d(0, scale);

@@ -84,6 +84,11 @@ absl::StatusOr<std::unique_ptr<EagleHead>> MakeRandomEagleHead(const LlamaModel&
 absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermediate, int heads,
                                int kv_heads, int vocab, bool fc_bias, uint64_t seed);
 
+// Writes a random EAGLE-3 head directory in the published layout (d2t, t2d, fc, midlayer.*,
+// norm, lm_head over `draft_vocab` ids: every `vocab / draft_vocab`-th id).
+absl::Status WriteEagle3HeadDir(const std::string& dir, int hidden, int intermediate, int heads,
+                                int kv_heads, int vocab, int draft_vocab, uint64_t seed);
+
 // n samples of N(0, scale^2), seeded.
 std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale = 1.0f);
 

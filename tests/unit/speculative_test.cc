@@ -355,3 +355,54 @@ TEST(DraftVocabTest, ReducedVocabularyDraftsOnlyItsTokensAndStaysLossless) {
 
 }  // namespace
 }  // namespace eagle
+
+namespace eagle {
+namespace {
+
+TEST(Eagle3Test, PublishedLayoutLoadsDraftsInItsVocabularyAndIsLossless) {
+  testing::TinyConfig c;
+  c.layers = 8;
+  c.vocab = 128;
+  c.dtype = DType::kQ8_0;
+  c.precision = cpu::Precision::kInt16;
+  auto target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(target.ok());
+  const std::string dir = testing::TempDir();
+  ASSERT_TRUE(
+      testing::WriteEagle3HeadDir(dir, c.hidden, 128, c.heads, c.kv_heads, c.vocab, 32, 9).ok());
+  auto head = EagleHead::Load(dir, **target);
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ((*head)->config().kind, EagleHeadConfig::Kind::kEagle3);
+  EXPECT_EQ((*head)->feature_layers(), (std::vector<int>{2, 4, 5}));
+  EXPECT_EQ((*head)->draft_vocab_size(), 32);
+  EXPECT_EQ((*head)->ToTarget(3), 12);
+  EXPECT_FALSE((*head)->SetDraftVocab({1, 2}).ok());
+  const std::vector<int32_t> prompt = {9, 8, 7, 6};
+  GenerateOptions o;
+  o.max_tokens = 40;
+  o.ignore_eos = true;
+  auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
+  ASSERT_TRUE(vanilla.ok());
+  for (TreeMode mode : {TreeMode::kChain, TreeMode::kStatic, TreeMode::kDynamic}) {
+    EagleDrafter d(head->get(), 256);
+    TreeOptions to;
+    to.mode = mode;
+    to.depth = 3;
+    SpeculativeStats st;
+    auto spec = GenerateSpeculative(**target, d, prompt, o, to, nullptr, &st);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->token_ids, vanilla->token_ids);
+  }
+  // Commit takes 3H-wide target features; drafted tokens are in the draft vocabulary.
+  EagleDrafter d(head->get(), 64);
+  std::vector<float> f(3 * c.hidden, 0.2f);
+  const int32_t next[1] = {5};
+  EXPECT_FALSE(d.Commit(std::vector<float>(c.hidden, 0.2f), next).ok());
+  ASSERT_TRUE(d.Commit(f, next).ok());
+  auto tree = d.Draft(5, TreeOptions{});
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  for (int i = 1; i < tree->size(); ++i) EXPECT_EQ(tree->tokens[i] % 4, 0);
+}
+
+}  // namespace
+}  // namespace eagle
