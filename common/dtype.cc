@@ -1,5 +1,6 @@
 #include "common/dtype.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace eagle {
@@ -137,6 +138,18 @@ inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
 }
 
 }  // namespace
+
+void QuantizeRowQ8_0(const float* x, int64_t n, void* out) {
+  auto* blocks = static_cast<BlockQ8_0*>(out);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const float* v = x + b * kQK;
+    float amax = 0;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(v[j]));
+    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0;
+    blocks[b].d = FloatToHalf(d);
+    for (int j = 0; j < kQK; ++j) blocks[b].qs[j] = static_cast<int8_t>(std::nearbyint(v[j] * id));
+  }
+}
 
 void DequantizeRowScalar(DType t, const void* src, float* y, int64_t n) {
   switch (t) {

@@ -59,6 +59,9 @@ inline float Bf16ToFloat(uint16_t h) {
 // Round to nearest even; NaN stays NaN.
 uint16_t FloatToBf16(float f);
 
+// Quantizes n floats (n a multiple of 32) to Q8_0 blocks (scale max|x| / 127, round to nearest).
+void QuantizeRowQ8_0(const float* x, int64_t n, void* out);
+
 // Dequantizes `n` consecutive elements (n a multiple of the block size) starting at `src`.
 void DequantizeRowScalar(DType t, const void* src, float* dst, int64_t n);
 

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu/kernels.h"
 #include "common/status_macros.h"
 
 namespace eagle {
@@ -12,22 +13,28 @@ namespace {
 
 // Indices of the k largest values (ties: lower index first), in descending order.
 std::vector<int32_t> TopK(const float* x, int n, int k) {
+  // One pass keeping a sorted array of the best k (k is small: tree branching).
   k = std::min(k, n);
-  std::vector<int32_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                    [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
-  idx.resize(k);
-  return idx;
+  std::vector<int32_t> best;
+  best.reserve(k + 1);
+  auto better = [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
+  for (int32_t i = 0; i < n; ++i) {
+    if (static_cast<int>(best.size()) == k && !better(i, best.back())) continue;
+    auto pos = std::upper_bound(best.begin(), best.end(), i, better);
+    best.insert(pos, i);
+    if (static_cast<int>(best.size()) > k) best.pop_back();
+  }
+  return best;
 }
 
 // log-softmax values of the given ids.
 std::vector<float> LogProbs(const float* x, int n, std::span<const int32_t> ids) {
   float mx = x[0];
   for (int i = 1; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0;
-  for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
-  const float lse = mx + static_cast<float>(std::log(sum));
+  thread_local std::vector<float> tmp;
+  tmp.assign(x, x + n);
+  const float sum = cpu::ExpShiftSum(tmp.data(), n, mx);
+  const float lse = mx + std::log(sum);
   std::vector<float> out;
   for (int32_t id : ids) out.push_back(x[id] - lse);
   return out;

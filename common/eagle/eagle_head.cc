@@ -109,11 +109,28 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
   const int64_t hs = config.hidden_size, ffn = config.intermediate_size;
   const int64_t qd = static_cast<int64_t>(config.num_heads) * config.head_dim;
   const int64_t kvd = static_cast<int64_t>(config.num_kv_heads) * config.head_dim;
+  // On the integer paths, float head weights are requantized to Q8_0 (owned by the head) so that
+  // draft steps run on the int8 kernels; this changes draft numerics only, never the output.
+  const bool requantize = options.precision != cpu::Precision::kF32;
   auto stacked = [&](const std::vector<std::string>& names, const std::vector<int64_t>& rows,
                      int64_t cols) -> absl::StatusOr<cpu::Linear> {
     std::vector<cpu::Matrix> parts;
     for (size_t i = 0; i < names.size(); ++i) {
       ASSIGN_OR_RETURN(cpu::Matrix m, MatrixFromTensor(lookup(names[i]), names[i], rows[i], cols));
+      const bool is_float =
+          m.dtype == DType::kF32 || m.dtype == DType::kF16 || m.dtype == DType::kBF16;
+      if (requantize && is_float && cols % 64 == 0) {
+        auto& buf =
+            h->owned_.emplace_back(static_cast<size_t>(m.rows * cols / kQK * sizeof(BlockQ8_0)));
+        std::vector<float> row(cols);
+        for (int64_t r = 0; r < m.rows; ++r) {
+          DequantizeRowScalar(m.dtype, m.row(r), row.data(), cols);
+          QuantizeRowQ8_0(row.data(), cols, buf.data() + r * RowBytes(DType::kQ8_0, cols));
+        }
+        m.dtype = DType::kQ8_0;
+        m.data = buf.data();
+        m.row_bytes = RowBytes(DType::kQ8_0, cols);
+      }
       parts.push_back(m);
     }
     return cpu::Linear::CreateStacked(parts, options.precision);

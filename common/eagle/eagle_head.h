@@ -25,6 +25,7 @@
 #define EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <span>
 #include <string>
@@ -117,6 +118,7 @@ class EagleHead {
 
   EagleHeadConfig config_;
   std::shared_ptr<void> keepalive_;
+  std::list<std::vector<uint8_t>> owned_;  // requantized weights (stable addresses)
   const LlamaModel* target_ = nullptr;
   cpu::Linear fc_;                                            // [H, 2H]
   std::vector<float> fc_bias_;                                // [H] or empty

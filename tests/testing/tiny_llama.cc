@@ -124,16 +124,8 @@ std::vector<uint8_t> Quantize(DType t, const float* x, int64_t n) {
       for (int64_t i = 0; i < n; ++i) Put(out, FloatToBf16(x[i]));
       return out;
     case DType::kQ8_0:
-      for (int64_t b = 0; b < n / kQK; ++b) {
-        const float* v = x + b * kQK;
-        float amax = 0;
-        for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(v[j]));
-        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0;
-        BlockQ8_0 blk;
-        blk.d = FloatToHalf(d);
-        for (int j = 0; j < kQK; ++j) blk.qs[j] = static_cast<int8_t>(std::nearbyint(v[j] * id));
-        Put(out, blk);
-      }
+      out.resize(n / kQK * sizeof(BlockQ8_0));
+      QuantizeRowQ8_0(x, n, out.data());
       return out;
     case DType::kQ4_0:
       for (int64_t b = 0; b < n / kQK; ++b) {
