@@ -114,11 +114,14 @@ int32_t Sampler::SampleFrom(const Distribution& d) {
   if (d.ids.size() == 1) return d.ids[0];
   const double u = rng_.Uniform();
   double cum = 0;
+  int32_t last = d.ids[0];
   for (size_t i = 0; i < d.ids.size(); ++i) {
+    if (d.probs[i] <= 0) continue;
+    last = d.ids[i];  // the last token with mass, should rounding leave u >= sum
     cum += d.probs[i];
     if (u < cum) return d.ids[i];
   }
-  return d.ids.back();
+  return last;
 }
 
 int32_t Sampler::Sample(const float* logits, int n) {

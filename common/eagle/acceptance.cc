@@ -40,13 +40,12 @@ Acceptance AcceptSampled(const DraftTree& tree, const float* logits, int vocab,
       // Nothing drafted here: sample from the unmodified target distribution.
       const double u = rng.Uniform();
       double cum = 0;
-      a.next_token = p.ids.back();
+      a.next_token = -1;
       for (size_t i = 0; i < p.ids.size(); ++i) {
+        if (p.probs[i] <= 0) continue;
+        a.next_token = p.ids[i];  // the last token with mass, should rounding leave u >= sum
         cum += p.probs[i];
-        if (u < cum) {
-          a.next_token = p.ids[i];
-          break;
-        }
+        if (u < cum) break;
       }
       return a;
     }
@@ -63,7 +62,11 @@ Acceptance AcceptSampled(const DraftTree& tree, const float* logits, int vocab,
         p.probs[it - p.ids.begin()] = 0.0f;
         double sum = 0;
         for (float q : p.probs) sum += q;
-        if (sum <= 0) break;
+        if (sum <= 0) {
+          // The rejected child held all the mass (possible only through rounding): take it.
+          accepted = c;
+          break;
+        }
         for (float& q : p.probs) q = static_cast<float>(q / sum);
       }
     }

@@ -132,20 +132,33 @@ absl::StatusOr<DraftTree> EagleDrafter::Draft(int32_t root, const TreeOptions& o
         absl::StrCat("Draft: root ", root, " is not the last committed token ", last_token_));
   }
   committed_len_ = cache_->length();
+  // A depth-d node sits at position committed + d - 1: near the end of the context, draft less.
+  const int room = static_cast<int>(std::min<int64_t>(64, head_->max_position() - committed_len_));
+  if (room <= 0) return DraftTree{{root}, {-1}};
   absl::StatusOr<DraftTree> tree;
   switch (options.mode) {
     case TreeMode::kChain: {
       TreeChoices chain;
-      for (int d = 1; d <= options.depth; ++d) chain.push_back(std::vector<int>(d, 0));
+      for (int d = 1; d <= std::min(options.depth, room); ++d)
+        chain.push_back(std::vector<int>(d, 0));
       tree = DraftStatic(root, chain);
       break;
     }
-    case TreeMode::kStatic:
-      tree = DraftStatic(root, options.choices.empty() ? McSim7b63() : options.choices);
+    case TreeMode::kStatic: {
+      TreeChoices choices;
+      for (const auto& c : options.choices.empty() ? McSim7b63() : options.choices) {
+        if (static_cast<int>(c.size()) <= room) choices.push_back(c);
+      }
+      tree = DraftStatic(root, choices);
       break;
-    case TreeMode::kDynamic:
-      tree = DraftDynamic(root, options);
+    }
+    case TreeMode::kDynamic: {
+      TreeOptions o = options;
+      // The first level comes from the committed position; expansions add one level each.
+      o.depth = std::min(options.depth, room - 1);
+      tree = DraftDynamic(root, o);
       break;
+    }
   }
   // Tree KV is never kept: the next Commit recomputes accepted positions from target features.
   RETURN_IF_ERROR(cache_->Truncate(committed_len_));

@@ -1,5 +1,6 @@
 #include "common/eagle/eagle_head.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -189,8 +190,9 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
     return absl::InvalidArgumentError(
         "layers.0.input_layernorm.weight present: not an EAGLE-1/2 head (they have no input norm)");
   }
-  h->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
-                  /*interleaved=*/false);
+  // The draft's own RoPE base and scaling, but a table as long as the target's context.
+  h->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling,
+                  std::max(config.max_position, tc.max_position), /*interleaved=*/false);
   h->precision_ = options.precision;
   if (const TensorRef* d2t = lookup("d2t"); d2t != nullptr && !e3) {
     if (d2t->dtype != DType::kI64 || d2t->dims.size() != 1) {

@@ -107,6 +107,8 @@ class EagleHead {
     return draft_ids_.empty() ? draft_id : draft_ids_[draft_id];
   }
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
+  // Positions the head can embed: [0, max_position()).
+  int64_t max_position() const { return rope_.max_position(); }
 
   // Runs the batch; writes g to out_features [n, hidden] and, if out_logits is not null, the
   // draft-vocabulary logits to out_logits [n, draft_vocab_size()].

@@ -28,7 +28,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   st = SpeculativeStats();
   const int max_tree = 512;
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_tokens + max_tree + 1;
-  if (static_cast<int64_t>(prompt.size()) + options.max_tokens + 1 > cfg.max_position) {
+  if (static_cast<int64_t>(prompt.size()) + options.max_tokens > cfg.max_position) {
     return absl::OutOfRangeError(absl::StrCat("prompt (", prompt.size(), ") + max_tokens (",
                                               options.max_tokens, ") exceed the context ",
                                               cfg.max_position));
@@ -98,11 +98,28 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     }
   };
 
-  if (options.max_tokens > 0) emit(next);
+  if (options.max_tokens > 0) {
+    emit(next);
+  } else {
+    done = true;
+  }
   while (!done) {
     auto td = Clock::now();
-    ASSIGN_OR_RETURN(DraftTree tree, draft.Draft(next, tree_options));
+    ASSIGN_OR_RETURN(DraftTree drafted, draft.Draft(next, tree_options));
     st.draft_seconds += Since(td);
+    // Near the end of the context, drop nodes that would sit past the last position.
+    DraftTree tree;
+    {
+      const int64_t max_depth = cfg.max_position - 1 - cache->length();
+      const auto depths = drafted.Depths();
+      std::vector<int32_t> remap(drafted.size(), -1);
+      for (int i = 0; i < drafted.size(); ++i) {
+        if (depths[i] > max_depth) continue;
+        remap[i] = tree.size();
+        tree.tokens.push_back(drafted.tokens[i]);
+        tree.parents.push_back(i == 0 ? -1 : remap[drafted.parents[i]]);
+      }
+    }
     RETURN_IF_ERROR(tree.Validate(cfg.vocab_size, max_tree));
     auto tv = Clock::now();
     const int64_t base = cache->length();

@@ -126,7 +126,8 @@ TrainDataWriter::~TrainDataWriter() {
 absl::Status TrainDataWriter::Append(std::span<const int32_t> tokens, int prompt_tokens,
                                      std::span<const float> features) {
   const size_t n = tokens.size();
-  if (features.size() != n * hidden_ || prompt_tokens < 0 || static_cast<size_t>(prompt_tokens) > n) {
+  if (features.size() != n * hidden_ || prompt_tokens < 0 ||
+      static_cast<size_t>(prompt_tokens) > n) {
     return absl::InvalidArgumentError("TrainDataWriter: inconsistent record");
   }
   std::vector<uint8_t> payload(n * 4 + n * hidden_ * 2);
@@ -136,7 +137,8 @@ absl::Status TrainDataWriter::Append(std::span<const int32_t> tokens, int prompt
   RecordHeader h{kRecordMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(prompt_tokens),
                  Crc32(payload.data(), payload.size())};
   if (std::fwrite(&h, sizeof h, 1, f_) != 1 ||
-      std::fwrite(payload.data(), 1, payload.size(), f_) != payload.size() || std::fflush(f_) != 0) {
+      std::fwrite(payload.data(), 1, payload.size(), f_) != payload.size() ||
+      std::fflush(f_) != 0) {
     return absl::InternalError("TrainDataWriter: write failed");
   }
   return absl::OkStatus();

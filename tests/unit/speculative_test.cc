@@ -406,3 +406,36 @@ TEST(Eagle3Test, PublishedLayoutLoadsDraftsInItsVocabularyAndIsLossless) {
 
 }  // namespace
 }  // namespace eagle
+
+namespace eagle {
+namespace {
+
+TEST(SpeculativeEdgeTest, ContextEndAndZeroTokens) {
+  testing::TinyConfig c;
+  c.max_position = 64;
+  auto target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(target.ok());
+  auto head = testing::MakeRandomEagleHead(**target, 3);
+  ASSERT_TRUE(head.ok());
+  std::vector<int32_t> prompt(50);
+  for (int i = 0; i < 50; ++i) prompt[i] = (i * 7) % c.vocab;
+  GenerateOptions o;
+  o.max_tokens = 14;  // fills the context exactly
+  o.ignore_eos = true;
+  auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
+  ASSERT_TRUE(vanilla.ok()) << vanilla.status();
+  EagleDrafter d(head->get(), 256);
+  TreeOptions t;
+  t.depth = 6;
+  auto spec = GenerateSpeculative(**target, d, prompt, o, t, nullptr, nullptr);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->token_ids, vanilla->token_ids);
+  o.max_tokens = 0;
+  EagleDrafter d0(head->get(), 256);
+  auto none = GenerateSpeculative(**target, d0, prompt, o, t, nullptr, nullptr);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->token_ids.empty());
+}
+
+}  // namespace
+}  // namespace eagle
