@@ -53,7 +53,8 @@ generate options:
   --json               one JSON object per token, then a summary object
 
 speculative decoding (EAGLE):
-  --draft DIR          EAGLE-1/2 head (config.json + model.safetensors) for this model
+  --draft DIR          EAGLE head (config.json + model.safetensors) for this model; "default"
+                       is the head shipped for SmolLM2-135M-Instruct (heads/)
   --tree MODE          chain | static | dynamic (default dynamic: EAGLE-2)
   --depth N            draft depth (chain length; dynamic expansion levels; default 5)
   --draft-top-k K      dynamic tree branching (default 8)
@@ -213,7 +214,8 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
   TreeOptions tree;
   if (speculative) {
     ASSIGN_OR_RETURN(tree, ParseTreeOptions(a));
-    ASSIGN_OR_RETURN(head, EagleHead::Load(a.Get("--draft"), model));
+    const std::string dir = a.Get("--draft") == "default" ? EAGLE_DEFAULT_HEAD : a.Get("--draft");
+    ASSIGN_OR_RETURN(head, EagleHead::Load(dir, model));
   }
   // Vanilla reference run (silent) for --compare-vanilla.
   std::optional<GenerateResult> vanilla;
