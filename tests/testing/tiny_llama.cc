@@ -108,6 +108,43 @@ LlamaConfig ToConfig(const TinyConfig& c) {
   return cfg;
 }
 
+// One tensor for WriteSafetensors: name, dtype string, shape, raw bytes.
+struct StTensor {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+absl::Status WriteSafetensors(const std::string& path, const std::vector<StTensor>& tensors) {
+  std::string header = "{";
+  uint64_t off = 0;
+  for (const StTensor& e : tensors) {
+    std::string shape;
+    for (int64_t d : e.shape) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
+    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", e.name, "\":{\"dtype\":\"",
+                    e.dtype, "\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",",
+                    off + e.bytes.size(), "]}");
+    off += e.bytes.size();
+  }
+  header += "}";
+  std::ofstream f(path, std::ios::binary);
+  const uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  for (const StTensor& e : tensors) {
+    f.write(reinterpret_cast<const char*>(e.bytes.data()),
+            static_cast<std::streamsize>(e.bytes.size()));
+  }
+  if (!f) return absl::InternalError("cannot write " + path);
+  return absl::OkStatus();
+}
+
+std::vector<uint8_t> FloatBytes(const std::vector<float>& x) {
+  std::vector<uint8_t> b(x.size() * 4);
+  std::memcpy(b.data(), x.data(), b.size());
+  return b;
+}
+
 }  // namespace
 
 std::vector<uint8_t> Quantize(DType t, const float* x, int64_t n) {
@@ -294,26 +331,12 @@ absl::Status WriteTinyHfDir(const TinyConfig& cin, const std::string& dir) {
   TinyConfig c = cin;
   c.vocab = std::max(c.vocab, 257);
   auto t = RandomTensors(c);
-  std::string header = "{";
-  uint64_t off = 0;
-  std::vector<uint8_t> data;
+  std::vector<StTensor> tensors;
   for (auto& [name, ref] : t->refs) {
     const char* dt = ref.dtype == DType::kF32 ? "F32" : ref.dtype == DType::kF16 ? "F16" : "BF16";
-    std::string shape;
-    for (int64_t d : ref.dims) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
-    const auto& b = t->bytes[name];
-    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", name, "\":{\"dtype\":\"", dt,
-                    "\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",", off + b.size(),
-                    "]}");
-    data.insert(data.end(), b.begin(), b.end());
-    off += b.size();
+    tensors.push_back({name, dt, ref.dims, t->bytes[name]});
   }
-  header += "}";
-  std::ofstream f(dir + "/model.safetensors", std::ios::binary);
-  const uint64_t n = header.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
-  f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", tensors));
   std::ofstream cfg(dir + "/config.json");
   cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":" << c.vocab
       << ",\"hidden_size\":" << c.hidden << ",\"intermediate_size\":" << c.ffn
@@ -322,7 +345,7 @@ absl::Status WriteTinyHfDir(const TinyConfig& cin, const std::string& dir) {
       << ",\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,\"max_position_embeddings\":"
       << c.max_position << ",\"tie_word_embeddings\":" << (c.tied ? "true" : "false")
       << ",\"bos_token_id\":256,\"eos_token_id\":256}";
-  if (!f || !cfg) return absl::InternalError("cannot write " + dir);
+  if (!cfg) return absl::InternalError("cannot write " + dir);
   return absl::OkStatus();
 }
 
@@ -425,19 +448,14 @@ absl::StatusOr<std::unique_ptr<EagleHead>> MakeRandomEagleHead(const LlamaModel&
 absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermediate, int heads,
                                int kv_heads, int vocab, bool fc_bias, uint64_t seed) {
   const int64_t h = hidden, qd = hidden, kvd = static_cast<int64_t>(hidden / heads) * kv_heads;
-  struct Entry {
-    std::string name;
-    std::vector<int64_t> shape;
-    std::vector<float> data;
-  };
-  std::vector<Entry> entries;
+  std::vector<StTensor> entries;
   uint64_t s = seed;
   const float sc = 1.0f / std::sqrt(static_cast<float>(h));
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     std::vector<float> x = scale == 0 ? std::vector<float>(n, 1.0f) : RandomNormal(n, ++s, scale);
-    entries.push_back({name, std::move(shape), std::move(x)});
+    entries.push_back({name, "F32", std::move(shape), FloatBytes(x)});
   };
   add("fc.weight", {h, 2 * h}, sc);
   if (fc_bias) add("fc.bias", {h}, 0.05f);
@@ -449,25 +467,7 @@ absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermedi
   add("layers.0.mlp.up_proj.weight", {intermediate, h}, sc);
   add("layers.0.mlp.down_proj.weight", {h, intermediate}, sc);
   add("layers.0.post_attention_layernorm.weight", {h}, 0.0f);
-  std::string header = "{";
-  uint64_t off = 0;
-  for (const Entry& e : entries) {
-    std::string shape;
-    for (int64_t d : e.shape) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
-    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", e.name,
-                    "\":{\"dtype\":\"F32\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",",
-                    off + e.data.size() * 4, "]}");
-    off += e.data.size() * 4;
-  }
-  header += "}";
-  std::ofstream f(dir + "/model.safetensors", std::ios::binary);
-  const uint64_t n = header.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
-  for (const Entry& e : entries) {
-    f.write(reinterpret_cast<const char*>(e.data.data()),
-            static_cast<std::streamsize>(e.data.size() * 4));
-  }
+  RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", entries));
   std::ofstream cfg(dir + "/config.json");
   cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":" << hidden
       << ",\"intermediate_size\":" << intermediate << ",\"num_attention_heads\":" << heads
@@ -475,28 +475,21 @@ absl::Status WriteEagleHeadDir(const std::string& dir, int hidden, int intermedi
       << ",\"num_hidden_layers\":1,\"vocab_size\":" << vocab
       << ",\"rms_norm_eps\":1e-05,\"max_position_embeddings\":8192,\"rope_theta\":10000.0,\"bias\":"
       << (fc_bias ? "true" : "false") << ",\"torch_dtype\":\"float32\"}";
-  if (!f || !cfg) return absl::InternalError("cannot write " + dir);
+  if (!cfg) return absl::InternalError("cannot write " + dir);
   return absl::OkStatus();
 }
 
 absl::Status WriteEagle3HeadDir(const std::string& dir, int hidden, int intermediate, int heads,
                                 int kv_heads, int vocab, int draft_vocab, uint64_t seed) {
   const int64_t h = hidden, qd = hidden, kvd = static_cast<int64_t>(hidden / heads) * kv_heads;
-  struct Entry {
-    std::string name, dtype;
-    std::vector<int64_t> shape;
-    std::vector<uint8_t> bytes;
-  };
-  std::vector<Entry> entries;
+  std::vector<StTensor> entries;
   uint64_t s = seed;
   const float sc = 1.0f / std::sqrt(static_cast<float>(h));
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     std::vector<float> x = scale == 0 ? std::vector<float>(n, 1.0f) : RandomNormal(n, ++s, scale);
-    std::vector<uint8_t> b(n * 4);
-    std::memcpy(b.data(), x.data(), b.size());
-    entries.push_back({name, "F32", std::move(shape), std::move(b)});
+    entries.push_back({name, "F32", std::move(shape), FloatBytes(x)});
   };
   const int stride = vocab / draft_vocab;
   std::vector<int64_t> d2t(draft_vocab);
@@ -522,25 +515,7 @@ absl::Status WriteEagle3HeadDir(const std::string& dir, int hidden, int intermed
   add("midlayer.post_attention_layernorm.weight", {h}, 0.0f);
   add("norm.weight", {h}, 0.0f);
   add("lm_head.weight", {draft_vocab, h}, sc);
-  std::string header = "{";
-  uint64_t off = 0;
-  for (const Entry& e : entries) {
-    std::string shape;
-    for (int64_t d : e.shape) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
-    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", e.name, "\":{\"dtype\":\"",
-                    e.dtype, "\",\"shape\":[", shape, "],\"data_offsets\":[", off, ",",
-                    off + e.bytes.size(), "]}");
-    off += e.bytes.size();
-  }
-  header += "}";
-  std::ofstream f(dir + "/model.safetensors", std::ios::binary);
-  const uint64_t n = header.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
-  for (const Entry& e : entries) {
-    f.write(reinterpret_cast<const char*>(e.bytes.data()),
-            static_cast<std::streamsize>(e.bytes.size()));
-  }
+  RETURN_IF_ERROR(WriteSafetensors(dir + "/model.safetensors", entries));
   std::ofstream cfg(dir + "/config.json");
   cfg << "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":" << hidden
       << ",\"intermediate_size\":" << intermediate << ",\"num_attention_heads\":" << heads
@@ -548,7 +523,7 @@ absl::Status WriteEagle3HeadDir(const std::string& dir, int hidden, int intermed
       << ",\"num_hidden_layers\":1,\"vocab_size\":" << vocab
       << ",\"draft_vocab_size\":" << draft_vocab
       << ",\"rms_norm_eps\":1e-05,\"max_position_embeddings\":2048,\"torch_dtype\":\"float16\"}";
-  if (!f || !cfg) return absl::InternalError("cannot write " + dir);
+  if (!cfg) return absl::InternalError("cannot write " + dir);
   return absl::OkStatus();
 }
 
