@@ -284,6 +284,8 @@ TEST(EagleHeadLoadTest, PublishedLayoutLoadsAndMismatchesAreRefused) {
     const int32_t toks[2] = {4, 9};
     ASSERT_TRUE(d.Commit(f, toks).ok());
     TreeOptions o;
+    o.mode = TreeMode::kDynamic;
+    o.total_tokens = 20;
     auto tree = d.Draft(9, o);
     ASSERT_TRUE(tree.ok()) << tree.status();
     EXPECT_EQ(tree->size(), o.total_tokens);

@@ -42,9 +42,9 @@ int Main(int argc, char** argv) {
                                           {"--limit", "20"},
                                           {"--max-tokens", "128"},
                                           {"--modes", "chain,static,dynamic"},
-                                          {"--depth", "5"},
-                                          {"--draft-top-k", "8"},
-                                          {"--total-tokens", "32"},
+                                          {"--depth", "3"},
+                                          {"--draft-top-k", "4"},
+                                          {"--total-tokens", "12"},
                                           {"--threads", "0"},
                                           {"--report", ""}};
   for (int i = 1; i + 1 < argc; i += 2) {
