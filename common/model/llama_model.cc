@@ -1,5 +1,4 @@
 #include "common/model/llama_model.h"
-#include "common/model/tensor_utils.h"
 
 #include <omp.h>
 
@@ -16,6 +15,7 @@
 #include "common/check.h"
 #include "common/io/gguf.h"
 #include "common/io/safetensors.h"
+#include "common/model/tensor_utils.h"
 #include "common/status_macros.h"
 
 namespace eagle {
@@ -369,7 +369,6 @@ void LlamaModel::Embed(int32_t token, float* out) const {
 
 // ---------------------------------------------------------------------------------------------
 // Forward
-
 
 absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardRequest& req) const {
   const LlamaConfig& c = config_;

@@ -6,8 +6,8 @@
 
 namespace eagle {
 
-absl::StatusOr<cpu::Matrix> MatrixFromTensor(const TensorRef* t, const std::string& name, int64_t rows,
-                                     int64_t cols) {
+absl::StatusOr<cpu::Matrix> MatrixFromTensor(const TensorRef* t, const std::string& name,
+                                             int64_t rows, int64_t cols) {
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
   if (t->dims.size() != 2 || t->rows() != rows || t->cols() != cols) {
     std::string dims;
@@ -37,7 +37,7 @@ absl::StatusOr<cpu::Matrix> MatrixFromTensor(const TensorRef* t, const std::stri
 }
 
 absl::StatusOr<std::vector<float>> VectorFromTensor(const TensorRef* t, const std::string& name,
-                                            int64_t n) {
+                                                    int64_t n) {
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor ", name));
   if (t->numel() != n) {
     return absl::InvalidArgumentError(

@@ -229,9 +229,9 @@ TEST_P(GoldenIntTest, LogitsAndGreedyCloseToTransformers) {
     greedy_total += static_cast<int>(want.size());
     if (same < want.size()) {
       const double margin = c["greedy_margins"][same].get<double>();
-      EXPECT_LT(margin, p.margin)
-          << "greedy output parts from the reference at step " << same
-          << " where the reference margin is " << margin << "; prompt: " << c["text"];
+      EXPECT_LT(margin, p.margin) << "greedy output parts from the reference at step " << same
+                                  << " where the reference margin is " << margin
+                                  << "; prompt: " << c["text"];
     }
   }
   std::printf(
@@ -245,7 +245,8 @@ TEST_P(GoldenIntTest, LogitsAndGreedyCloseToTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, GoldenIntTest,
-                         ::testing::Values(IntCase{cpu::Precision::kInt16, "int16", 0.05, 0.01, 0.1},
+                         ::testing::Values(IntCase{cpu::Precision::kInt16, "int16", 0.05, 0.01,
+                                                   0.1},
                                            IntCase{cpu::Precision::kInt8, "int8", kInt8MaxTol,
                                                    kInt8MeanTol, kInt8Margin}),
                          [](const auto& info) { return std::string(info.param.name); });

@@ -14,12 +14,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/chat_template.h"
 #include "common/eagle/train_data.h"
@@ -31,12 +30,16 @@ namespace {
 namespace fs = std::filesystem;
 
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> a = {
-      {"--model", EAGLE_DEFAULT_MODEL}, {"--data-dir", EAGLE_DEFAULT_DATA},
-      {"--heldout", EAGLE_HELDOUT},     {"--limit", "2000"},
-      {"--max-tokens", "256"},          {"--sampled-every", "3"},
-      {"--temperature", "0.7"},         {"--seed", "1"},
-      {"--threads", "0"},               {"--out", ""}};
+  std::map<std::string, std::string> a = {{"--model", EAGLE_DEFAULT_MODEL},
+                                          {"--data-dir", EAGLE_DEFAULT_DATA},
+                                          {"--heldout", EAGLE_HELDOUT},
+                                          {"--limit", "2000"},
+                                          {"--max-tokens", "256"},
+                                          {"--sampled-every", "3"},
+                                          {"--temperature", "0.7"},
+                                          {"--seed", "1"},
+                                          {"--threads", "0"},
+                                          {"--out", ""}};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!a.count(argv[i])) {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
@@ -101,8 +104,9 @@ int Main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_written = 0;
   for (int64_t i = done; i < limit; ++i) {
-    const std::string text =
-        kind.ok() ? ApplyChatTemplate(*kind, {{"user", prompts[i].second}}, true) : prompts[i].second;
+    const std::string text = kind.ok()
+                                 ? ApplyChatTemplate(*kind, {{"user", prompts[i].second}}, true)
+                                 : prompts[i].second;
     std::vector<int32_t> ids = tok->Encode(text, true);
     if (ids.size() > 768) ids.resize(768);  // keep very long prompts bounded
     GenerateOptions o;
@@ -120,7 +124,8 @@ int Main(int argc, char** argv) {
     }
     std::vector<int32_t> all = ids;
     all.insert(all.end(), g->token_ids.begin(), g->token_ids.end());
-    if (g->finish == FinishReason::kEos) all.push_back(tok->eos_id() >= 0 ? (*model)->config().eos_id : 0);
+    if (g->finish == FinishReason::kEos)
+      all.push_back(tok->eos_id() >= 0 ? (*model)->config().eos_id : 0);
     // Feature extraction: one prefill over prompt + response.
     auto cache = (*model)->NewCache(static_cast<int64_t>(all.size()));
     ForwardRequest req;
@@ -137,7 +142,8 @@ int Main(int argc, char** argv) {
       return 1;
     }
     tokens_written += static_cast<int64_t>(all.size());
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double el =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int64_t n = i + 1 - done;
     const double eta = el / n * (limit - i - 1);
     std::fprintf(stderr, "\r[%lld/%lld] %.1f prompts/s, %.0f tok/s, ETA %.0f min   ",
