@@ -14,6 +14,7 @@ std::atomic<int> g_isa{-1};
 
 Isa DetectIsa() {
   if (avx512::Supported()) return Isa::kAvx512;
+  if (avx2::Supported()) return Isa::kAvx2;
   return Isa::kScalar;
 }
 
@@ -43,7 +44,9 @@ std::string CpuFeatureString() {
   add("avx512vl", __builtin_cpu_supports("avx512vl"));
   add("avx512vnni", __builtin_cpu_supports("avx512vnni"));
   add("avx512bf16", __builtin_cpu_supports("avx512bf16"));
-  s += ActiveIsa() == Isa::kAvx512 ? " -> kernels: avx512" : " -> kernels: scalar";
+  s += ActiveIsa() == Isa::kAvx512 ? " -> kernels: avx512"
+       : ActiveIsa() == Isa::kAvx2 ? " -> kernels: avx2"
+                                   : " -> kernels: scalar";
   return s;
 }
 
@@ -51,8 +54,10 @@ void DequantizeRow(const Matrix& w, int64_t r, float* out) {
   DequantizeRowScalar(w.dtype, w.row(r), out, w.cols);
 }
 
-#define EAGLE_DISPATCH(fn, ...) \
-  (ActiveIsa() == Isa::kAvx512 ? avx512::fn(__VA_ARGS__) : scalar::fn(__VA_ARGS__))
+#define EAGLE_DISPATCH(fn, ...)                          \
+  (ActiveIsa() == Isa::kAvx512 ? avx512::fn(__VA_ARGS__) \
+   : ActiveIsa() == Isa::kAvx2 ? avx2::fn(__VA_ARGS__)   \
+                               : scalar::fn(__VA_ARGS__))
 
 void MatMul(const Matrix& w, const float* x, int64_t t, float* y) {
   EAGLE_DISPATCH(MatMul, w, x, t, y);

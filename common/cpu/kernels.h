@@ -26,7 +26,7 @@ struct Matrix {
   const uint8_t* row(int64_t r) const { return data + r * row_bytes; }
 };
 
-enum class Isa { kScalar, kAvx512 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
 // The ISA the dispatcher uses on this machine (overridable for tests).
 Isa ActiveIsa();
 void SetIsaForTesting(Isa isa);
@@ -71,6 +71,19 @@ float Dot(const float* a, const float* b, int n);
 void Axpy(float a, const float* x, float* y, int n);
 float ExpShiftSum(float* x, int n, float max);
 }  // namespace scalar
+
+namespace avx2 {
+bool Supported();
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out);
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
+void RmsNorm(const float* x, const float* weight, float eps, int n, float* out);
+void SwiGlu(const float* gate, const float* up, int n, float* out);
+float Dot(const float* a, const float* b, int n);
+void Axpy(float a, const float* x, float* y, int n);
+float ExpShiftSum(float* x, int n, float max);
+}  // namespace avx2
 
 namespace avx512 {
 bool Supported();

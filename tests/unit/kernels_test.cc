@@ -43,8 +43,9 @@ TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
     const int64_t t = 13;
     const auto x = RandomNormal(t * cols, 11);
     const auto ref = RefMatMul(w, x, t);
-    for (Isa isa : {Isa::kScalar, Isa::kAvx512}) {
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
       if (isa == Isa::kAvx512 && !avx512::Supported()) continue;
+      if (isa == Isa::kAvx2 && !avx2::Supported()) continue;
       SetIsaForTesting(isa);
       std::vector<float> y(t * rows);
       MatMul(w, x.data(), t, y.data());
@@ -89,76 +90,88 @@ TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
 }
 
 TEST(KernelsTest, VectorOpsMatchScalar) {
-  for (int n : {1, 15, 16, 17, 64, 576, 1000}) {
-    const auto a = RandomNormal(n, 1), b = RandomNormal(n, 2), g = RandomNormal(n, 3, 4.0f);
-    std::vector<float> o1(n), o2(n);
-    scalar::RmsNorm(a.data(), b.data(), 1e-5f, n, o1.data());
-    RmsNorm(a.data(), b.data(), 1e-5f, n, o2.data());
-    for (int i = 0; i < n; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5 * (1 + std::fabs(o1[i])));
-    scalar::SwiGlu(g.data(), b.data(), n, o1.data());
-    SwiGlu(g.data(), b.data(), n, o2.data());
-    for (int i = 0; i < n; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5 * (1 + std::fabs(o1[i])));
-    EXPECT_NEAR(scalar::Dot(a.data(), b.data(), n), Dot(a.data(), b.data(), n), 1e-4 * n);
-    o1 = b;
-    o2 = b;
-    scalar::Axpy(0.3f, a.data(), o1.data(), n);
-    Axpy(0.3f, a.data(), o2.data(), n);
-    for (int i = 0; i < n; ++i) ASSERT_FLOAT_EQ(o1[i], o2[i]);
-    std::vector<float> e1 = g, e2 = g;
-    float mx = *std::max_element(g.begin(), g.end());
-    const float s1 = scalar::ExpShiftSum(e1.data(), n, mx), s2 = ExpShiftSum(e2.data(), n, mx);
-    EXPECT_NEAR(s1, s2, 1e-5 * s1);
-    for (int i = 0; i < n; ++i) ASSERT_NEAR(e1[i], e2[i], 2e-7 + 1e-6 * e1[i]);
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (isa == Isa::kAvx512 && !avx512::Supported()) continue;
+    if (isa == Isa::kAvx2 && !avx2::Supported()) continue;
+    SetIsaForTesting(isa);
+    for (int n : {1, 7, 8, 15, 16, 17, 64, 576, 1000}) {
+      const auto a = RandomNormal(n, 1), b = RandomNormal(n, 2), g = RandomNormal(n, 3, 4.0f);
+      std::vector<float> o1(n), o2(n);
+      scalar::RmsNorm(a.data(), b.data(), 1e-5f, n, o1.data());
+      RmsNorm(a.data(), b.data(), 1e-5f, n, o2.data());
+      for (int i = 0; i < n; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5 * (1 + std::fabs(o1[i])));
+      scalar::SwiGlu(g.data(), b.data(), n, o1.data());
+      SwiGlu(g.data(), b.data(), n, o2.data());
+      for (int i = 0; i < n; ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5 * (1 + std::fabs(o1[i])));
+      EXPECT_NEAR(scalar::Dot(a.data(), b.data(), n), Dot(a.data(), b.data(), n), 1e-4 * n);
+      o1 = b;
+      o2 = b;
+      scalar::Axpy(0.3f, a.data(), o1.data(), n);
+      Axpy(0.3f, a.data(), o2.data(), n);
+      for (int i = 0; i < n; ++i) ASSERT_FLOAT_EQ(o1[i], o2[i]);
+      std::vector<float> e1 = g, e2 = g;
+      float mx = *std::max_element(g.begin(), g.end());
+      const float s1 = scalar::ExpShiftSum(e1.data(), n, mx), s2 = ExpShiftSum(e2.data(), n, mx);
+      EXPECT_NEAR(s1, s2, 1e-5 * s1);
+      for (int i = 0; i < n; ++i) ASSERT_NEAR(e1[i], e2[i], 2e-7 + 1e-6 * e1[i]);
+    }
   }
+  SetIsaForTesting(avx512::Supported() ? Isa::kAvx512 : Isa::kAvx2);
 }
 
 TEST(KernelsTest, AttendGroupMatchesScalarAndDoubleReference) {
-  for (int hd : {64, 80, 128}) {
-    for (int num_q : {1, 3, 4, 6}) {
-      const int64_t cap = 64, n_prefix = 37;
-      // Keys transposed: [hd, cap]; values [cap, 2 * hd] (this head at offset hd).
-      const auto kt = RandomNormal(hd * cap, 4), v = RandomNormal(cap * 2 * hd, 5);
-      const auto q = RandomNormal(num_q * hd, 6);
-      const int32_t extra[3] = {40, 45, 59};
-      const int64_t n = n_prefix + 3;
-      std::vector<float> s1(num_q * n), s2(num_q * n), o1(num_q * hd), o2(num_q * hd);
-      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      scalar::AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix,
-                          extra, 3, scale, s1.data(), o1.data());
-      AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix, extra, 3,
-                  scale, s2.data(), o2.data());
-      std::vector<int64_t> slots;
-      for (int64_t s = 0; s < n_prefix; ++s) slots.push_back(s);
-      for (int32_t e : extra) slots.push_back(e);
-      for (int g = 0; g < num_q; ++g) {
-        std::vector<double> sc;
-        double mx = -1e300, sum = 0;
-        for (int64_t s : slots) {
-          double d = 0;
-          for (int i = 0; i < hd; ++i) d += double(q[g * hd + i]) * kt[i * cap + s];
-          sc.push_back(d * scale);
-          mx = std::max(mx, sc.back());
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (isa == Isa::kAvx512 && !avx512::Supported()) continue;
+    if (isa == Isa::kAvx2 && !avx2::Supported()) continue;
+    SetIsaForTesting(isa);
+    for (int hd : {64, 80, 128}) {
+      for (int num_q : {1, 3, 4, 6}) {
+        const int64_t cap = 64, n_prefix = 37;
+        // Keys transposed: [hd, cap]; values [cap, 2 * hd] (this head at offset hd).
+        const auto kt = RandomNormal(hd * cap, 4), v = RandomNormal(cap * 2 * hd, 5);
+        const auto q = RandomNormal(num_q * hd, 6);
+        const int32_t extra[3] = {40, 45, 59};
+        const int64_t n = n_prefix + 3;
+        std::vector<float> s1(num_q * n), s2(num_q * n), o1(num_q * hd), o2(num_q * hd);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        scalar::AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix,
+                            extra, 3, scale, s1.data(), o1.data());
+        AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix, extra, 3,
+                    scale, s2.data(), o2.data());
+        std::vector<int64_t> slots;
+        for (int64_t s = 0; s < n_prefix; ++s) slots.push_back(s);
+        for (int32_t e : extra) slots.push_back(e);
+        for (int g = 0; g < num_q; ++g) {
+          std::vector<double> sc;
+          double mx = -1e300, sum = 0;
+          for (int64_t s : slots) {
+            double d = 0;
+            for (int i = 0; i < hd; ++i) d += double(q[g * hd + i]) * kt[i * cap + s];
+            sc.push_back(d * scale);
+            mx = std::max(mx, sc.back());
+          }
+          for (double& x : sc) sum += (x = std::exp(x - mx));
+          for (int i = 0; i < hd; ++i) {
+            double ref = 0;
+            for (size_t j = 0; j < slots.size(); ++j)
+              ref += sc[j] / sum * v[slots[j] * 2 * hd + hd + i];
+            ASSERT_NEAR(o1[g * hd + i], ref, 1e-5) << hd << " " << num_q;
+            ASSERT_NEAR(o2[g * hd + i], ref, 1e-5) << hd << " " << num_q;
+          }
         }
-        for (double& x : sc) sum += (x = std::exp(x - mx));
-        for (int i = 0; i < hd; ++i) {
-          double ref = 0;
-          for (size_t j = 0; j < slots.size(); ++j)
-            ref += sc[j] / sum * v[slots[j] * 2 * hd + hd + i];
-          ASSERT_NEAR(o1[g * hd + i], ref, 1e-5) << hd << " " << num_q;
-          ASSERT_NEAR(o2[g * hd + i], ref, 1e-5) << hd << " " << num_q;
-        }
+        // A slot's score does not depend on whether it is in the contiguous part or listed.
+        const int32_t listed[5] = {32, 33, 34, 35, 36};
+        std::vector<float> s3(num_q * n), o3(num_q * hd);
+        AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, 32, listed, 5,
+                    scale, s3.data(), o3.data());
+        std::vector<float> s4(num_q * 37), o4(num_q * hd);
+        AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, 37, nullptr, 0,
+                    scale, s4.data(), o4.data());
+        EXPECT_EQ(o3, o4);
       }
-      // A slot's score does not depend on whether it is in the contiguous part or listed.
-      const int32_t listed[5] = {32, 33, 34, 35, 36};
-      std::vector<float> s3(num_q * n), o3(num_q * hd);
-      AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, 32, listed, 5, scale,
-                  s3.data(), o3.data());
-      std::vector<float> s4(num_q * 37), o4(num_q * hd);
-      AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, 37, nullptr, 0, scale,
-                  s4.data(), o4.data());
-      EXPECT_EQ(o3, o4);
     }
   }
+  SetIsaForTesting(avx512::Supported() ? Isa::kAvx512 : Isa::kAvx2);
 }
 
 TEST(KernelsTest, ExpIsAccurateOverSoftmaxRange) {

@@ -229,6 +229,37 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DType::kQ8_0, false, false, 2, 2, cpu::Precision::kInt8},
                       Case{DType::kQ4_0, false, true, 4, 2, cpu::Precision::kInt8}));
 
+// The AVX2 kernels (CPUs without AVX-512) keep the forward batch invariant and accurate.
+TEST(ModelTest, Avx2KernelsAreBatchInvariantAndAccurate) {
+  if (!cpu::avx2::Supported()) GTEST_SKIP() << "no AVX2";
+  const cpu::Isa saved = cpu::ActiveIsa();
+  cpu::SetIsaForTesting(cpu::Isa::kAvx2);
+  for (DType dt : {DType::kF32, DType::kQ4_1, DType::kQ8_0}) {
+    TinyConfig c;
+    c.dtype = dt;
+    Weights w;
+    auto m = testing::MakeTinyLlama(c, &w);
+    ASSERT_TRUE(m.ok());
+    const auto toks = RandomTokens(12, c.vocab, 3);
+    auto c1 = (*m)->NewCache(32), c2 = (*m)->NewCache(32);
+    ForwardRequest req;
+    req.tokens = toks;
+    auto pre = (*m)->Forward(*c1, req);
+    ASSERT_TRUE(pre.ok());
+    for (size_t i = 0; i < toks.size(); ++i) {
+      ForwardRequest r1;
+      r1.tokens = std::span<const int32_t>(&toks[i], 1);
+      auto d = (*m)->Forward(*c2, r1);
+      ASSERT_TRUE(d.ok());
+      ASSERT_TRUE(
+          std::equal(d->logits.begin(), d->logits.end(), pre->logits.begin() + i * c.vocab));
+    }
+    const auto ref = Reference(c, w, toks);
+    for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(pre->logits[i], ref[i], 2e-4);
+  }
+  cpu::SetIsaForTesting(saved);
+}
+
 TEST(ModelTest, FeaturesAndCapturedLayers) {
   TinyConfig c;
   c.layers = 3;

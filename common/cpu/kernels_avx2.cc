@@ -1,0 +1,290 @@
+// AVX2 + FMA kernels, for CPUs without AVX-512 (compiled with -mavx2 -mfma -mf16c; called only
+// when the CPU has them). Same contracts as the AVX-512 kernels with 8-lane accumulators: per
+// output the operation sequence depends on that output alone (batch invariance).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/cpu/kernels.h"
+
+namespace eagle::cpu::avx2 {
+namespace {
+
+inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float Hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 0x55)));
+}
+
+// Lane mask for the first `remaining` (< 8 means partial) lanes.
+inline __m256i TailMask(int remaining) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(std::min(remaining, 8)), idx);
+}
+
+// exp(x): x = n*ln2 + r, Taylor polynomial of degree 7, times 2^n (n built in the exponent).
+inline __m256 Exp(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// Dequantizes block b of a row into 32 floats (4 vectors) exactly as the scalar reference.
+template <DType T>
+inline void LoadBlock(const uint8_t* row, int64_t b, __m256 w[4]) {
+  if constexpr (T == DType::kF32) {
+    const float* p = reinterpret_cast<const float*>(row) + b * 32;
+    for (int i = 0; i < 4; ++i) w[i] = _mm256_loadu_ps(p + 8 * i);
+  } else if constexpr (T == DType::kQ8_0) {
+    const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
+    const __m256 d = _mm256_set1_ps(Half(blk->d));
+    for (int i = 0; i < 4; ++i) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk->qs + 8 * i));
+      w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+    }
+  } else {  // Q4_0, Q4_1: low nibbles = columns 0..15, high = 16..31
+    const uint8_t* qs;
+    __m256 d, m;
+    if constexpr (T == DType::kQ4_0) {
+      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(row) + b;
+      qs = blk->qs;
+      d = _mm256_set1_ps(Half(blk->d));
+      m = _mm256_setzero_ps();
+    } else {
+      const BlockQ4_1* blk = reinterpret_cast<const BlockQ4_1*>(row) + b;
+      qs = blk->qs;
+      d = _mm256_set1_ps(Half(blk->d));
+      m = _mm256_set1_ps(Half(blk->m));
+    }
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int i = 0; i < 4; ++i) {
+      __m256i v = _mm256_cvtepu8_epi32(parts[i]);
+      if constexpr (T == DType::kQ4_0) {
+        v = _mm256_sub_epi32(v, _mm256_set1_epi32(8));
+        w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(v), d);
+      } else {
+        w[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), d, m);
+      }
+    }
+  }
+}
+
+// R rows x TT tokens from f32 rows (acc = fma(w[k..k+8], x[k..k+8], acc) for k = 0, 8, ...).
+template <int R, int TT>
+inline void PanelTile(const float* const* w, const float* x, int64_t k_len, float* const* y) {
+  __m256 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < k_len; k += 8) {
+    __m256 xv[TT];
+    for (int t = 0; t < TT; ++t) xv[t] = _mm256_loadu_ps(x + t * k_len + k);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_loadu_ps(w[r] + k);
+      for (int t = 0; t < TT; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) y[t][r] = Hsum(acc[r][t]);
+}
+
+template <int R>
+void PanelRows(const float* const* w, const float* x, int64_t num_tokens, int64_t k_len, float* y,
+               int64_t y_stride) {
+  for (int64_t t0 = 0; t0 < num_tokens; t0 += 3) {
+    const int tt = static_cast<int>(std::min<int64_t>(3, num_tokens - t0));
+    float* ys[3];
+    for (int t = 0; t < tt; ++t) ys[t] = y + (t0 + t) * y_stride;
+    const float* xt = x + t0 * k_len;
+    switch (tt) {
+      case 1:
+        PanelTile<R, 1>(w, xt, k_len, ys);
+        break;
+      case 2:
+        PanelTile<R, 2>(w, xt, k_len, ys);
+        break;
+      default:
+        PanelTile<R, 3>(w, xt, k_len, ys);
+        break;
+    }
+  }
+}
+
+// Every token count goes through f32 rows expanded by LoadBlock (or the scalar dequantizer for
+// other types), so one token alone and one among many see identical weights and FMA sequences.
+template <DType T>
+void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool native) {
+  constexpr int kRows = 4;
+  const int64_t k_len = w.cols;
+  const int64_t num_tiles = (w.rows + kRows - 1) / kRows;
+#pragma omp parallel
+  {
+    std::vector<float> buf(kRows * k_len);
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < num_tiles; ++tile) {
+      const int64_t n0 = tile * kRows;
+      const int nr = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
+      if (tile + 2 < num_tiles) {
+        const uint8_t* ahead = w.row(n0 + 2 * kRows);
+        for (int64_t off = 0; off < kRows * w.row_bytes; off += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+        }
+      }
+      const float* rows[kRows];
+      for (int r = 0; r < nr; ++r) {
+        float* dst = buf.data() + r * k_len;
+        if (native) {
+          for (int64_t b = 0; b < k_len / 32; ++b) {
+            __m256 wv[4];
+            LoadBlock<T>(w.row(n0 + r), b, wv);
+            for (int i = 0; i < 4; ++i) _mm256_storeu_ps(dst + b * 32 + 8 * i, wv[i]);
+          }
+        } else {
+          DequantizeRowScalar(w.dtype, w.row(n0 + r), dst, k_len);
+        }
+        rows[r] = dst;
+      }
+      if (nr == kRows) {
+        PanelRows<kRows>(rows, x, num_tokens, k_len, y + n0, w.rows);
+      } else {
+        for (int r = 0; r < nr; ++r)
+          PanelRows<1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool Supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
+  switch (w.dtype) {
+    case DType::kF32:
+      return MatMulT<DType::kF32>(w, x, num_tokens, y, true);
+    case DType::kQ4_0:
+      return MatMulT<DType::kQ4_0>(w, x, num_tokens, y, true);
+    case DType::kQ4_1:
+      return MatMulT<DType::kQ4_1>(w, x, num_tokens, y, true);
+    case DType::kQ8_0:
+      return MatMulT<DType::kQ8_0>(w, x, num_tokens, y, true);
+    default:
+      return MatMulT<DType::kF32>(w, x, num_tokens, y, false);
+  }
+}
+
+void RmsNorm(const float* x, const float* weight, float eps, int n, float* out) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    const __m256 v = _mm256_maskload_ps(x + i, TailMask(n - i));
+    acc = _mm256_fmadd_ps(v, v, acc);
+  }
+  const float inv = 1.0f / std::sqrt(Hsum(acc) / n + eps);
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (int i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    const __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, m), vinv);
+    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(v, _mm256_maskload_ps(weight + i, m)));
+  }
+}
+
+void SwiGlu(const float* gate, const float* up, int n, float* out) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    const __m256 g = _mm256_maskload_ps(gate + i, m);
+    const __m256 s =
+        _mm256_div_ps(g, _mm256_add_ps(one, Exp(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(s, _mm256_maskload_ps(up + i, m)));
+  }
+}
+
+float Dot(const float* a, const float* b, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), acc);
+  }
+  return Hsum(acc);
+}
+
+void Axpy(float a, const float* x, float* y, int n) {
+  const __m256 va = _mm256_set1_ps(a);
+  for (int i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    _mm256_maskstore_ps(
+        y + i, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m)));
+  }
+}
+
+float ExpShiftSum(float* x, int n, float max) {
+  const __m256 vmax = _mm256_set1_ps(max);
+  __m256 acc = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    const __m256i m = TailMask(n - i);
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmax));
+    _mm256_maskstore_ps(x + i, m, e);
+    acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(m)));
+  }
+  return Hsum(acc);
+}
+
+void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
+                 int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
+                 int n_extra, float scale, float* scores, float* out) {
+  const int64_t n = n_prefix + n_extra;
+  for (int g = 0; g < num_q; ++g) {
+    const float* qg = q + g * head_dim;
+    float* sg = scores + g * n;
+    // Contiguous slots 8 at a time, listed slots one by one: one fma chain over d per score.
+    for (int64_t s0 = 0; s0 < n_prefix; s0 += 8) {
+      const __m256i m = TailMask(static_cast<int>(std::min<int64_t>(8, n_prefix - s0)));
+      __m256 acc = _mm256_setzero_ps();
+      for (int d = 0; d < head_dim; ++d) {
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(qg[d]), _mm256_maskload_ps(kt + d * kt_stride + s0, m),
+                              acc);
+      }
+      _mm256_maskstore_ps(sg + s0, m, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
+    }
+    for (int e = 0; e < n_extra; ++e) {
+      float acc = 0.0f;
+      for (int d = 0; d < head_dim; ++d) acc = std::fma(qg[d], kt[d * kt_stride + extra[e]], acc);
+      sg[n_prefix + e] = acc * scale;
+    }
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, sg[i]);
+    const float inv = 1.0f / ExpShiftSum(sg, static_cast<int>(n), mx);
+    float* og = out + g * head_dim;
+    std::fill(og, og + head_dim, 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t slot = i < n_prefix ? i : extra[i - n_prefix];
+      Axpy(sg[i] * inv, v + slot * v_stride, og, head_dim);
+    }
+  }
+}
+
+}  // namespace eagle::cpu::avx2
