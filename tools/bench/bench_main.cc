@@ -3,7 +3,7 @@
 // RSS, and the machine's physical limits (measured memory bandwidth and FMA peak), then a JSON
 // line with every figure.
 //   eagle-bench [--model PATH] [--threads N] [--prompt-tokens N] [--decode-tokens N] [--reps N]
-//               [--precision auto|int16|int8|f32]
+//               [--precision auto|int16|int8|f32] [--isa scalar|avx2|avx512]
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -81,6 +81,7 @@ int Main(int argc, char** argv) {
   int threads = 0, prompt_tokens = 128, decode_tokens = 64, reps = 5;
   std::string precision = "auto";
   int profile_tree = 0;  // >0: only run forwards over trees of this many nodes (for profilers)
+  std::string isa;       // force kernels: scalar | avx2 | avx512 (default: the best available)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--model")
@@ -97,6 +98,8 @@ int Main(int argc, char** argv) {
       precision = argv[i + 1];
     else if (k == "--profile-tree")
       profile_tree = std::atoi(argv[i + 1]);
+    else if (k == "--isa")
+      isa = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -104,6 +107,9 @@ int Main(int argc, char** argv) {
   }
   if (threads > 0) omp_set_num_threads(threads);
   threads = omp_get_max_threads();
+  if (isa == "scalar") cpu::SetIsaForTesting(cpu::Isa::kScalar);
+  if (isa == "avx2") cpu::SetIsaForTesting(cpu::Isa::kAvx2);
+  if (isa == "avx512") cpu::SetIsaForTesting(cpu::Isa::kAvx512);
   ModelOptions options;
   if (precision == "int8") options.precision = cpu::Precision::kInt8;
   if (precision == "int16") options.precision = cpu::Precision::kInt16;
