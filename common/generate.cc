@@ -52,22 +52,28 @@ std::string StopMatcher::Push(const std::string& text, bool* stopped) {
 
 std::string StopMatcher::Flush() { return std::exchange(held_, ""); }
 
-absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
-                                               std::span<const int32_t> prompt,
-                                               const GenerateOptions& options,
-                                               const TokenCallback& on_token) {
-  const LlamaConfig& cfg = model.config();
+absl::Status ValidateGenerateRequest(const LlamaConfig& cfg, std::span<const int32_t> prompt,
+                                     const GenerateOptions& options) {
   if (prompt.empty()) return absl::InvalidArgumentError("empty prompt");
   if (options.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   RETURN_IF_ERROR(ValidateSamplingParams(options.sampling, cfg.vocab_size));
-  const int64_t capacity = options.max_context > 0
-                               ? options.max_context
-                               : static_cast<int64_t>(prompt.size()) + options.max_tokens + 1;
   if (static_cast<int64_t>(prompt.size()) + options.max_tokens > cfg.max_position) {
     return absl::OutOfRangeError(absl::StrCat("prompt (", prompt.size(), ") + max_tokens (",
                                               options.max_tokens, ") exceed the context ",
                                               cfg.max_position));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
+                                               std::span<const int32_t> prompt,
+                                               const GenerateOptions& options,
+                                               const TokenCallback& on_token) {
+  const LlamaConfig& cfg = model.config();
+  RETURN_IF_ERROR(ValidateGenerateRequest(cfg, prompt, options));
+  const int64_t capacity = options.max_context > 0
+                               ? options.max_context
+                               : static_cast<int64_t>(prompt.size()) + options.max_tokens + 1;
   auto cache = model.NewCache(capacity);
   Sampler sampler(options.sampling);
   StopMatcher stop(options.stop);

@@ -54,6 +54,11 @@ class StopMatcher {
   std::string held_;
 };
 
+// Checks a request against the model: non-empty prompt, max_tokens >= 0, sampling parameters,
+// prompt + max_tokens within the context.
+absl::Status ValidateGenerateRequest(const LlamaConfig& config, std::span<const int32_t> prompt,
+                                     const GenerateOptions& options);
+
 absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
                                                std::span<const int32_t> prompt,
                                                const GenerateOptions& options,

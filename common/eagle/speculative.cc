@@ -19,20 +19,13 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     const GenerateOptions& options, const TreeOptions& tree_options, const TokenCallback& on_token,
     SpeculativeStats* stats, const AcceptFn& accept) {
   const LlamaConfig& cfg = target.config();
-  if (prompt.empty()) return absl::InvalidArgumentError("empty prompt");
-  if (options.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
-  RETURN_IF_ERROR(ValidateSamplingParams(options.sampling, cfg.vocab_size));
+  RETURN_IF_ERROR(ValidateGenerateRequest(cfg, prompt, options));
   RETURN_IF_ERROR(ValidateTreeOptions(tree_options));
   SpeculativeStats local;
   SpeculativeStats& st = stats != nullptr ? *stats : local;
   st = SpeculativeStats();
   const int max_tree = 512;
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_tokens + max_tree + 1;
-  if (static_cast<int64_t>(prompt.size()) + options.max_tokens > cfg.max_position) {
-    return absl::OutOfRangeError(absl::StrCat("prompt (", prompt.size(), ") + max_tokens (",
-                                              options.max_tokens, ") exceed the context ",
-                                              cfg.max_position));
-  }
   auto cache = target.NewCache(capacity);
   Sampler sampler(options.sampling);
   StopMatcher stop(options.stop);
