@@ -52,6 +52,52 @@ std::string StopMatcher::Push(const std::string& text, bool* stopped) {
 
 std::string StopMatcher::Flush() { return std::exchange(held_, ""); }
 
+TokenEmitter::TokenEmitter(const LlamaModel& model, const GenerateOptions& options,
+                           const TokenCallback& on_token, GenerateResult* result)
+    : model_(model),
+      options_(options),
+      on_token_(on_token),
+      r_(result),
+      stop_(options.stop),
+      decoder_(model.tokenizer()) {
+  r_->finish = FinishReason::kLength;
+  done_ = options.max_tokens <= 0;
+}
+
+bool TokenEmitter::Emit(int32_t id) {
+  if (done_) return false;
+  const Tokenizer* tok = model_.tokenizer();
+  const bool eos = tok != nullptr ? tok->IsEndOfGeneration(id) : id == model_.config().eos_id;
+  if (eos && !options_.ignore_eos) {
+    r_->finish = FinishReason::kEos;
+    done_ = true;
+    return false;
+  }
+  r_->token_ids.push_back(id);
+  bool stopped = false;
+  std::string piece = tok != nullptr ? stop_.Push(decoder_.Push(id), &stopped) : std::string();
+  r_->text += piece;
+  if ((on_token_ && !on_token_(id, piece)) || stopped) {
+    r_->finish = FinishReason::kStop;
+    done_ = true;
+    return false;
+  }
+  if (static_cast<int>(r_->token_ids.size()) >= options_.max_tokens) {
+    r_->finish = FinishReason::kLength;
+    done_ = true;
+    return false;
+  }
+  return true;
+}
+
+void TokenEmitter::Finish() {
+  if (r_->finish == FinishReason::kStop || model_.tokenizer() == nullptr) return;
+  bool stopped = false;
+  std::string tail = stop_.Push(decoder_.Flush(), &stopped) + (stopped ? "" : stop_.Flush());
+  r_->text += tail;
+  if (on_token_ && !tail.empty()) on_token_(-1, tail);
+}
+
 absl::Status ValidateGenerateRequest(const LlamaConfig& cfg, std::span<const int32_t> prompt,
                                      const GenerateOptions& options) {
   if (prompt.empty()) return absl::InvalidArgumentError("empty prompt");
@@ -76,11 +122,9 @@ absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
                                : static_cast<int64_t>(prompt.size()) + options.max_tokens + 1;
   auto cache = model.NewCache(capacity);
   Sampler sampler(options.sampling);
-  StopMatcher stop(options.stop);
-  const Tokenizer* tok = model.tokenizer();
-  StreamDecoder decoder(tok);
   GenerateResult r;
   r.prompt_tokens = static_cast<int>(prompt.size());
+  TokenEmitter emitter(model, options, on_token, &r);
   using Clock = std::chrono::steady_clock;
 
   auto t0 = Clock::now();
@@ -90,37 +134,15 @@ absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
   ASSIGN_OR_RETURN(ForwardResult fr, model.Forward(*cache, req));
   r.prefill_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   auto t1 = Clock::now();
-  for (int step = 0; step < options.max_tokens; ++step) {
+  while (!emitter.done()) {
     const int32_t next = sampler.Sample(fr.logits.data(), cfg.vocab_size);
-    const bool eos = tok != nullptr ? tok->IsEndOfGeneration(next) : next == cfg.eos_id;
-    if (eos && !options.ignore_eos) {
-      r.finish = FinishReason::kEos;
-      break;
-    }
-    r.token_ids.push_back(next);
-    bool stopped = false;
-    std::string piece = tok != nullptr ? stop.Push(decoder.Push(next), &stopped) : std::string();
-    r.text += piece;
-    if (on_token && !on_token(next, piece)) {
-      r.finish = FinishReason::kStop;
-      break;
-    }
-    if (stopped) {
-      r.finish = FinishReason::kStop;
-      break;
-    }
-    if (step + 1 == options.max_tokens) break;
+    if (!emitter.Emit(next)) break;
     const int32_t one[1] = {next};
     req.tokens = one;
     ASSIGN_OR_RETURN(fr, model.Forward(*cache, req));
     ++r.decode_steps;
   }
-  if (r.finish != FinishReason::kStop && tok != nullptr) {
-    bool stopped = false;
-    std::string tail = stop.Push(decoder.Flush(), &stopped) + (stopped ? "" : stop.Flush());
-    r.text += tail;
-    if (on_token && !tail.empty()) on_token(-1, tail);
-  }
+  emitter.Finish();
   r.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
   return r;
 }

@@ -54,6 +54,29 @@ class StopMatcher {
   std::string held_;
 };
 
+// Applies the end conditions to generated tokens in order and streams their text, for every
+// generator: an end-of-generation token (unless ignore_eos), a stop string, the callback
+// returning false, max_tokens. Fills result->token_ids, text and finish.
+class TokenEmitter {
+ public:
+  TokenEmitter(const LlamaModel& model, const GenerateOptions& options,
+               const TokenCallback& on_token, GenerateResult* result);
+  // Returns false once generation has ended (result->finish says why).
+  bool Emit(int32_t id);
+  bool done() const { return done_; }
+  // Releases text held back (an incomplete UTF-8 sequence or a possible stop-string prefix).
+  void Finish();
+
+ private:
+  const LlamaModel& model_;
+  const GenerateOptions& options_;
+  const TokenCallback& on_token_;
+  GenerateResult* r_;
+  StopMatcher stop_;
+  StreamDecoder decoder_;
+  bool done_ = false;
+};
+
 // Checks a request against the model: non-empty prompt, max_tokens >= 0, sampling parameters,
 // prompt + max_tokens within the context.
 absl::Status ValidateGenerateRequest(const LlamaConfig& config, std::span<const int32_t> prompt,

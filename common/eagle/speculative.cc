@@ -28,11 +28,9 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_tokens + max_tree + 1;
   auto cache = target.NewCache(capacity);
   Sampler sampler(options.sampling);
-  StopMatcher stop(options.stop);
-  const Tokenizer* tok = target.tokenizer();
-  StreamDecoder decoder(tok);
   GenerateResult r;
   r.prompt_tokens = static_cast<int>(prompt.size());
+  TokenEmitter emitter(target, options, on_token, &r);
   const std::vector<int> layers = draft.feature_layers();
   const int64_t hs =
       layers.empty() ? cfg.hidden_size : cfg.hidden_size * static_cast<int64_t>(layers.size());
@@ -66,37 +64,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     RETURN_IF_ERROR(draft.Commit(features_of(fr), next_tokens));
     st.draft_seconds += Since(td);
   }
-
-  // Emits one token; returns false when generation must end (EOS, stop string, callback, max).
-  bool done = false;
-  auto emit = [&](int32_t id) {
-    const bool eos = tok != nullptr ? tok->IsEndOfGeneration(id) : id == cfg.eos_id;
-    if (eos && !options.ignore_eos) {
-      r.finish = FinishReason::kEos;
-      done = true;
-      return;
-    }
-    r.token_ids.push_back(id);
-    bool stopped = false;
-    std::string piece = tok != nullptr ? stop.Push(decoder.Push(id), &stopped) : std::string();
-    r.text += piece;
-    if ((on_token && !on_token(id, piece)) || stopped) {
-      r.finish = FinishReason::kStop;
-      done = true;
-      return;
-    }
-    if (static_cast<int>(r.token_ids.size()) >= options.max_tokens) {
-      r.finish = FinishReason::kLength;
-      done = true;
-    }
-  };
-
-  if (options.max_tokens > 0) {
-    emit(next);
-  } else {
-    done = true;
-  }
-  while (!done) {
+  emitter.Emit(next);
+  while (!emitter.done()) {
     auto td = Clock::now();
     ASSIGN_OR_RETURN(DraftTree drafted, draft.Draft(next, tree_options));
     st.draft_seconds += Since(td);
@@ -136,9 +105,10 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
       st.accepted_at_depth.resize(accepted);
     for (int d = 0; d < accepted; ++d) ++st.accepted_at_depth[d];
     // Emit the accepted drafts, then the bonus/correction token.
-    for (size_t j = 1; j < acc.path.size() && !done; ++j) emit(tree.tokens[acc.path[j]]);
-    if (!done) emit(acc.next_token);
-    if (done) break;
+    for (size_t j = 1; j < acc.path.size() && !emitter.done(); ++j) {
+      emitter.Emit(tree.tokens[acc.path[j]]);
+    }
+    if (!emitter.Emit(acc.next_token)) break;
     // The draft gets the target features of the root and the accepted nodes, each paired with
     // the token that follows it.
     std::vector<float> feats;
@@ -154,12 +124,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     RETURN_IF_ERROR(draft.Commit(feats, next_tokens));
     st.draft_seconds += Since(td);
   }
-  if (r.finish != FinishReason::kStop && tok != nullptr) {
-    bool stopped = false;
-    std::string tail = stop.Push(decoder.Flush(), &stopped) + (stopped ? "" : stop.Flush());
-    r.text += tail;
-    if (on_token && !tail.empty()) on_token(-1, tail);
-  }
+  emitter.Finish();
   r.decode_seconds = Since(t1);
   r.decode_steps = st.steps;
   return r;
