@@ -363,6 +363,33 @@ std::string LlamaModel::dtype_summary() const {
   return s;
 }
 
+std::string LlamaModel::Fingerprint() const {
+  // FNV-1a over the architecture, every token's bytes and 64 embedding rows spread over the
+  // vocabulary: cheap, and different for any other model or tokenizer in practice.
+  uint64_t hash = 1469598103934665603ull;
+  auto mix = [&](const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < n; ++i) hash = (hash ^ p[i]) * 1099511628211ull;
+  };
+  const LlamaConfig& c = config_;
+  const int64_t dims[] = {c.vocab_size, c.hidden_size,  c.intermediate_size, c.num_layers,
+                          c.num_heads,  c.num_kv_heads, c.head_dim,          c.max_position};
+  mix(dims, sizeof(dims));
+  mix(&c.rope_theta, sizeof(c.rope_theta));
+  if (tokenizer_ != nullptr) {
+    for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id) {
+      const std::string t = tokenizer_->TokenBytes(id);
+      mix(t.data(), t.size());
+    }
+  }
+  std::vector<float> row(c.hidden_size);
+  for (int i = 0; i < 64; ++i) {
+    Embed(static_cast<int32_t>((static_cast<int64_t>(i) * 7919) % c.vocab_size), row.data());
+    mix(row.data(), row.size() * sizeof(float));
+  }
+  return absl::StrFormat("%016x", hash);
+}
+
 void LlamaModel::Embed(int32_t token, float* out) const {
   DequantizeRowScalar(embed_.dtype, embed_.row(token), out, embed_.cols);
 }
@@ -371,6 +398,13 @@ void LlamaModel::Embed(int32_t token, float* out) const {
 // Forward
 
 absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardRequest& req) const {
+  KvCache* caches[1] = {&cache};
+  ASSIGN_OR_RETURN(std::vector<ForwardResult> out,
+                   ForwardBatch(caches, std::span<const ForwardRequest>(&req, 1)));
+  return std::move(out[0]);
+}
+
+absl::Status LlamaModel::CheckRequest(const KvCache& cache, const ForwardRequest& req) const {
   const LlamaConfig& c = config_;
   const int64_t t_len = static_cast<int64_t>(req.tokens.size());
   const int64_t base = cache.length();
@@ -385,6 +419,8 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     return absl::InvalidArgumentError(
         absl::StrCat("Forward: ", req.parents.size(), " parents for ", t_len, " tokens"));
   }
+  int64_t max_depth = tree ? 0 : t_len - 1;
+  std::vector<int64_t> depth(tree ? t_len : 0);
   for (int64_t i = 0; i < t_len; ++i) {
     if (req.tokens[i] < 0 || req.tokens[i] >= c.vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("Forward: token id ", req.tokens[i],
@@ -396,6 +432,10 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
                                                      " of tree node ", i,
                                                      " must be -1 or a smaller index"));
     }
+    if (tree) {
+      depth[i] = req.parents[i] < 0 ? 0 : depth[req.parents[i]] + 1;
+      max_depth = std::max(max_depth, depth[i]);
+    }
   }
   for (int layer : req.capture_layers) {
     if (layer < 0 || layer >= c.num_layers) {
@@ -403,49 +443,94 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
           absl::StrCat("Forward: capture layer ", layer, " out of range"));
     }
   }
-  // Positions and, for a tree, each node's visible tree slots (ancestors then itself).
-  std::vector<int64_t> pos(t_len);
-  std::vector<std::vector<int32_t>> visible(tree ? t_len : 0);
-  for (int64_t i = 0; i < t_len; ++i) {
-    if (!tree) {
-      pos[i] = base + i;
-      continue;
-    }
-    const int32_t p = req.parents[i];
-    pos[i] = p < 0 ? base : pos[p] + 1;
-    if (p >= 0) visible[i] = visible[p];
-    visible[i].push_back(static_cast<int32_t>(i));
-  }
-  // Absolute cache slots of each tree node's visible tree tokens.
-  std::vector<std::vector<int32_t>> slots(visible.size());
-  for (size_t i = 0; i < visible.size(); ++i) {
-    for (int32_t j : visible[i]) slots[i].push_back(static_cast<int32_t>(base + j));
-  }
-  if (pos.back() >= c.max_position || *std::max_element(pos.begin(), pos.end()) >= c.max_position) {
+  if (base + max_depth >= c.max_position) {
     return absl::OutOfRangeError(
         absl::StrCat("Forward: position beyond the model's context ", c.max_position));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
+    std::span<KvCache* const> caches, std::span<const ForwardRequest> reqs) const {
+  const LlamaConfig& c = config_;
+  if (caches.size() != reqs.size() || reqs.empty()) {
+    return absl::InvalidArgumentError("ForwardBatch: one cache per request, at least one");
+  }
+  const int64_t n_seq = static_cast<int64_t>(reqs.size());
+  for (int64_t s = 0; s < n_seq; ++s) {
+    for (int64_t u = 0; u < s; ++u) {
+      if (caches[u] == caches[s]) {
+        return absl::InvalidArgumentError("ForwardBatch: a cache appears twice in one batch");
+      }
+    }
+    RETURN_IF_ERROR(CheckRequest(*caches[s], reqs[s]));
+  }
+  // Rows of all requests, concatenated. Per row: its sequence, position, cache slot and (tree)
+  // the absolute cache slots of the tree tokens it sees (its ancestors, then itself).
+  struct Row {
+    int32_t seq;
+    int64_t pos;
+    int64_t slot;
+    bool tree;
+    std::vector<int32_t> slots;
+  };
+  std::vector<Row> rows;
+  std::vector<int64_t> first_row(n_seq + 1, 0);
+  for (int64_t s = 0; s < n_seq; ++s) {
+    const ForwardRequest& req = reqs[s];
+    const int64_t base = caches[s]->length();
+    const int64_t t_len = static_cast<int64_t>(req.tokens.size());
+    const bool tree = !req.parents.empty();
+    first_row[s] = static_cast<int64_t>(rows.size());
+    for (int64_t i = 0; i < t_len; ++i) {
+      Row r{static_cast<int32_t>(s), base + i, base + i, tree, {}};
+      if (tree) {
+        const int32_t p = req.parents[i];
+        if (p >= 0) {
+          const Row& pr = rows[first_row[s] + p];
+          r.pos = pr.pos + 1;
+          r.slots = pr.slots;
+        } else {
+          r.pos = base;
+        }
+        r.slots.push_back(static_cast<int32_t>(base + i));
+      }
+      rows.push_back(std::move(r));
+    }
+  }
+  first_row[n_seq] = static_cast<int64_t>(rows.size());
+  const int64_t t_len = static_cast<int64_t>(rows.size());
 
   const int64_t h = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ffn = c.intermediate_size;
   const int hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
-  ForwardResult out;
-  out.num_tokens = t_len;
+  std::vector<ForwardResult> out(n_seq);
   const int64_t qkv_dim = qd + 2 * kvd;
   std::vector<float> x(t_len * h), xn(t_len * h), qkv(t_len * qkv_dim), att(t_len * qd);
   std::vector<float> tmp(t_len * h), gate_up(t_len * 2 * ffn), act(t_len * ffn);
-  for (int64_t i = 0; i < t_len; ++i) Embed(req.tokens[i], x.data() + i * h);
-  const int64_t n_capture = static_cast<int64_t>(req.capture_layers.size());
-  if (n_capture > 0) out.layer_features.resize(t_len * n_capture * h);
+  int64_t max_visible = 0;
+  for (int64_t s = 0; s < n_seq; ++s) {
+    out[s].num_tokens = static_cast<int64_t>(reqs[s].tokens.size());
+    const int64_t n_capture = static_cast<int64_t>(reqs[s].capture_layers.size());
+    if (n_capture > 0) out[s].layer_features.resize(out[s].num_tokens * n_capture * h);
+    for (int64_t i = 0; i < out[s].num_tokens; ++i) {
+      Embed(reqs[s].tokens[i], x.data() + (first_row[s] + i) * h);
+    }
+    max_visible = std::max(max_visible, caches[s]->length() + out[s].num_tokens);
+  }
 
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
-    for (int64_t ci = 0; ci < n_capture; ++ci) {
-      if (req.capture_layers[ci] != l) continue;
-      for (int64_t i = 0; i < t_len; ++i) {
-        std::memcpy(out.layer_features.data() + (i * n_capture + ci) * h, x.data() + i * h,
-                    h * sizeof(float));
+    for (int64_t s = 0; s < n_seq; ++s) {
+      const auto& cap = reqs[s].capture_layers;
+      const int64_t n_capture = static_cast<int64_t>(cap.size());
+      for (int64_t ci = 0; ci < n_capture; ++ci) {
+        if (cap[ci] != l) continue;
+        for (int64_t i = 0; i < out[s].num_tokens; ++i) {
+          std::memcpy(out[s].layer_features.data() + (i * n_capture + ci) * h,
+                      x.data() + (first_row[s] + i) * h, h * sizeof(float));
+        }
       }
     }
     // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
@@ -455,29 +540,33 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
     L.wqkv.Apply(xn.data(), t_len, qkv.data());  // per token: [q | k | v]
     ForTokens(t_len, [&](int64_t i) {
       float* row = qkv.data() + i * qkv_dim;
-      rope_.Apply(row, nh, pos[i]);
-      rope_.Apply(row + qd, c.num_kv_heads, pos[i]);
-      cache.StoreKeys(l, base + i, row + qd);
-      std::memcpy(cache.v(l, base + i), row + qd + kvd, kvd * sizeof(float));
+      KvCache& cache = *caches[rows[i].seq];
+      rope_.Apply(row, nh, rows[i].pos);
+      rope_.Apply(row + qd, c.num_kv_heads, rows[i].pos);
+      cache.StoreKeys(l, rows[i].slot, row + qd);
+      std::memcpy(cache.v(l, rows[i].slot), row + qd + kvd, kvd * sizeof(float));
     });
     // Attention: each (token, kv head) pair attends for the query heads that share the kv head.
     // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and the
     // node itself, or (chain) the earlier tokens of this request and itself.
 #pragma omp parallel
     {
-      std::vector<float> scores(static_cast<size_t>(group) * (base + t_len));
+      std::vector<float> scores(static_cast<size_t>(group) * max_visible);
 #pragma omp for collapse(2) schedule(static)
       for (int64_t i = 0; i < t_len; ++i) {
         for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
+          const Row& r = rows[i];
+          const KvCache& cache = *caches[r.seq];
+          const int64_t base = cache.length();
           const float* qi = qkv.data() + i * qkv_dim + kvh * group * hd;
           float* o = att.data() + i * qd + kvh * group * hd;
           const float* kt = cache.kt(l, kvh);
           const float* vb = cache.v(l, 0) + kvh * hd;
-          if (tree) {
-            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, slots[i].data(),
-                             static_cast<int>(slots[i].size()), scale, scores.data(), o);
+          if (r.tree) {
+            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, r.slots.data(),
+                             static_cast<int>(r.slots.size()), scale, scores.data(), o);
           } else {
-            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base + i + 1, nullptr, 0,
+            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, r.slot + 1, nullptr, 0,
                              scale, scores.data(), o);
           }
         }
@@ -500,15 +589,38 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(KvCache& cache, const ForwardR
   ForTokens(t_len, [&](int64_t i) {
     cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
   });
-  if (req.return_features) out.features.assign(xn.begin(), xn.end());
-  if (req.logits == LogitsMode::kAll) {
-    out.logits.resize(t_len * c.vocab_size);
-    lm_head_.Apply(xn.data(), t_len, out.logits.data());
-  } else if (req.logits == LogitsMode::kLast) {
-    out.logits.resize(c.vocab_size);
-    lm_head_.Apply(xn.data() + (t_len - 1) * h, 1, out.logits.data());
+  // LM head over the rows that want logits, gathered so that one matmul serves the batch.
+  std::vector<int64_t> logit_rows;
+  for (int64_t s = 0; s < n_seq; ++s) {
+    const ForwardRequest& req = reqs[s];
+    if (req.return_features) {
+      out[s].features.assign(xn.begin() + first_row[s] * h, xn.begin() + first_row[s + 1] * h);
+    }
+    if (req.logits == LogitsMode::kAll) {
+      for (int64_t i = first_row[s]; i < first_row[s + 1]; ++i) logit_rows.push_back(i);
+    } else if (req.logits == LogitsMode::kLast) {
+      logit_rows.push_back(first_row[s + 1] - 1);
+    }
   }
-  cache.set_length(base + t_len);
+  if (!logit_rows.empty()) {
+    const int64_t n = static_cast<int64_t>(logit_rows.size());
+    std::vector<float> gathered(n * h), logits(n * c.vocab_size);
+    for (int64_t j = 0; j < n; ++j) {
+      std::memcpy(gathered.data() + j * h, xn.data() + logit_rows[j] * h, h * sizeof(float));
+    }
+    lm_head_.Apply(gathered.data(), n, logits.data());
+    int64_t j = 0;
+    for (int64_t s = 0; s < n_seq; ++s) {
+      const int64_t rows_s = reqs[s].logits == LogitsMode::kAll    ? out[s].num_tokens
+                             : reqs[s].logits == LogitsMode::kLast ? 1
+                                                                   : 0;
+      out[s].logits.assign(logits.begin() + j * c.vocab_size,
+                           logits.begin() + (j + rows_s) * c.vocab_size);
+      j += rows_s;
+    }
+  }
+  for (int64_t s = 0; s < n_seq; ++s)
+    caches[s]->set_length(caches[s]->length() + out[s].num_tokens);
   return out;
 }
 

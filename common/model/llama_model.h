@@ -132,8 +132,18 @@ class LlamaModel {
   // True when any matrix runs on the int8 path.
   bool int8() const { return lm_head_.packed() || (!layers_.empty() && layers_[0].wqkv.packed()); }
   std::string dtype_summary() const;
+  // A 64-bit hash (hex) of the architecture, tokenizer and embedding: equal for the same model
+  // loaded at any precision, different for another model.
+  std::string Fingerprint() const;
 
   absl::StatusOr<ForwardResult> Forward(KvCache& cache, const ForwardRequest& request) const;
+  // Several sequences in one pass (continuous batching): the matmuls run over all requests'
+  // tokens together, attention per sequence. Each result equals what Forward would return for
+  // that request alone, bit for bit (the kernels are batch invariant). Each cache at most once.
+  absl::StatusOr<std::vector<ForwardResult>> ForwardBatch(
+      std::span<KvCache* const> caches, std::span<const ForwardRequest> requests) const;
+  // The checks Forward applies to one request: token ids, tree parents, KV capacity, context.
+  absl::Status CheckRequest(const KvCache& cache, const ForwardRequest& request) const;
 
   // Embedding row and LM head, for draft heads that share them.
   void Embed(int32_t token, float* out) const;

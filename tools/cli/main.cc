@@ -22,7 +22,9 @@
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
 #include "common/model/llama_model.h"
+#include "common/prompt.h"
 #include "common/status_macros.h"
+#include "tools/cli/remote.h"
 
 namespace eagle {
 namespace {
@@ -30,6 +32,9 @@ namespace {
 constexpr char kUsage[] = R"(usage:
   eagle-cli generate [--model PATH] --prompt TEXT [options]
   eagle-cli score [--model PATH] (--prompt TEXT | --tokens ID,ID,...) [--top-k K] [--json]
+  eagle-cli generate --server HOST:PORT [--verifier HOST:PORT] --prompt TEXT [options]
+  eagle-cli generate --verifier HOST:PORT --prompt TEXT [options]
+  eagle-cli health --server HOST:PORT [--wait SECONDS]
 
 PATH is a GGUF file or a Hugging Face directory (config.json + *.safetensors + tokenizer).
 Default model: the SmolLM2-135M-Instruct GGUF fetched by scripts/fetch_model.sh.
@@ -63,6 +68,15 @@ speculative decoding (EAGLE):
   --tree-choices JSON  static tree paths, e.g. [[0],[1],[0,0]] (default mc_sim_7b_63)
   --compare-vanilla    also run plain decoding first; report the speedup and whether the
                        outputs are identical
+
+services (eagle-drafter / eagle-verifier):
+  --server ADDR        generate through an eagle-drafter (speculative by default); --tree off
+                       turns speculation off for this request, --tree/--depth/... override
+                       the server's tree
+  --verifier ADDR      plain generation on an eagle-verifier; with --server and
+                       --compare-vanilla, the vanilla reference for the speedup
+  --timeout S          deadline for the call, seconds
+  --request-id ID      carried to both services' logs
 )";
 
 struct Args {
@@ -114,22 +128,7 @@ absl::Status GetNum(const Args& a, const std::string& k, T* out) {
   return absl::OkStatus();
 }
 
-// The default system message embedded in a ChatML Jinja template (SmolLM2 inserts one).
-std::string DefaultSystemFromJinja(const std::string& jinja) {
-  const std::string open = "<|im_start|>system\n";
-  const size_t a = jinja.find(open);
-  if (a == std::string::npos) return "";
-  const size_t b = jinja.find("<|im_end|>", a);
-  if (b == std::string::npos) return "";
-  std::string s = jinja.substr(a + open.size(), b - a - open.size());
-  if (s.find("{{") != std::string::npos || s.find("{%") != std::string::npos ||
-      s.find('\'') != std::string::npos)
-    return "";
-  return s;
-}
-
 absl::StatusOr<std::vector<int32_t>> BuildPrompt(const LlamaModel& model, const Args& a) {
-  const Tokenizer* tok = model.tokenizer();
   if (a.Has("--tokens")) {
     std::vector<int32_t> ids;
     for (absl::string_view p : absl::StrSplit(a.Get("--tokens"), ',', absl::SkipEmpty())) {
@@ -141,30 +140,15 @@ absl::StatusOr<std::vector<int32_t>> BuildPrompt(const LlamaModel& model, const 
     return ids;
   }
   if (!a.Has("--prompt")) return absl::InvalidArgumentError("--prompt (or --tokens) is required");
-  if (tok == nullptr)
-    return absl::FailedPreconditionError("the model has no tokenizer: use --tokens");
-  std::string text = a.Get("--prompt");
-  std::vector<int32_t> ids;
-  if (a.Has("--chat")) {
-    ChatTemplateKind kind;
-    if (a.Has("--template")) {
-      ASSIGN_OR_RETURN(kind, ChatTemplateFromName(a.Get("--template")));
-    } else {
-      ASSIGN_OR_RETURN(kind, ChatTemplateFromJinja(model.chat_template()));
-    }
-    std::vector<ChatMessage> msgs;
-    if (a.Has("--system")) msgs.push_back({"system", a.Get("--system")});
-    msgs.push_back({"user", text});
-    text = ApplyChatTemplate(kind, msgs, true, DefaultSystemFromJinja(model.chat_template()));
-    if (tok->add_bos() && kind != ChatTemplateKind::kLlama3) ids.push_back(tok->bos_id());
-    auto enc = tok->Encode(text, /*parse_special=*/true);
-    ids.insert(ids.end(), enc.begin(), enc.end());
-  } else {
-    if (tok->add_bos()) ids.push_back(tok->bos_id());
-    auto enc = tok->Encode(text, /*parse_special=*/false);
-    ids.insert(ids.end(), enc.begin(), enc.end());
+  if (!a.Has("--chat")) return EncodeText(model, a.Get("--prompt"));
+  std::optional<ChatTemplateKind> kind;
+  if (a.Has("--template")) {
+    ASSIGN_OR_RETURN(kind, ChatTemplateFromName(a.Get("--template")));
   }
-  return ids;
+  std::vector<ChatMessage> msgs;
+  if (a.Has("--system")) msgs.push_back({"system", a.Get("--system")});
+  msgs.push_back({"user", a.Get("--prompt")});
+  return EncodeChat(model, msgs, kind);
 }
 
 absl::StatusOr<TreeOptions> ParseTreeOptions(const Args& a) {
@@ -322,6 +306,31 @@ absl::Status RunScore(const LlamaModel& model, const Args& a) {
 
 int Main(int argc, char** argv) {
   auto args = ParseArgs(argc, argv);
+  if (args.ok() && args->cmd == "health") {
+    double wait = 0;
+    if (args->Has("--wait") && !absl::SimpleAtod(args->Get("--wait"), &wait)) wait = -1;
+    if (!args->Has("--server") || wait < 0) {
+      std::fprintf(stderr, "usage: eagle-cli health --server HOST:PORT [--wait SECONDS]\n");
+      return 2;
+    }
+    absl::Status s = cli::RunHealth(args->Get("--server"), wait);
+    std::fprintf(stderr, "%s\n", s.ok() ? "SERVING" : std::string(s.message()).c_str());
+    return s.ok() ? 0 : 1;
+  }
+  if (args.ok() && args->cmd == "generate" && (args->Has("--server") || args->Has("--verifier"))) {
+    cli::RemoteArgs ra;
+    ra.drafter = args->Get("--server");
+    ra.verifier = args->Get("--verifier");
+    ra.kv = args->kv;
+    ra.stops = args->stops;
+    absl::Status s = cli::RunRemoteGenerate(ra);
+    if (!s.ok()) {
+      std::fprintf(stderr, "error: %s (%s)\n", std::string(s.message()).c_str(),
+                   absl::StatusCodeToString(s.code()).c_str());
+      return 1;
+    }
+    return 0;
+  }
   if (!args.ok() || args->Has("--help") || (args->cmd != "generate" && args->cmd != "score")) {
     if (!args.ok())
       std::fprintf(stderr, "error: %s\n", std::string(args.status().message()).c_str());

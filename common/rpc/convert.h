@@ -1,0 +1,47 @@
+// Conversions between the engine's types and the eagle.v1 protocol, shared by the drafter and
+// verifier adapters: status codes, sampling parameters, packed feature tensors, draft trees.
+#ifndef EAGLE_COMMON_RPC_CONVERT_H_
+#define EAGLE_COMMON_RPC_CONVERT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/eagle/draft_tree.h"
+#include "common/sampling.h"
+#include "eagle/v1/common.pb.h"
+
+namespace eagle::rpc {
+
+grpc::Status ToGrpc(const absl::Status& s);
+absl::Status FromGrpc(const grpc::Status& s);
+
+SamplingParams FromProto(const v1::SamplingParams& p);
+void ToProto(const SamplingParams& s, v1::SamplingParams* p);
+
+// Packs rows x width floats as `dtype` (F16 when unspecified).
+void PackFeatures(std::span<const float> data, int64_t rows, int64_t width,
+                  v1::Features::DType dtype, v1::Features* out);
+// Unpacks, checking dtype, shape [rows, width] against the data size and `width` if > 0.
+absl::StatusOr<std::vector<float>> UnpackFeatures(const v1::Features& f, int64_t width);
+// Bytes per element of a feature dtype (F16 when unspecified), 0 for an unknown one.
+int FeatureBytes(v1::Features::DType dtype);
+
+void ToProto(const DraftTree& t, v1::DraftTree* p);
+DraftTree FromProto(const v1::DraftTree& p);
+
+// A fresh request id (16 hex digits) for requests that come without one.
+std::string NewRequestId();
+
+// Server-side keepalive and limits shared by both services: a dead peer is detected within
+// about 10 s (pings every 5 s, 5 s timeout), messages up to 8 MiB.
+void ConfigureServer(grpc::ServerBuilder& builder);
+grpc::ChannelArguments ClientChannelArgs();
+
+}  // namespace eagle::rpc
+
+#endif  // EAGLE_COMMON_RPC_CONVERT_H_

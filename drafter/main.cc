@@ -1,0 +1,202 @@
+// eagle-drafter: the client-facing service. Tokenizes, drafts with an EAGLE head and verifies
+// through an eagle-verifier over one gRPC channel. See drafter/README.md.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <omp.h>
+#include <prometheus/exposer.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/rpc/convert.h"
+#include "drafter/service.h"
+
+ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
+          "the target model (GGUF or HF dir): its tokenizer, embedding and LM head serve the "
+          "draft head; must be the verifier's model (checked by fingerprint)");
+ABSL_FLAG(std::string, head, EAGLE_DEFAULT_HEAD,
+          "EAGLE head directory; \"none\" = plain decoding for every request");
+ABSL_FLAG(std::string, verifier, "127.0.0.1:50051", "the verifier's gRPC address");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC address (host:port; port 0 = any)");
+ABSL_FLAG(std::string, admin, "127.0.0.1:9092",
+          "admin HTTP address for Prometheus /metrics (empty = off)");
+ABSL_FLAG(std::string, tree, "chain", "default tree: chain | static | dynamic");
+ABSL_FLAG(int, depth, 3, "default draft depth");
+ABSL_FLAG(int, top_k, 4, "default dynamic-tree branching");
+ABSL_FLAG(int, total_tokens, 12, "default dynamic-tree size (root included)");
+ABSL_FLAG(std::string, feature_dtype, "f16", "features on the wire: f16 | bf16 | f32");
+ABSL_FLAG(std::string, precision, "auto", "draft head precision: auto | int16 | int8 | f32");
+ABSL_FLAG(int, threads, 1, "CPU threads per draft step");
+ABSL_FLAG(double, connect_seconds, 60, "wait this long for the verifier at start");
+ABSL_FLAG(double, reconnect_seconds, 30, "resume window when the verifier goes away");
+ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
+ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+
+namespace eagle::drafter {
+namespace {
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("eagle-drafter [--verifier HOST:PORT] [--listen HOST:PORT] ...");
+  absl::ParseCommandLine(argc, argv);
+  SetLogService("drafter");
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  omp_set_num_threads(std::max(1, absl::GetFlag(FLAGS_threads)));
+
+  DrafterConfig cfg;
+  const std::string dt = absl::GetFlag(FLAGS_feature_dtype);
+  cfg.feature_dtype = dt == "f32"    ? v1::Features::F32
+                      : dt == "bf16" ? v1::Features::BF16
+                                     : v1::Features::F16;
+  if (dt != "f32" && dt != "bf16" && dt != "f16") {
+    std::fprintf(stderr, "error: --feature_dtype must be f16, bf16 or f32\n");
+    return 2;
+  }
+  const std::string mode = absl::GetFlag(FLAGS_tree);
+  cfg.tree.mode = mode == "static"    ? TreeMode::kStatic
+                  : mode == "dynamic" ? TreeMode::kDynamic
+                                      : TreeMode::kChain;
+  cfg.tree.depth = absl::GetFlag(FLAGS_depth);
+  cfg.tree.top_k = absl::GetFlag(FLAGS_top_k);
+  cfg.tree.total_tokens = absl::GetFlag(FLAGS_total_tokens);
+  if (absl::Status s = ValidateTreeOptions(cfg.tree);
+      !s.ok() || (mode != "chain" && mode != "static" && mode != "dynamic")) {
+    std::fprintf(stderr, "error: bad tree options: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  cfg.reconnect_seconds = absl::GetFlag(FLAGS_reconnect_seconds);
+  ModelOptions mo;
+  const std::string prec = absl::GetFlag(FLAGS_precision);
+  mo.precision = prec == "int16"  ? cpu::Precision::kInt16
+                 : prec == "int8" ? cpu::Precision::kInt8
+                 : prec == "f32"  ? cpu::Precision::kF32
+                                  : cpu::Precision::kAuto;
+  auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
+  if (!model.ok()) {
+    LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
+    return 1;
+  }
+  cfg.model = model->get();
+  std::unique_ptr<EagleHead> head;
+  if (absl::GetFlag(FLAGS_head) != "none") {
+    auto h = EagleHead::Load(absl::GetFlag(FLAGS_head), **model, mo);
+    if (!h.ok()) {
+      LogEvent("error", "head_load_failed",
+               {{"head", absl::GetFlag(FLAGS_head)}, {"error", std::string(h.status().message())}});
+      return 1;
+    }
+    head = std::move(*h);
+    cfg.head = head.get();
+  }
+
+  // The verifier must serve the same model: compare fingerprints (waits for it to come up).
+  auto channel = grpc::CreateCustomChannel(
+      absl::GetFlag(FLAGS_verifier), grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs());
+  {
+    auto stub = v1::Verifier::NewStub(channel);
+    const auto give_up = std::chrono::system_clock::now() +
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                             std::chrono::duration<double>(absl::GetFlag(FLAGS_connect_seconds)));
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(give_up);
+    v1::ModelInfoResponse info;
+    grpc::Status s = stub->ModelInfo(&ctx, v1::ModelInfoRequest(), &info);
+    if (!s.ok()) {
+      LogEvent("error", "verifier_unreachable",
+               {{"verifier", absl::GetFlag(FLAGS_verifier)}, {"error", s.error_message()}});
+      return 1;
+    }
+    const std::string mine = (*model)->Fingerprint();
+    if (info.weights_fingerprint() != mine || info.vocab_size() != (*model)->config().vocab_size ||
+        info.hidden_size() != (*model)->config().hidden_size) {
+      LogEvent("error", "model_mismatch",
+               {{"verifier_fingerprint", info.weights_fingerprint()},
+                {"drafter_fingerprint", mine},
+                {"verifier_vocab", info.vocab_size()},
+                {"verifier_hidden", info.hidden_size()}});
+      return 1;
+    }
+    for (int l : cfg.head != nullptr ? cfg.head->feature_layers() : std::vector<int>{}) {
+      if (l >= info.num_layers()) {
+        LogEvent("error", "head_mismatch", {{"feature_layer", l}});
+        return 1;
+      }
+    }
+    LogEvent("info", "verifier_checked",
+             {{"verifier", absl::GetFlag(FLAGS_verifier)}, {"fingerprint", mine}});
+  }
+
+  prometheus::Registry registry;
+  auto registry_ptr = std::shared_ptr<prometheus::Registry>(&registry, [](auto*) {});
+  DrafterMetrics metrics(registry);
+  DrafterService service(cfg, channel, &metrics);
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!absl::GetFlag(FLAGS_admin).empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_admin));
+      exposer->RegisterCollectable(registry_ptr);
+    } catch (const std::exception& e) {
+      LogEvent("error", "admin_listen_failed", {{"error", e.what()}});
+      return 1;
+    }
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  rpc::ConfigureServer(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    LogEvent("error", "listen_failed", {{"address", absl::GetFlag(FLAGS_listen)}});
+    return 1;
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    FILE* f = std::fopen(absl::GetFlag(FLAGS_port_file).c_str(), "w");
+    if (f != nullptr) {
+      std::fprintf(f, "%d\n", port);
+      std::fclose(f);
+    }
+  }
+  LogEvent("info", "serving",
+           {{"port", port},
+            {"admin", absl::GetFlag(FLAGS_admin)},
+            {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    LogEvent("info", "draining", {{"signal", sig}, {"in_flight", service.in_flight()}});
+    server->GetHealthCheckService()->SetServingStatus(false);
+    service.Drain();
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration<double>(absl::GetFlag(FLAGS_grace_seconds));
+    while (service.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    LogEvent("info", "shutdown", {{"in_flight", service.in_flight()}});
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  });
+  server->Wait();
+  signals.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace eagle::drafter
+
+int main(int argc, char** argv) { return eagle::drafter::Main(argc, argv); }

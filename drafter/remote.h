@@ -1,0 +1,79 @@
+// The drafter's speculation loop against a remote verifier: drafts trees with an EAGLE head,
+// sends them through a VerifierSession, streams accepted tokens, and survives a verifier
+// restart by reopening the session with the tokens generated so far (resume). Knows nothing of
+// gRPC: drafter/grpc_session.cc implements VerifierSession over the eagle.v1 protocol.
+#ifndef EAGLE_DRAFTER_REMOTE_H_
+#define EAGLE_DRAFTER_REMOTE_H_
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/eagle/draft_tree.h"
+#include "common/eagle/drafter.h"
+#include "common/eagle/eagle_head.h"
+#include "common/eagle/speculative.h"
+#include "common/generate.h"
+
+namespace eagle::drafter {
+
+// One generation's session on a verifier.
+class VerifierSession {
+ public:
+  virtual ~VerifierSession() = default;
+  struct Opened {
+    int32_t first_token = -1;
+    int prompt_tokens = 0;
+    std::vector<float> features;  // [prompt_tokens, width] (empty when width == 0)
+  };
+  // `resume`: tokens generated before a reconnect (appended to the prompt by the verifier).
+  // `max_tokens` counts them too. `width` 0: no features wanted.
+  virtual absl::StatusOr<Opened> Open(std::span<const int32_t> prompt,
+                                      std::span<const int32_t> resume,
+                                      const SamplingParams& sampling, int max_tokens,
+                                      const std::vector<int>& feature_layers, int64_t width) = 0;
+  struct Result {
+    std::vector<int32_t> accepted;
+    int32_t next_token = -1;
+    std::vector<float> features;  // [accepted + 1, width]
+    double verify_seconds = 0;    // the verifier's forward pass
+  };
+  virtual absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) = 0;
+  virtual void Close() = 0;
+  // Bytes sent and received so far (protocol messages).
+  virtual int64_t bytes_sent() const = 0;
+  virtual int64_t bytes_received() const = 0;
+};
+using SessionFactory = std::function<std::unique_ptr<VerifierSession>()>;
+
+struct RemoteStats : SpeculativeStats {
+  double network_seconds = 0;  // round trips minus the verifier's forward time
+  int reconnects = 0;
+  int64_t bytes_sent = 0;
+  int64_t bytes_received = 0;
+};
+
+struct RemoteOptions {
+  const EagleHead* head = nullptr;  // null: plain decoding (root-only trees)
+  TreeOptions tree;
+  double reconnect_seconds = 30;    // give up after the verifier is unreachable this long
+  std::function<bool()> cancelled;  // polled before each step
+  // Called after each verify step with its draft, network and verify seconds.
+  std::function<void(double draft, double network, double verify, int accepted)> on_step;
+};
+
+// A status worth a reconnect: the verifier went away (UNAVAILABLE, or a reset stream).
+bool Retryable(const absl::Status& s);
+
+absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
+                                              const SessionFactory& factory,
+                                              std::span<const int32_t> prompt,
+                                              const GenerateOptions& options,
+                                              const RemoteOptions& remote,
+                                              const TokenCallback& on_token, RemoteStats* stats);
+
+}  // namespace eagle::drafter
+
+#endif  // EAGLE_DRAFTER_REMOTE_H_

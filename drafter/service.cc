@@ -1,0 +1,264 @@
+#include "drafter/service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/rpc/convert.h"
+#include "common/rpc/request.h"
+#include "drafter/grpc_session.h"
+
+namespace eagle::drafter {
+namespace {
+
+const char* Outcome(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::OK:
+      return "ok";
+    case grpc::CANCELLED:
+      return "cancelled";
+    case grpc::INVALID_ARGUMENT:
+      return "invalid_argument";
+    case grpc::DEADLINE_EXCEEDED:
+      return "deadline_exceeded";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "resource_exhausted";
+    case grpc::OUT_OF_RANGE:
+      return "out_of_range";
+    case grpc::UNAVAILABLE:
+      return "unavailable";
+    default:
+      return "error";
+  }
+}
+
+struct InFlight {
+  std::atomic<int>& n;
+  explicit InFlight(std::atomic<int>& c) : n(c) { ++n; }
+  ~InFlight() { --n; }
+};
+
+}  // namespace
+
+absl::StatusOr<TreeOptions> TreeFromOverride(const v1::SpeculationOverride& o,
+                                             const TreeOptions& defaults, bool* off) {
+  TreeOptions t = defaults;
+  *off = false;
+  switch (o.mode()) {
+    case v1::SpeculationOverride::MODE_UNSPECIFIED:
+      break;
+    case v1::SpeculationOverride::OFF:
+      *off = true;
+      break;
+    case v1::SpeculationOverride::CHAIN:
+      t.mode = TreeMode::kChain;
+      break;
+    case v1::SpeculationOverride::STATIC:
+      t.mode = TreeMode::kStatic;
+      break;
+    case v1::SpeculationOverride::DYNAMIC:
+      t.mode = TreeMode::kDynamic;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("speculation.mode: unknown mode ", o.mode()));
+  }
+  if (o.depth() < 0 || o.depth() > 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("speculation.depth: ", o.depth(), " must be in [1, 32] (0 = default)"));
+  }
+  if (o.top_k() < 0 || o.top_k() > 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("speculation.top_k: ", o.top_k(), " must be in [1, 32] (0 = default)"));
+  }
+  if (o.total_tokens() != 0 && (o.total_tokens() < 2 || o.total_tokens() > 256)) {
+    return absl::InvalidArgumentError(absl::StrCat("speculation.total_tokens: ", o.total_tokens(),
+                                                   " must be in [2, 256] (0 = default)"));
+  }
+  if (o.depth() > 0) t.depth = o.depth();
+  if (o.top_k() > 0) t.top_k = o.top_k();
+  if (o.total_tokens() > 0) t.total_tokens = o.total_tokens();
+  if (!o.tree_choices().empty()) {
+    if (o.tree_choices().size() > 16384) {
+      return absl::InvalidArgumentError("speculation.tree_choices: longer than 16 KiB");
+    }
+    auto c = ParseTreeChoices(o.tree_choices());
+    if (!c.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("speculation.tree_choices: ", c.status().message()));
+    }
+    t.choices = *c;
+  }
+  if (absl::Status s = ValidateTreeOptions(t); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("speculation: ", s.message()));
+  }
+  return t;
+}
+
+DrafterMetrics::DrafterMetrics(prometheus::Registry& r)
+    : active(prometheus::BuildGauge()
+                 .Name("eagle_drafter_active_generations")
+                 .Help("Generate calls in progress")
+                 .Register(r)
+                 .Add({})),
+      reconnects(prometheus::BuildCounter()
+                     .Name("eagle_drafter_verifier_reconnects_total")
+                     .Help("Sessions reopened on a verifier after it went away")
+                     .Register(r)
+                     .Add({})),
+      requests_(prometheus::BuildCounter()
+                    .Name("eagle_drafter_requests_total")
+                    .Help("Generate calls by outcome (gRPC status)")
+                    .Register(r)),
+      tokens_(prometheus::BuildCounter()
+                  .Name("eagle_drafter_tokens_total")
+                  .Help("Tokens by kind: prompt, completion")
+                  .Register(r)),
+      accepted_at_depth_(prometheus::BuildCounter()
+                             .Name("eagle_drafter_accepted_at_depth_total")
+                             .Help("Steps that accepted a draft token at this depth")
+                             .Register(r)),
+      steps_(prometheus::BuildCounter()
+                 .Name("eagle_drafter_steps_total")
+                 .Help("Verify steps")
+                 .Register(r)
+                 .Add({})),
+      bytes_(prometheus::BuildCounter()
+                 .Name("eagle_drafter_verifier_bytes_total")
+                 .Help("Protocol bytes exchanged with the verifier, by direction")
+                 .Register(r)),
+      step_seconds_(prometheus::BuildHistogram()
+                        .Name("eagle_drafter_step_seconds")
+                        .Help("Per-step latency by phase: draft, network, verify")
+                        .Register(r)),
+      tau_(prometheus::BuildHistogram()
+               .Name("eagle_drafter_tau")
+               .Help("Tokens per step of finished generations")
+               .Register(r)
+               .Add({},
+                    prometheus::Histogram::BucketBoundaries{1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8})) {}
+
+void DrafterMetrics::Request(const grpc::Status& s) {
+  requests_.Add({{"outcome", Outcome(s.error_code())}}).Increment();
+}
+
+void DrafterMetrics::Step(double draft, double network, double verify, int accepted) {
+  static const prometheus::Histogram::BucketBoundaries kB = {0.0001, 0.0003, 0.001, 0.002, 0.005,
+                                                             0.01,   0.02,   0.05,  0.1,   0.5};
+  step_seconds_.Add({{"phase", "draft"}}, kB).Observe(draft);
+  step_seconds_.Add({{"phase", "network"}}, kB).Observe(network);
+  step_seconds_.Add({{"phase", "verify"}}, kB).Observe(verify);
+  steps_.Increment();
+  for (int d = 1; d <= accepted; ++d) {
+    accepted_at_depth_.Add({{"depth", std::to_string(std::min(d, 16))}}).Increment();
+  }
+}
+
+void DrafterMetrics::Done(const GenerateResult& r, const RemoteStats& s) {
+  tokens_.Add({{"kind", "prompt"}}).Increment(r.prompt_tokens);
+  tokens_.Add({{"kind", "completion"}}).Increment(static_cast<double>(r.token_ids.size()));
+  if (s.steps > 0) tau_.Observe(s.tau());
+  bytes_.Add({{"direction", "sent"}}).Increment(static_cast<double>(s.bytes_sent));
+  bytes_.Add({{"direction", "received"}}).Increment(static_cast<double>(s.bytes_received));
+}
+
+DrafterService::DrafterService(DrafterConfig config, std::shared_ptr<grpc::Channel> verifier,
+                               DrafterMetrics* metrics)
+    : config_(config),
+      channel_(std::move(verifier)),
+      stub_(v1::Verifier::NewStub(channel_)),
+      metrics_(metrics) {}
+
+grpc::Status DrafterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  InFlight in_flight(in_flight_);
+  metrics_->active.Increment();
+  grpc::Status s = Run(ctx, req, writer);
+  metrics_->active.Decrement();
+  metrics_->Request(s);
+  return s;
+}
+
+grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                                 grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (draining_) return grpc::Status(grpc::UNAVAILABLE, "the drafter is draining");
+  std::string request_id = req->request_id();
+  if (request_id.empty()) {
+    auto it = ctx->client_metadata().find("x-request-id");
+    request_id = it != ctx->client_metadata().end()
+                     ? std::string(it->second.data(), std::min<size_t>(it->second.size(), 64))
+                     : rpc::NewRequestId();
+  }
+  if (request_id.size() > 64) {
+    return grpc::Status(grpc::INVALID_ARGUMENT, "request_id: at most 64 bytes");
+  }
+  auto parsed = rpc::ParseGenerateRequest(*config_.model, *req);
+  if (!parsed.ok()) return rpc::ToGrpc(parsed.status());
+  bool off = false;
+  auto tree = TreeFromOverride(req->speculation(), config_.tree, &off);
+  if (!tree.ok()) return rpc::ToGrpc(tree.status());
+  RemoteOptions ro;
+  ro.head = off ? nullptr : config_.head;
+  ro.tree = *tree;
+  ro.reconnect_seconds = config_.reconnect_seconds;
+  ro.cancelled = [ctx] { return ctx->IsCancelled(); };
+  ro.on_step = [this](double d, double n, double v, int a) { metrics_->Step(d, n, v, a); };
+  const int reconnects_before = 0;
+  SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
+    return std::make_unique<GrpcVerifierSession>(stub_.get(), ctx, request_id,
+                                                 config_.feature_dtype);
+  };
+  bool client_gone = false;
+  TokenCallback on_token = [&](int32_t id, const std::string& text) {
+    v1::GenerateResponse chunk;
+    if (id >= 0) chunk.add_token_ids(id);
+    chunk.set_text(text);
+    if (!writer->Write(chunk)) client_gone = true;
+    return !client_gone;
+  };
+  LogEvent("info", "generate_start",
+           {{"request_id", request_id},
+            {"prompt_tokens", parsed->prompt.size()},
+            {"max_tokens", parsed->options.max_tokens},
+            {"speculative", ro.head != nullptr}});
+  RemoteStats stats;
+  auto result = GenerateRemote(*config_.model, factory, parsed->prompt, parsed->options, ro,
+                               on_token, &stats);
+  metrics_->reconnects.Increment(stats.reconnects - reconnects_before);
+  if (!result.ok()) {
+    LogEvent("warn", "generate_failed",
+             {{"request_id", request_id}, {"error", std::string(result.status().message())}});
+    if (ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "cancelled");
+    return rpc::ToGrpc(result.status());
+  }
+  if (client_gone || ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "cancelled");
+  metrics_->Done(*result, stats);
+  v1::GenerateResponse last;
+  last.set_finish_reason(result->finish == FinishReason::kLength ? v1::LENGTH
+                         : result->finish == FinishReason::kEos  ? v1::EOS
+                                                                 : v1::STOP);
+  last.mutable_usage()->set_prompt_tokens(result->prompt_tokens);
+  last.mutable_usage()->set_completion_tokens(static_cast<int32_t>(result->token_ids.size()));
+  auto* st = last.mutable_stats();
+  st->set_steps(stats.steps);
+  st->set_tau(stats.tau());
+  for (int64_t n : stats.accepted_at_depth) {
+    st->add_acceptance_by_depth(stats.steps > 0 ? static_cast<double>(n) / stats.steps : 0);
+  }
+  auto* tm = last.mutable_timings();
+  tm->set_prefill_seconds(result->prefill_seconds);
+  tm->set_decode_seconds(result->decode_seconds);
+  tm->set_draft_seconds(stats.draft_seconds);
+  tm->set_network_seconds(stats.network_seconds);
+  tm->set_verify_seconds(stats.verify_seconds);
+  writer->Write(last);
+  LogEvent("info", "generate_done",
+           {{"request_id", request_id},
+            {"completion_tokens", result->token_ids.size()},
+            {"finish", FinishReasonName(result->finish)},
+            {"steps", stats.steps},
+            {"tau", stats.tau()},
+            {"reconnects", stats.reconnects},
+            {"bytes_sent", stats.bytes_sent},
+            {"bytes_received", stats.bytes_received}});
+  return grpc::Status::OK;
+}
+
+}  // namespace eagle::drafter

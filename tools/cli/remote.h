@@ -1,0 +1,28 @@
+// eagle-cli's network client: generation through an eagle-drafter (speculative) or an
+// eagle-verifier (plain), and health checks.
+#ifndef EAGLE_TOOLS_CLI_REMOTE_H_
+#define EAGLE_TOOLS_CLI_REMOTE_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace eagle::cli {
+
+struct RemoteArgs {
+  std::string drafter;                    // host:port, or empty
+  std::string verifier;                   // host:port, or empty
+  std::map<std::string, std::string> kv;  // the generate flags (--prompt, --max-tokens, ...)
+  std::vector<std::string> stops;
+};
+
+// generate --server/--verifier: streams the answer to stdout and a summary to stderr (or JSON).
+absl::Status RunRemoteGenerate(const RemoteArgs& a);
+// health --server HOST:PORT [--wait SECONDS]: OK once the server reports SERVING.
+absl::Status RunHealth(const std::string& target, double wait_seconds);
+
+}  // namespace eagle::cli
+
+#endif  // EAGLE_TOOLS_CLI_REMOTE_H_

@@ -1,0 +1,358 @@
+#include "verifier/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/eagle/acceptance.h"
+#include "common/generate.h"
+#include "common/status_macros.h"
+
+namespace eagle::verifier {
+namespace {
+using Clock = std::chrono::steady_clock;
+
+template <typename T>
+std::future<absl::StatusOr<T>> Ready(absl::Status s) {
+  std::promise<absl::StatusOr<T>> p;
+  p.set_value(std::move(s));
+  return p.get_future();
+}
+}  // namespace
+
+struct Engine::Session {
+  uint64_t id = 0;
+  std::string request_id;
+  std::unique_ptr<KvCache> cache;
+  Sampler sampler;
+  SamplingParams sampling;
+  bool want_features = true;
+  std::vector<int> feature_layers;
+  int64_t bytes = 0;
+  // Protocol state, guarded by Engine::mu_.
+  bool opened = false;  // prefill done
+  bool busy = false;    // a request is queued or running
+  bool closed = false;
+  int64_t next_step = 0;
+  int32_t root = -1;  // the token the next tree must start with
+
+  explicit Session(const SamplingParams& p) : sampler(p), sampling(p) {}
+};
+
+struct Engine::Work {
+  std::shared_ptr<Session> session;
+  bool open = false;
+  std::vector<int32_t> tokens;  // prompt (open) or tree tokens (verify)
+  DraftTree tree;
+  std::promise<absl::StatusOr<OpenResult>> open_done;
+  std::promise<absl::StatusOr<VerifyOutput>> verify_done;
+
+  void Fail(const absl::Status& s) {
+    if (open) {
+      open_done.set_value(s);
+    } else {
+      verify_done.set_value(s);
+    }
+  }
+};
+
+Engine::Engine(const LlamaModel* model, const EngineOptions& options, EngineHooks hooks)
+    : model_(model), options_(options), hooks_(std::move(hooks)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  for (Work& w : queue_) w.Fail(absl::CancelledError("the verifier is shutting down"));
+}
+
+void Engine::Drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  draining_ = true;
+}
+
+bool Engine::draining() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return draining_;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats s;
+  s.active_sessions = static_cast<int>(sessions_.size());
+  s.kv_bytes = kv_bytes_;
+  s.queue_depth = static_cast<int>(queue_.size());
+  s.forward_passes = forward_passes_;
+  s.tokens_forwarded = tokens_forwarded_;
+  return s;
+}
+
+std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p) {
+  const LlamaConfig& cfg = model_->config();
+  const int max_prompt = options_.max_prompt_tokens > 0
+                             ? std::min(options_.max_prompt_tokens, cfg.max_position - 1)
+                             : cfg.max_position - 1;
+  if (p.prompt.empty()) return Ready<OpenResult>(absl::InvalidArgumentError("empty prompt"));
+  if (static_cast<int64_t>(p.prompt.size()) > max_prompt) {
+    return Ready<OpenResult>(absl::InvalidArgumentError(
+        absl::StrCat("prompt has ", p.prompt.size(), " tokens; at most ", max_prompt)));
+  }
+  for (size_t i = 0; i < p.prompt.size(); ++i) {
+    if (p.prompt[i] < 0 || p.prompt[i] >= cfg.vocab_size) {
+      return Ready<OpenResult>(
+          absl::InvalidArgumentError(absl::StrCat("prompt token id ", p.prompt[i], " at index ", i,
+                                                  " is outside [0, ", cfg.vocab_size, ")")));
+    }
+  }
+  if (p.max_tokens < 1) {
+    return Ready<OpenResult>(absl::InvalidArgumentError("max_tokens must be at least 1"));
+  }
+  GenerateOptions go;
+  go.max_tokens = p.max_tokens;
+  go.sampling = p.sampling;
+  if (absl::Status s = ValidateGenerateRequest(cfg, p.prompt, go); !s.ok()) {
+    return Ready<OpenResult>(absl::InvalidArgumentError(s.message()));
+  }
+  if (p.feature_layers.size() > 8) {
+    return Ready<OpenResult>(absl::InvalidArgumentError("at most 8 feature layers"));
+  }
+  for (int l : p.feature_layers) {
+    if (l < 0 || l >= cfg.num_layers) {
+      return Ready<OpenResult>(absl::InvalidArgumentError(
+          absl::StrCat("feature layer ", l, " is outside [0, ", cfg.num_layers, ")")));
+    }
+  }
+  const int64_t capacity =
+      static_cast<int64_t>(p.prompt.size()) + p.max_tokens + options_.max_tree_nodes + 1;
+  const int64_t bytes =
+      2 * static_cast<int64_t>(cfg.num_layers) * capacity * cfg.kv_dim() * sizeof(float);
+  auto s = std::make_shared<Session>(p.sampling);
+  s->request_id = p.request_id;
+  s->want_features = p.want_features;
+  s->feature_layers = p.feature_layers;
+  s->bytes = bytes;
+  Work w;
+  w.open = true;
+  w.tokens = std::move(p.prompt);
+  auto fut = w.open_done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_ || stop_) {
+      return Ready<OpenResult>(absl::UnavailableError("the verifier is draining"));
+    }
+    if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
+      return Ready<OpenResult>(absl::ResourceExhaustedError(
+          absl::StrCat("session limit reached (", options_.max_sessions, " open)")));
+    }
+    if (kv_bytes_ + bytes > options_.kv_budget_bytes) {
+      return Ready<OpenResult>(absl::ResourceExhaustedError(
+          absl::StrCat("KV budget exhausted: this session needs ", bytes >> 20, " MiB, ",
+                       (options_.kv_budget_bytes - kv_bytes_) >> 20, " MiB of ",
+                       options_.kv_budget_bytes >> 20, " MiB free")));
+    }
+    s->id = next_id_++;
+    s->busy = true;
+    kv_bytes_ += bytes;
+    sessions_[s->id] = s;
+    w.session = s;
+    queue_.push_back(std::move(w));
+  }
+  cv_.notify_one();
+  return fut;
+}
+
+std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t step,
+                                                         DraftTree tree) {
+  const LlamaConfig& cfg = model_->config();
+  if (absl::Status st = tree.Validate(cfg.vocab_size, options_.max_tree_nodes); !st.ok()) {
+    return Ready<VerifyOutput>(st);
+  }
+  Work w;
+  w.tokens = tree.tokens;
+  w.tree = std::move(tree);
+  auto fut = w.verify_done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) {
+      return Ready<VerifyOutput>(
+          absl::NotFoundError(absl::StrCat("unknown or closed session ", id)));
+    }
+    Session& s = *it->second;
+    if (s.busy) {
+      return Ready<VerifyOutput>(absl::FailedPreconditionError(
+          "a request of this session is still in flight (one at a time)"));
+    }
+    if (step != s.next_step) {
+      return Ready<VerifyOutput>(absl::FailedPreconditionError(
+          absl::StrCat("step ", step, " out of order: expected step ", s.next_step)));
+    }
+    if (w.tree.tokens[0] != s.root) {
+      return Ready<VerifyOutput>(absl::InvalidArgumentError(
+          absl::StrCat("tree root is token ", w.tree.tokens[0], "; it must be token ", s.root,
+                       " (the next token of the previous result)")));
+    }
+    ForwardRequest req;
+    req.tokens = w.tree.tokens;
+    req.parents = w.tree.parents;
+    if (absl::Status st = model_->CheckRequest(*s.cache, req); !st.ok()) {
+      if (st.code() == absl::StatusCode::kResourceExhausted) {
+        return Ready<VerifyOutput>(absl::OutOfRangeError(absl::StrCat(
+            "the session's reserved length is used up (max_tokens reached): ", st.message())));
+      }
+      return Ready<VerifyOutput>(st);
+    }
+    s.busy = true;
+    w.session = it->second;
+    queue_.push_back(std::move(w));
+  }
+  cv_.notify_one();
+  return fut;
+}
+
+void Engine::Close(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  it->second->closed = true;
+  kv_bytes_ -= it->second->bytes;
+  sessions_.erase(it);
+}
+
+void Engine::Loop() {
+  while (true) {
+    std::vector<Work> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      int64_t tokens = 0;
+      while (!queue_.empty()) {
+        Work& w = queue_.front();
+        const int64_t n = static_cast<int64_t>(w.tokens.size());
+        if (!batch.empty() && tokens + n > options_.max_batch_tokens) break;
+        tokens += n;
+        batch.push_back(std::move(w));
+        queue_.pop_front();
+      }
+    }
+    RunBatch(batch);
+  }
+}
+
+void Engine::RunBatch(std::vector<Work>& batch) {
+  const LlamaConfig& cfg = model_->config();
+  // Sessions closed while queued are dropped here.
+  std::vector<Work*> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Work& w : batch) {
+      if (w.session->closed) {
+        w.Fail(absl::CancelledError("session closed"));
+      } else {
+        live.push_back(&w);
+      }
+    }
+  }
+  if (live.empty()) return;
+  std::vector<KvCache*> caches;
+  std::vector<ForwardRequest> reqs;
+  std::vector<int64_t> bases;
+  int tokens = 0;
+  for (Work* w : live) {
+    Session& s = *w->session;
+    if (w->open)
+      s.cache = model_->NewCache(
+          s.bytes / (2 * static_cast<int64_t>(cfg.num_layers) * cfg.kv_dim() * sizeof(float)));
+    ForwardRequest r;
+    r.tokens = w->tokens;
+    if (!w->open) r.parents = w->tree.parents;
+    r.logits = w->open ? LogitsMode::kLast : LogitsMode::kAll;
+    if (s.want_features) {
+      if (s.feature_layers.empty()) {
+        r.return_features = true;
+      } else {
+        r.capture_layers = s.feature_layers;
+      }
+    }
+    caches.push_back(s.cache.get());
+    bases.push_back(s.cache->length());
+    reqs.push_back(r);
+    tokens += static_cast<int>(w->tokens.size());
+  }
+  const auto t0 = Clock::now();
+  auto results = model_->ForwardBatch(caches, reqs);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++forward_passes_;
+    tokens_forwarded_ += tokens;
+  }
+  if (hooks_.on_batch) hooks_.on_batch(static_cast<int>(live.size()), tokens, seconds);
+  for (size_t i = 0; i < live.size(); ++i) {
+    Work& w = *live[i];
+    Session& s = *w.session;
+    absl::Status failed = results.ok() ? absl::OkStatus() : results.status();
+    int32_t next = -1;
+    if (results.ok()) {
+      ForwardResult& fr = (*results)[i];
+      std::vector<float>& feats = s.feature_layers.empty() ? fr.features : fr.layer_features;
+      const int64_t width =
+          s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
+      if (w.open) {
+        OpenResult o;
+        o.session_id = s.id;
+        next = s.sampler.Sample(fr.logits.data(), cfg.vocab_size);
+        o.first_token = next;
+        o.prompt_tokens = static_cast<int>(w.tokens.size());
+        o.feature_width = width;
+        o.features = std::move(feats);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          s.opened = true;
+          s.busy = false;
+          s.root = next;
+        }
+        w.open_done.set_value(std::move(o));
+        continue;
+      }
+      const Acceptance acc =
+          AcceptSampled(w.tree, fr.logits.data(), cfg.vocab_size, s.sampling, s.sampler.rng());
+      failed = s.cache->KeepPath(bases[i], acc.path);
+      if (failed.ok()) {
+        VerifyOutput v;
+        for (size_t j = 1; j < acc.path.size(); ++j) {
+          v.accepted_tokens.push_back(w.tree.tokens[acc.path[j]]);
+        }
+        v.next_token = acc.next_token;
+        for (int32_t node : acc.path) {
+          v.features.insert(v.features.end(), feats.begin() + node * width,
+                            feats.begin() + (node + 1) * width);
+        }
+        v.seconds = seconds;
+        v.batch_sequences = static_cast<int>(live.size());
+        if (hooks_.on_verify) {
+          hooks_.on_verify(static_cast<int>(v.accepted_tokens.size()), w.tree.size() - 1);
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          s.busy = false;
+          ++s.next_step;
+          s.root = acc.next_token;
+        }
+        w.verify_done.set_value(std::move(v));
+        continue;
+      }
+    }
+    // The session's cache is in an unknown state: it is closed.
+    Close(s.id);
+    w.Fail(absl::InternalError(absl::StrCat("forward pass failed: ", failed.message())));
+  }
+}
+
+}  // namespace eagle::verifier

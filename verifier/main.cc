@@ -1,0 +1,147 @@
+// eagle-verifier: holds the target model and verifies the draft trees of many drafter sessions
+// in batched forward passes; also serves plain generation. See verifier/README.md.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <omp.h>
+#include <prometheus/exposer.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/rpc/convert.h"
+#include "verifier/service.h"
+
+ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
+          "target model: a GGUF file or a Hugging Face directory");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address (host:port; port 0 = any)");
+ABSL_FLAG(std::string, admin, "127.0.0.1:9091",
+          "admin HTTP address for Prometheus /metrics (empty = off)");
+ABSL_FLAG(std::string, precision, "auto", "auto | int16 | int8 | f32 (see eagle-cli --help)");
+ABSL_FLAG(int, threads, 0, "CPU threads for the forward passes (0 = all cores)");
+ABSL_FLAG(int64_t, kv_budget_mb, 4096, "KV cache budget over all sessions, MiB");
+ABSL_FLAG(int, max_sessions, 256, "open sessions at most");
+ABSL_FLAG(int, max_tree_nodes, 256, "nodes per verified tree at most");
+ABSL_FLAG(int, max_batch_tokens, 1024, "tokens per batched forward pass");
+ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
+ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+
+namespace eagle::verifier {
+namespace {
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("eagle-verifier [--model PATH] [--listen HOST:PORT] ...");
+  absl::ParseCommandLine(argc, argv);
+  SetLogService("verifier");
+  // SIGTERM/SIGINT are handled by a thread of ours (blocked here before any thread starts).
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
+
+  ModelOptions mo;
+  const std::string prec = absl::GetFlag(FLAGS_precision);
+  if (prec == "int16") {
+    mo.precision = cpu::Precision::kInt16;
+  } else if (prec == "int8") {
+    mo.precision = cpu::Precision::kInt8;
+  } else if (prec == "f32") {
+    mo.precision = cpu::Precision::kF32;
+  } else if (prec != "auto") {
+    std::fprintf(stderr, "error: --precision must be auto, int16, int8 or f32\n");
+    return 2;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
+  if (!model.ok()) {
+    LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
+    return 1;
+  }
+  LogEvent(
+      "info", "model_loaded",
+      {{"path", absl::GetFlag(FLAGS_model)},
+       {"dtype", (*model)->dtype_summary()},
+       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
+
+  prometheus::Registry registry;
+  auto registry_ptr = std::shared_ptr<prometheus::Registry>(&registry, [](auto*) {});
+  VerifierMetrics metrics(registry);
+  EngineOptions eo;
+  eo.kv_budget_bytes = absl::GetFlag(FLAGS_kv_budget_mb) << 20;
+  eo.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  eo.max_tree_nodes = absl::GetFlag(FLAGS_max_tree_nodes);
+  eo.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  Engine engine(model->get(), eo, metrics.Hooks());
+  metrics.Gauges(engine.stats(), eo.kv_budget_bytes);
+  VerifierService service(&engine, &metrics);
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!absl::GetFlag(FLAGS_admin).empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_admin));
+      exposer->RegisterCollectable(registry_ptr);
+    } catch (const std::exception& e) {
+      LogEvent("error", "admin_listen_failed", {{"error", e.what()}});
+      return 1;
+    }
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  rpc::ConfigureServer(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    LogEvent("error", "listen_failed", {{"address", absl::GetFlag(FLAGS_listen)}});
+    return 1;
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    FILE* f = std::fopen(absl::GetFlag(FLAGS_port_file).c_str(), "w");
+    if (f != nullptr) {
+      std::fprintf(f, "%d\n", port);
+      std::fclose(f);
+    }
+  }
+  LogEvent("info", "serving",
+           {{"port", port},
+            {"admin", absl::GetFlag(FLAGS_admin)},
+            {"fingerprint", (*model)->Fingerprint()}});
+
+  // Drain on SIGTERM/SIGINT: NOT_SERVING, refuse new work, let in-flight work finish.
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    LogEvent("info", "draining", {{"signal", sig}, {"in_flight", service.in_flight()}});
+    server->GetHealthCheckService()->SetServingStatus(false);
+    engine.Drain();
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration<double>(absl::GetFlag(FLAGS_grace_seconds));
+    while (service.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    LogEvent("info", "shutdown", {{"in_flight", service.in_flight()}});
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  });
+  server->Wait();
+  signals.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace eagle::verifier
+
+int main(int argc, char** argv) { return eagle::verifier::Main(argc, argv); }

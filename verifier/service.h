@@ -1,0 +1,73 @@
+// gRPC adapter of the verifier: eagle.v1.Verifier over an Engine, with Prometheus metrics.
+#ifndef EAGLE_VERIFIER_SERVICE_H_
+#define EAGLE_VERIFIER_SERVICE_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "eagle/v1/verifier.grpc.pb.h"
+#include "verifier/engine.h"
+
+namespace eagle::verifier {
+
+// Metrics of the verifier, registered in one registry (served on the admin port).
+class VerifierMetrics {
+ public:
+  explicit VerifierMetrics(prometheus::Registry& registry);
+  EngineHooks Hooks();
+  void Request(const std::string& rpc, const grpc::Status& status);
+  void SessionDone(int steps, int64_t accepted);
+  void Gauges(const EngineStats& s, int64_t budget);
+  prometheus::Counter& prompt_tokens;
+  prometheus::Counter& generated_tokens;
+
+ private:
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& accepted_at_depth_;
+  prometheus::Counter& steps_;
+  prometheus::Histogram& batch_sequences_;
+  prometheus::Histogram& batch_tokens_;
+  prometheus::Histogram& forward_seconds_;
+  prometheus::Histogram& tau_;
+  prometheus::Gauge& active_sessions_;
+  prometheus::Gauge& kv_bytes_;
+  prometheus::Gauge& kv_budget_;
+  prometheus::Gauge& queue_depth_;
+};
+
+class VerifierService final : public v1::Verifier::Service {
+ public:
+  VerifierService(Engine* engine, VerifierMetrics* metrics);
+
+  grpc::Status Session(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream) override;
+  grpc::Status ModelInfo(grpc::ServerContext* ctx, const v1::ModelInfoRequest* req,
+                         v1::ModelInfoResponse* resp) override;
+  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+
+  // RPCs (sessions and plain generations) now running.
+  int in_flight() const { return in_flight_.load(); }
+
+ private:
+  grpc::Status RunSession(grpc::ServerContext* ctx,
+                          grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream,
+                          int* steps, int64_t* accepted);
+  grpc::Status RunGenerate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                           grpc::ServerWriter<v1::GenerateResponse>* writer);
+  Engine* engine_;
+  VerifierMetrics* metrics_;
+  const std::string fingerprint_;
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace eagle::verifier
+
+#endif  // EAGLE_VERIFIER_SERVICE_H_
