@@ -286,6 +286,94 @@ TEST(ModelTest, FeaturesAndCapturedLayers) {
   EXPECT_EQ(lg, r->logits);
 }
 
+// Several sequences in one ForwardBatch (a prefill, a tree, a decode step, with different
+// prefixes and precisions) give each sequence exactly what Forward gives it alone.
+TEST(ModelTest, ForwardBatchEqualsSeparateForwardsBitForBit) {
+  for (auto precision : {cpu::Precision::kF32, cpu::Precision::kAuto, cpu::Precision::kInt8}) {
+    TinyConfig c;
+    c.layers = 3;
+    c.dtype = DType::kQ8_0;
+    c.precision = precision;
+    auto m = testing::MakeTinyLlama(c);
+    ASSERT_TRUE(m.ok());
+    const auto prefix_a = RandomTokens(7, c.vocab, 11);
+    const auto prefix_b = RandomTokens(3, c.vocab, 12);
+    const auto prompt_c = RandomTokens(9, c.vocab, 13);
+    const std::vector<int32_t> tree_tokens = {5, 9, 17, 3, 40};
+    const std::vector<int32_t> tree_parents = {-1, 0, 0, 1, 3};
+    const std::vector<int32_t> decode = {21};
+    const int layers[1] = {1};
+    // Requests: a tree after prefix_a, a decode step after prefix_b, a fresh prefill.
+    auto make = [&](const std::vector<int32_t>& t, const std::vector<int32_t>* parents) {
+      ForwardRequest r;
+      r.tokens = t;
+      if (parents != nullptr) r.parents = *parents;
+      r.return_features = true;
+      r.capture_layers = layers;
+      r.logits = parents != nullptr ? LogitsMode::kAll : LogitsMode::kLast;
+      return r;
+    };
+    std::vector<ForwardRequest> reqs = {make(tree_tokens, &tree_parents), make(decode, nullptr),
+                                        make(prompt_c, nullptr)};
+    auto prefilled = [&](const std::vector<int32_t>& p) {
+      auto cache = (*m)->NewCache(32);
+      if (!p.empty()) {
+        ForwardRequest r;
+        r.tokens = p;
+        r.logits = LogitsMode::kNone;
+        EXPECT_TRUE((*m)->Forward(*cache, r).ok());
+      }
+      return cache;
+    };
+    std::vector<std::unique_ptr<KvCache>> solo, batch;
+    for (const auto* p : {&prefix_a, &prefix_b}) {
+      solo.push_back(prefilled(*p));
+      batch.push_back(prefilled(*p));
+    }
+    solo.push_back(prefilled({}));
+    batch.push_back(prefilled({}));
+    std::vector<ForwardResult> expected;
+    for (int s = 0; s < 3; ++s) {
+      auto r = (*m)->Forward(*solo[s], reqs[s]);
+      ASSERT_TRUE(r.ok()) << r.status();
+      expected.push_back(std::move(*r));
+    }
+    std::vector<KvCache*> caches = {batch[0].get(), batch[1].get(), batch[2].get()};
+    auto got = (*m)->ForwardBatch(caches, reqs);
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (int s = 0; s < 3; ++s) {
+      EXPECT_EQ((*got)[s].logits, expected[s].logits) << "sequence " << s;
+      EXPECT_EQ((*got)[s].features, expected[s].features) << "sequence " << s;
+      EXPECT_EQ((*got)[s].layer_features, expected[s].layer_features) << "sequence " << s;
+      EXPECT_EQ(batch[s]->length(), solo[s]->length());
+    }
+    // A cache twice in one batch, or one bad request, fails the batch before any work.
+    std::vector<KvCache*> twice = {batch[0].get(), batch[0].get()};
+    EXPECT_FALSE((*m)->ForwardBatch(twice, std::span(reqs).first(2)).ok());
+    const std::vector<int32_t> bad = {c.vocab};
+    std::vector<ForwardRequest> with_bad = {make(decode, nullptr), make(bad, nullptr)};
+    std::vector<KvCache*> two = {batch[1].get(), batch[2].get()};
+    const int64_t len1 = batch[1]->length();
+    EXPECT_EQ((*m)->ForwardBatch(two, with_bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(batch[1]->length(), len1);
+  }
+}
+
+TEST(ModelTest, FingerprintDependsOnWeightsNotPrecision) {
+  TinyConfig c;
+  c.dtype = DType::kQ8_0;
+  auto a = testing::MakeTinyLlama(c);
+  c.precision = cpu::Precision::kInt8;
+  auto b = testing::MakeTinyLlama(c);
+  c.seed = 2;
+  auto d = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(a.ok() && b.ok() && d.ok());
+  EXPECT_EQ((*a)->Fingerprint(), (*b)->Fingerprint());
+  EXPECT_NE((*a)->Fingerprint(), (*d)->Fingerprint());
+  EXPECT_EQ((*a)->Fingerprint().size(), 16u);
+}
+
 TEST(ModelTest, BadInputsAreRejected) {
   TinyConfig c;
   auto m = testing::MakeTinyLlama(c);

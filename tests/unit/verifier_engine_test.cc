@@ -1,0 +1,223 @@
+// The verifier engine on a tiny random model: sessions, continuous batching, admission control
+// and the protocol's error cases.
+#include <thread>
+
+#include "common/generate.h"
+#include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
+#include "verifier/engine.h"
+
+namespace eagle::verifier {
+namespace {
+
+using testing::TinyConfig;
+
+std::unique_ptr<LlamaModel> Tiny() {
+  TinyConfig c;
+  c.layers = 2;
+  c.dtype = DType::kQ8_0;
+  auto m = testing::MakeTinyLlama(c);
+  EXPECT_TRUE(m.ok());
+  return std::move(*m);
+}
+
+std::vector<int32_t> Prompt(int n, int salt) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back((i * 37 + salt * 11 + 5) % 96);
+  return p;
+}
+
+// Greedy reference: vanilla decoding's tokens.
+std::vector<int32_t> Vanilla(const LlamaModel& m, const std::vector<int32_t>& prompt, int n) {
+  GenerateOptions o;
+  o.max_tokens = n;
+  o.ignore_eos = true;
+  auto r = GenerateVanilla(m, prompt, o, nullptr);
+  EXPECT_TRUE(r.ok());
+  return r->token_ids;
+}
+
+// Drives one session with trees that contain the right continuation at a varying depth beside
+// wrong siblings; returns the generated tokens.
+std::vector<int32_t> Drive(Engine& e, const std::vector<int32_t>& prompt,
+                           const std::vector<int32_t>& truth, int n) {
+  OpenParams p;
+  p.prompt = prompt;
+  p.max_tokens = n + 8;
+  auto o = e.Open(p).get();
+  EXPECT_TRUE(o.ok()) << o.status();
+  if (!o.ok()) return {};
+  EXPECT_EQ(o->features.size(), prompt.size() * 64);
+  std::vector<int32_t> out = {o->first_token};
+  int64_t step = 0;
+  while (static_cast<int>(out.size()) < n) {
+    const size_t k = out.size();
+    DraftTree t;
+    t.tokens = {out.back()};
+    t.parents = {-1};
+    // Right path of length (step % 3), with a wrong sibling first at depth 1.
+    t.tokens.push_back((truth[std::min(k, truth.size() - 1)] + 1) % 96);
+    t.parents.push_back(0);
+    int parent = 0;
+    for (int d = 0; d < static_cast<int>(step % 3) && k + d < truth.size(); ++d) {
+      t.tokens.push_back(truth[k + d]);
+      t.parents.push_back(parent);
+      parent = t.size() - 1;
+    }
+    auto r = e.Verify(o->session_id, step++, t).get();
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) break;
+    EXPECT_EQ(r->features.size(), (r->accepted_tokens.size() + 1) * 64);
+    out.insert(out.end(), r->accepted_tokens.begin(), r->accepted_tokens.end());
+    out.push_back(r->next_token);
+  }
+  e.Close(o->session_id);
+  out.resize(std::min<size_t>(out.size(), n));
+  return out;
+}
+
+TEST(VerifierEngineTest, GreedyVerificationEqualsVanilla) {
+  auto m = Tiny();
+  Engine e(m.get(), EngineOptions());
+  for (int salt = 0; salt < 4; ++salt) {
+    const auto prompt = Prompt(5 + salt * 3, salt);
+    const auto truth = Vanilla(*m, prompt, 24);
+    EXPECT_EQ(Drive(e, prompt, truth, 24), truth) << "prompt " << salt;
+  }
+  EXPECT_EQ(e.stats().active_sessions, 0);
+  EXPECT_EQ(e.stats().kv_bytes, 0);
+}
+
+TEST(VerifierEngineTest, ConcurrentSessionsAreBatchedAndUnaffected) {
+  auto m = Tiny();
+  int max_batch = 0;
+  EngineHooks hooks;
+  hooks.on_batch = [&](int seqs, int, double) { max_batch = std::max(max_batch, seqs); };
+  Engine e(m.get(), EngineOptions(), hooks);
+  constexpr int kSessions = 8;
+  std::vector<std::vector<int32_t>> prompts, truths, got(kSessions);
+  for (int i = 0; i < kSessions; ++i) {
+    prompts.push_back(Prompt(4 + i, i + 10));
+    truths.push_back(Vanilla(*m, prompts[i], 32));
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kSessions; ++i) {
+    threads.emplace_back([&, i] { got[i] = Drive(e, prompts[i], truths[i], 32); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kSessions; ++i) EXPECT_EQ(got[i], truths[i]) << "session " << i;
+  EXPECT_GT(max_batch, 1) << "no forward pass was shared";
+  EXPECT_EQ(e.stats().active_sessions, 0);
+}
+
+TEST(VerifierEngineTest, AdmissionControlAndProtocolErrors) {
+  auto m = Tiny();
+  EngineOptions eo;
+  eo.max_sessions = 2;
+  eo.max_tree_nodes = 8;
+  // Room for two sessions of prompt 4 + 8 tokens: (4 + 8 + 8 + 1) slots * 2 layers * 2 (k, v)
+  // * kv_dim 32 * 4 bytes = 10752 bytes each.
+  eo.kv_budget_bytes = 2 * 10752;
+  Engine e(m.get(), eo);
+  auto code = [](const auto& s) { return s.status().code(); };
+  OpenParams p;
+  p.prompt = Prompt(4, 1);
+  p.max_tokens = 8;
+  auto a = e.Open(p).get();
+  ASSERT_TRUE(a.ok());
+  // Bad opens.
+  OpenParams bad = p;
+  bad.prompt.clear();
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  bad = p;
+  bad.prompt[2] = 96;
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  bad = p;
+  bad.sampling.temperature = -1;
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  bad = p;
+  bad.sampling.top_p = 1.5f;
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  bad = p;
+  bad.feature_layers = {7};
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  bad = p;
+  bad.max_tokens = 0;
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  bad = p;
+  bad.max_tokens = 100000;
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kInvalidArgument);
+  // KV budget: a session needing more than is left is refused before any work.
+  bad = p;
+  bad.max_tokens = 9;
+  auto b = e.Open(p).get();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(code(e.Open(p).get()), absl::StatusCode::kResourceExhausted);
+  e.Close(b->session_id);
+  EXPECT_EQ(code(e.Open(bad).get()), absl::StatusCode::kResourceExhausted);
+  // Verify errors.
+  DraftTree t;
+  t.tokens = {a->first_token, 3};
+  t.parents = {-1, 0};
+  EXPECT_EQ(code(e.Verify(12345, 0, t).get()), absl::StatusCode::kNotFound);
+  EXPECT_EQ(code(e.Verify(a->session_id, 1, t).get()), absl::StatusCode::kFailedPrecondition);
+  DraftTree wrong_root = t;
+  wrong_root.tokens[0] = (a->first_token + 1) % 96;
+  EXPECT_EQ(code(e.Verify(a->session_id, 0, wrong_root).get()), absl::StatusCode::kInvalidArgument);
+  DraftTree bad_parent = t;
+  bad_parent.parents[1] = 1;
+  EXPECT_EQ(code(e.Verify(a->session_id, 0, bad_parent).get()), absl::StatusCode::kInvalidArgument);
+  DraftTree bad_token = t;
+  bad_token.tokens[1] = -4;
+  EXPECT_EQ(code(e.Verify(a->session_id, 0, bad_token).get()), absl::StatusCode::kInvalidArgument);
+  DraftTree too_big;
+  for (int i = 0; i < 9; ++i) {
+    too_big.tokens.push_back(i == 0 ? a->first_token : i);
+    too_big.parents.push_back(i - 1);
+  }
+  EXPECT_EQ(code(e.Verify(a->session_id, 0, too_big).get()), absl::StatusCode::kInvalidArgument);
+  // The session survives all of that.
+  auto ok = e.Verify(a->session_id, 0, t).get();
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  // Running past the reserved length is refused.
+  int64_t step = 1;
+  int32_t root = ok->next_token;
+  absl::Status last;
+  for (int i = 0; i < 20 && last.ok(); ++i) {
+    DraftTree chain;
+    chain.tokens = {root, 1, 2, 3};
+    chain.parents = {-1, 0, 1, 2};
+    auto r = e.Verify(a->session_id, step, chain).get();
+    last = r.status();
+    if (r.ok()) {
+      root = r->next_token;
+      ++step;
+    }
+  }
+  EXPECT_EQ(last.code(), absl::StatusCode::kOutOfRange) << last;
+  // Closed sessions are unknown; draining refuses new sessions.
+  e.Close(a->session_id);
+  EXPECT_EQ(code(e.Verify(a->session_id, step, t).get()), absl::StatusCode::kNotFound);
+  e.Drain();
+  EXPECT_EQ(code(e.Open(p).get()), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(e.stats().active_sessions, 0);
+  EXPECT_EQ(e.stats().kv_bytes, 0);
+}
+
+TEST(VerifierEngineTest, SessionLimit) {
+  auto m = Tiny();
+  EngineOptions eo;
+  eo.max_sessions = 2;
+  Engine e(m.get(), eo);
+  OpenParams p;
+  p.prompt = Prompt(4, 2);
+  auto a = e.Open(p).get();
+  auto b = e.Open(p).get();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(e.Open(p).get().status().code(), absl::StatusCode::kResourceExhausted);
+  e.Close(a->session_id);
+  EXPECT_TRUE(e.Open(p).get().ok());
+}
+
+}  // namespace
+}  // namespace eagle::verifier
