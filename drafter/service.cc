@@ -84,6 +84,10 @@ absl::StatusOr<TreeOptions> TreeFromOverride(const v1::SpeculationOverride& o,
       return absl::InvalidArgumentError(
           absl::StrCat("speculation.tree_choices: ", c.status().message()));
     }
+    if (auto shape = BuildStaticShape(*c); !shape.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("speculation.tree_choices: ", shape.status().message()));
+    }
     t.choices = *c;
   }
   if (absl::Status s = ValidateTreeOptions(t); !s.ok()) {

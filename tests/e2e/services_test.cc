@@ -1,0 +1,575 @@
+// The real eagle-verifier and eagle-drafter binaries on loopback ports, on the default model and
+// the shipped head: identity with in-process vanilla decoding, concurrency, cancellation,
+// deadlines, kills and restarts, SIGTERM drain, bad inputs, and 1,000 sessions.
+#include "tests/testing/services.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/generate.h"
+#include "common/prompt.h"
+#include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
+
+namespace eagle {
+namespace {
+
+using testing::Generation;
+using testing::Metric;
+using testing::Service;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> HeldOutPrompts(int n) {
+  std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
+  std::vector<std::string> out;
+  std::string line;
+  while (static_cast<int>(out.size()) < n && std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    const std::string p = j["prompt"].get<std::string>();
+    if (p.size() < 1500) out.push_back(p);
+  }
+  return out;
+}
+
+v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
+  v1::GenerateRequest r;
+  auto* m = r.mutable_messages()->add_messages();
+  m->set_role("user");
+  m->set_content(prompt);
+  r.set_max_tokens(max_tokens);
+  return r;
+}
+
+// Waits until a metric reaches `value`; returns the seconds it took, or -1.
+double WaitMetric(int admin, const std::string& name, double value, double timeout) {
+  const auto t0 = Clock::now();
+  while (std::chrono::duration<double>(Clock::now() - t0).count() < timeout) {
+    if (Metric(admin, name) == value) {
+      return std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) return;
+    dir_ = testing::TempDir();
+    auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL);
+    ASSERT_TRUE(m.ok());
+    model_ = std::move(*m);
+    auto v = testing::StartVerifier(dir_);
+    ASSERT_TRUE(v.ok()) << v.status();
+    verifier_ = new Service(std::move(*v));
+    auto d = testing::StartDrafter(dir_, verifier_->address());
+    ASSERT_TRUE(d.ok()) << d.status();
+    drafter_ = new Service(std::move(*d));
+  }
+  static void TearDownTestSuite() {
+    delete drafter_;
+    delete verifier_;
+    drafter_ = verifier_ = nullptr;
+    model_.reset();
+  }
+  void SetUp() override {
+    if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
+    ASSERT_NE(drafter_, nullptr);
+  }
+  // In-process vanilla decoding of a chat prompt.
+  static std::vector<int32_t> Vanilla(const std::string& prompt, int max_tokens,
+                                      const SamplingParams& s = {}) {
+    auto ids = EncodeChat(*model_, {{"user", prompt}});
+    EXPECT_TRUE(ids.ok());
+    GenerateOptions o;
+    o.max_tokens = max_tokens;
+    o.sampling = s;
+    auto r = GenerateVanilla(*model_, *ids, o, nullptr);
+    EXPECT_TRUE(r.ok());
+    return r->token_ids;
+  }
+
+  static inline std::string dir_;
+  static inline std::unique_ptr<LlamaModel> model_;
+  static inline Service* verifier_ = nullptr;
+  static inline Service* drafter_ = nullptr;
+};
+
+TEST_F(ServicesTest, GreedyOutputEqualsInProcessVanillaOn20Prompts) {
+  auto drafter = testing::DrafterStub(drafter_->address());
+  auto verifier = testing::VerifierStub(verifier_->address());
+  const auto prompts = HeldOutPrompts(20);
+  ASSERT_EQ(prompts.size(), 20u);
+  int64_t steps = 0, tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto want = Vanilla(prompts[i], 48);
+    v1::GenerateRequest req = ChatRequest(prompts[i], 48);
+    if (i % 4 == 1) req.mutable_speculation()->set_mode(v1::SpeculationOverride::DYNAMIC);
+    Generation g = testing::Generate(drafter.get(), req);
+    ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+    EXPECT_EQ(g.ids, want) << "prompt " << i;
+    EXPECT_EQ(g.last.usage().completion_tokens(), static_cast<int>(want.size()));
+    steps += g.last.stats().steps();
+    tokens += static_cast<int64_t>(g.ids.size());
+    if (i % 5 == 0) {
+      Generation v = testing::Generate(verifier.get(), req);
+      ASSERT_TRUE(v.status.ok()) << v.status.error_message();
+      EXPECT_EQ(v.ids, want) << "verifier Generate, prompt " << i;
+    }
+  }
+  EXPECT_LT(steps, tokens) << "speculation accepted no draft token";
+  EXPECT_EQ(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 2) >= 0, true);
+}
+
+TEST_F(ServicesTest, SixteenConcurrentClientsEachMatchTheirSoloRun) {
+  const auto prompts = HeldOutPrompts(16);
+  std::vector<v1::GenerateRequest> reqs;
+  for (int i = 0; i < 16; ++i) {
+    v1::GenerateRequest r = ChatRequest(prompts[i], 16 + 8 * (i % 5));
+    if (i % 2 == 1) {
+      r.mutable_sampling()->set_temperature(0.8f);
+      r.mutable_sampling()->set_top_p(0.9f);
+      r.mutable_sampling()->set_seed(1000 + i);
+    }
+    if (i % 4 == 2) r.mutable_speculation()->set_mode(v1::SpeculationOverride::DYNAMIC);
+    if (i % 8 == 3) r.mutable_speculation()->set_mode(v1::SpeculationOverride::OFF);
+    reqs.push_back(r);
+  }
+  auto stub = testing::DrafterStub(drafter_->address());
+  std::vector<Generation> solo(16), together(16);
+  for (int i = 0; i < 16; ++i) solo[i] = testing::Generate(stub.get(), reqs[i]);
+  const double batches_before =
+      Metric(verifier_->admin_port, "eagle_verifier_batch_sequences_count");
+  const double sum_before = Metric(verifier_->admin_port, "eagle_verifier_batch_sequences_sum");
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] {
+      auto s = testing::DrafterStub(drafter_->address());
+      together[i] = testing::Generate(s.get(), reqs[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_TRUE(solo[i].status.ok()) << solo[i].status.error_message();
+    ASSERT_TRUE(together[i].status.ok()) << together[i].status.error_message();
+    EXPECT_EQ(together[i].ids, solo[i].ids) << "client " << i;
+    EXPECT_FALSE(together[i].ids.empty());
+  }
+  // The verifier shared forward passes between sessions.
+  const double batches =
+      Metric(verifier_->admin_port, "eagle_verifier_batch_sequences_count") - batches_before;
+  const double seqs =
+      Metric(verifier_->admin_port, "eagle_verifier_batch_sequences_sum") - sum_before;
+  EXPECT_GT(seqs / batches, 1.5) << "mean sessions per forward pass";
+}
+
+TEST_F(ServicesTest, CancellationFreesTheVerifierSessionWithinOneSecond) {
+  auto stub = testing::DrafterStub(drafter_->address());
+  v1::GenerateRequest req =
+      ChatRequest("Write a very long story about a dragon and a knight.", 400);
+  Generation g = testing::Generate(stub.get(), req, 60, [](int n) { return n < 8; });
+  EXPECT_EQ(g.status.error_code(), grpc::CANCELLED);
+  const double t = WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 5);
+  EXPECT_GE(t, 0) << "session not freed";
+  EXPECT_LT(t, 1.0);
+  // Deadline: expires mid-generation, and the verifier session goes too.
+  Generation d = testing::Generate(stub.get(), req, 0.3);
+  EXPECT_EQ(d.status.error_code(), grpc::DEADLINE_EXCEEDED);
+  const double t2 = WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 5);
+  EXPECT_GE(t2, 0);
+  EXPECT_LT(t2, 1.0);
+}
+
+struct BadCase {
+  std::string name;
+  std::function<void(v1::GenerateRequest&)> edit;
+  grpc::StatusCode code;
+};
+
+TEST_F(ServicesTest, BadClientInputsGetPreciseErrorsAndHarmNoOtherSession) {
+  // A long generation runs beside the bad requests and must come out intact.
+  const std::string bystander = "Explain how photosynthesis works, step by step.";
+  const auto want = Vanilla(bystander, 96);
+  Generation beside;
+  std::thread t([&] {
+    auto s = testing::DrafterStub(drafter_->address());
+    beside = testing::Generate(s.get(), ChatRequest(bystander, 96));
+  });
+  const std::vector<BadCase> cases = {
+      {"no input", [](auto& r) { r.clear_messages(); }, grpc::INVALID_ARGUMENT},
+      {"empty text", [](auto& r) { r.set_text(""); }, grpc::INVALID_ARGUMENT},
+      {"oversized text", [](auto& r) { r.set_text(std::string(300000, 'a')); },
+       grpc::INVALID_ARGUMENT},
+      {"text beyond the context", [](auto& r) { r.set_text(std::string(60000, 'a') + " b"); },
+       grpc::INVALID_ARGUMENT},
+      {"empty token ids", [](auto& r) { r.mutable_token_ids(); }, grpc::INVALID_ARGUMENT},
+      {"token id too large", [](auto& r) { r.mutable_token_ids()->add_ids(49152); },
+       grpc::INVALID_ARGUMENT},
+      {"negative token id", [](auto& r) { r.mutable_token_ids()->add_ids(-1); },
+       grpc::INVALID_ARGUMENT},
+      {"no messages", [](auto& r) { r.mutable_messages()->clear_messages(); },
+       grpc::INVALID_ARGUMENT},
+      {"bad role", [](auto& r) { r.mutable_messages()->mutable_messages(0)->set_role("robot"); },
+       grpc::INVALID_ARGUMENT},
+      {"too many messages",
+       [](auto& r) {
+         for (int i = 0; i < 70; ++i)
+           *r.mutable_messages()->add_messages() = r.messages().messages(0);
+       },
+       grpc::INVALID_ARGUMENT},
+      {"negative max_tokens", [](auto& r) { r.set_max_tokens(-5); }, grpc::INVALID_ARGUMENT},
+      {"max_tokens beyond context", [](auto& r) { r.set_max_tokens(100000); }, grpc::OUT_OF_RANGE},
+      {"negative temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-1); },
+       grpc::INVALID_ARGUMENT},
+      {"huge temperature", [](auto& r) { r.mutable_sampling()->set_temperature(1e9f); },
+       grpc::INVALID_ARGUMENT},
+      {"NaN temperature", [](auto& r) { r.mutable_sampling()->set_temperature(NAN); },
+       grpc::INVALID_ARGUMENT},
+      {"negative top_k", [](auto& r) { r.mutable_sampling()->set_top_k(-3); },
+       grpc::INVALID_ARGUMENT},
+      {"top_k above vocab", [](auto& r) { r.mutable_sampling()->set_top_k(1 << 20); },
+       grpc::INVALID_ARGUMENT},
+      {"top_p above 1", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); },
+       grpc::INVALID_ARGUMENT},
+      {"negative top_p", [](auto& r) { r.mutable_sampling()->set_top_p(-0.5f); },
+       grpc::INVALID_ARGUMENT},
+      {"too many stops",
+       [](auto& r) {
+         for (int i = 0; i < 9; ++i) r.add_stop("s" + std::to_string(i));
+       },
+       grpc::INVALID_ARGUMENT},
+      {"empty stop", [](auto& r) { r.add_stop(""); }, grpc::INVALID_ARGUMENT},
+      {"long stop", [](auto& r) { r.add_stop(std::string(65, 'x')); }, grpc::INVALID_ARGUMENT},
+      {"unknown speculation mode",
+       [](auto& r) {
+         r.mutable_speculation()->set_mode(static_cast<v1::SpeculationOverride::Mode>(9));
+       },
+       grpc::INVALID_ARGUMENT},
+      {"depth too large", [](auto& r) { r.mutable_speculation()->set_depth(99); },
+       grpc::INVALID_ARGUMENT},
+      {"negative depth", [](auto& r) { r.mutable_speculation()->set_depth(-1); },
+       grpc::INVALID_ARGUMENT},
+      {"tree top_k too large", [](auto& r) { r.mutable_speculation()->set_top_k(64); },
+       grpc::INVALID_ARGUMENT},
+      {"total_tokens too small", [](auto& r) { r.mutable_speculation()->set_total_tokens(1); },
+       grpc::INVALID_ARGUMENT},
+      {"total_tokens too large", [](auto& r) { r.mutable_speculation()->set_total_tokens(999); },
+       grpc::INVALID_ARGUMENT},
+      {"malformed tree_choices",
+       [](auto& r) { r.mutable_speculation()->set_tree_choices("[[0],"); }, grpc::INVALID_ARGUMENT},
+      {"tree_choices without parent",
+       [](auto& r) { r.mutable_speculation()->set_tree_choices("[[0,0]]"); },
+       grpc::INVALID_ARGUMENT},
+      {"oversized request_id", [](auto& r) { r.set_request_id(std::string(100, 'r')); },
+       grpc::INVALID_ARGUMENT},
+  };
+  auto stub = testing::DrafterStub(drafter_->address());
+  for (const BadCase& c : cases) {
+    v1::GenerateRequest r = ChatRequest("Hello", 8);
+    c.edit(r);
+    Generation g = testing::Generate(stub.get(), r, 30);
+    EXPECT_EQ(g.status.error_code(), c.code) << c.name << ": " << g.status.error_message();
+    EXPECT_FALSE(g.status.error_message().empty()) << c.name;
+    EXPECT_TRUE(g.ids.empty()) << c.name;
+  }
+  t.join();
+  ASSERT_TRUE(beside.status.ok()) << beside.status.error_message();
+  EXPECT_EQ(beside.ids, want);
+  // And the drafter still serves.
+  Generation ok = testing::Generate(stub.get(), ChatRequest("Hello", 8));
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+}
+
+// Protocol abuse straight at the verifier's Session stream.
+TEST_F(ServicesTest, BadSessionMessagesGetPreciseErrors) {
+  auto stub = testing::VerifierStub(verifier_->address());
+  struct Case {
+    std::string name;
+    std::vector<v1::SessionRequest> msgs;
+    grpc::StatusCode code;
+  };
+  auto open = [](std::vector<int32_t> ids, int max_tokens = 16) {
+    v1::SessionRequest m;
+    m.mutable_open()->mutable_prompt()->mutable_ids()->Assign(ids.begin(), ids.end());
+    m.mutable_open()->set_max_tokens(max_tokens);
+    return m;
+  };
+  auto verify = [](int64_t step, std::vector<int32_t> tokens, std::vector<int32_t> parents) {
+    v1::SessionRequest m;
+    m.mutable_verify()->set_step(step);
+    m.mutable_verify()->mutable_tree()->mutable_tokens()->Assign(tokens.begin(), tokens.end());
+    m.mutable_verify()->mutable_tree()->mutable_parents()->Assign(parents.begin(), parents.end());
+    return m;
+  };
+  v1::SessionRequest bad_layer = open({1, 2, 3});
+  bad_layer.mutable_open()->add_feature_layers(99);
+  v1::SessionRequest bad_dtype = open({1, 2, 3});
+  bad_dtype.mutable_open()->set_feature_dtype(static_cast<v1::Features::DType>(7));
+  v1::SessionRequest resume_too_long = open({1, 2, 3}, 2);
+  resume_too_long.mutable_open()->mutable_resume_tokens()->add_ids(5);
+  resume_too_long.mutable_open()->mutable_resume_tokens()->add_ids(6);
+  std::vector<int32_t> big_tokens(300, 1), big_parents(300);
+  for (int i = 0; i < 300; ++i) big_parents[i] = i - 1;
+  v1::SessionRequest close;
+  close.mutable_close();
+  const std::vector<Case> cases = {
+      {"verify before open", {verify(0, {1}, {-1})}, grpc::FAILED_PRECONDITION},
+      {"empty prompt", {open({})}, grpc::INVALID_ARGUMENT},
+      {"prompt token out of range", {open({1, 49152})}, grpc::INVALID_ARGUMENT},
+      {"max_tokens 0", {open({1, 2}, 0)}, grpc::INVALID_ARGUMENT},
+      {"feature layer out of range", {bad_layer}, grpc::INVALID_ARGUMENT},
+      {"unknown feature dtype", {bad_dtype}, grpc::INVALID_ARGUMENT},
+      {"resume beyond max_tokens", {resume_too_long}, grpc::INVALID_ARGUMENT},
+      {"open twice", {open({1, 2, 3}), open({1, 2, 3})}, grpc::FAILED_PRECONDITION},
+      {"out-of-order step", {open({1, 2, 3}), verify(3, {0}, {-1})}, grpc::FAILED_PRECONDITION},
+      {"tokens/parents length mismatch",
+       {open({1, 2, 3}), verify(0, {0, 1}, {-1})},
+       grpc::INVALID_ARGUMENT},
+      {"oversized tree",
+       {open({1, 2, 3}), verify(0, big_tokens, big_parents)},
+       grpc::INVALID_ARGUMENT},
+      {"parent not before child",
+       {open({1, 2, 3}), verify(0, {0, 1, 2}, {-1, 2, 0})},
+       grpc::INVALID_ARGUMENT},
+      {"empty tree", {open({1, 2, 3}), verify(0, {}, {})}, grpc::INVALID_ARGUMENT},
+      {"tree token out of range",
+       {open({1, 2, 3}), verify(0, {0, 60000}, {-1, 0})},
+       grpc::INVALID_ARGUMENT},
+  };
+  for (const Case& c : cases) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto stream = stub->Session(&ctx);
+    v1::SessionResponse resp;
+    int32_t first = -1;
+    for (const auto& m : c.msgs) {
+      v1::SessionRequest msg = m;
+      // A tree's root must be the token the verifier named: patch it in for the cases that
+      // are about something else.
+      if (msg.has_verify() && msg.verify().tree().tokens_size() > 0 && first >= 0 &&
+          c.name != "out-of-order step") {
+        msg.mutable_verify()->mutable_tree()->set_tokens(0, first);
+      }
+      if (!stream->Write(msg)) break;
+      if (msg.has_open()) {
+        if (stream->Read(&resp) && resp.has_opened()) {
+          first = resp.opened().first_token();
+          for (int k = 0; k < resp.opened().feature_chunks(); ++k) stream->Read(&resp);
+        }
+      }
+    }
+    stream->WritesDone();
+    while (stream->Read(&resp)) {
+    }
+    grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), c.code) << c.name << ": " << s.error_message();
+  }
+  // Wrong root, unknown session (a new stream cannot name another's), and a clean close.
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub->Session(&ctx);
+    stream->Write(open({1, 2, 3}));
+    v1::SessionResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    const int32_t first = resp.opened().first_token();
+    for (int k = 0; k < resp.opened().feature_chunks(); ++k) stream->Read(&resp);
+    stream->Write(verify(0, {(first + 1) % 49152}, {-1}));
+    while (stream->Read(&resp)) {
+    }
+    grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_NE(s.error_message().find("root"), std::string::npos);
+  }
+  EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 2), 0);
+}
+
+TEST_F(ServicesTest, AThousandSessionsWithCancellationsReleaseEverything) {
+  const auto prompts = HeldOutPrompts(40);
+  std::atomic<int> next{0}, cancelled{0}, ok{0}, failed{0};
+  auto worker = [&](int seed) {
+    auto stub = testing::DrafterStub(drafter_->address());
+    std::mt19937 rng(seed);
+    while (true) {
+      const int i = next++;
+      if (i >= 1000) return;
+      v1::GenerateRequest r = ChatRequest(prompts[i % prompts.size()].substr(0, 200), 6);
+      const bool cancel = rng() % 10 < 3;
+      const int at = static_cast<int>(rng() % 5);
+      Generation g =
+          testing::Generate(stub.get(), r, 60, [&](int n) { return !cancel || n < at + 1; });
+      if (g.status.ok()) {
+        ++ok;
+      } else if (g.status.error_code() == grpc::CANCELLED) {
+        ++cancelled;
+      } else {
+        ++failed;
+        ADD_FAILURE() << g.status.error_message();
+      }
+    }
+  };
+  int64_t rss_after_100 = 0;
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) threads.emplace_back(worker, t);
+    while (next < 100) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    rss_after_100 = verifier_->proc->rss_bytes();
+    for (auto& t : threads) t.join();
+  }
+  EXPECT_EQ(ok + cancelled + failed, 1000);
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(cancelled, 150);
+  EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 3), 0);
+  EXPECT_EQ(Metric(verifier_->admin_port, "eagle_verifier_kv_bytes"), 0);
+  EXPECT_EQ(Metric(drafter_->admin_port, "eagle_drafter_active_generations"), 0);
+  const int64_t rss_end = verifier_->proc->rss_bytes();
+  RecordProperty("verifier_rss_after_100", std::to_string(rss_after_100));
+  RecordProperty("verifier_rss_after_1000", std::to_string(rss_end));
+  EXPECT_LT(rss_end, rss_after_100 + (32 << 20))
+      << "verifier RSS grew from " << rss_after_100 << " to " << rss_end;
+}
+
+// Kills and restarts: each test starts its own pair.
+class ServicesFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
+    dir_ = testing::TempDir();
+  }
+  std::string dir_;
+};
+
+TEST_F(ServicesFaultTest, VerifierKilledAndRestartedMidGenerationIsInvisibleToTheClient) {
+  auto v = testing::StartVerifier(dir_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  const int port = v->port;
+  auto d = testing::StartDrafter(dir_, v->address());
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto model = LlamaModel::Load(EAGLE_DEFAULT_MODEL);
+  ASSERT_TRUE(model.ok());
+  const std::string prompt = "Write a short essay about the history of the printing press.";
+  auto ids = EncodeChat(**model, {{"user", prompt}});
+  GenerateOptions o;
+  o.max_tokens = 160;
+  auto want = GenerateVanilla(**model, *ids, o, nullptr);
+  ASSERT_TRUE(want.ok());
+  ASSERT_GT(want->token_ids.size(), 60u) << "prompt too short for the test";
+  std::unique_ptr<testing::Service> restarted;
+  bool killed = false;
+  auto stub = testing::DrafterStub(d->address());
+  Generation g = testing::Generate(stub.get(), ChatRequest(prompt, 160), 120, [&](int n) {
+    if (!killed && n >= 20) {
+      killed = true;
+      v->proc->Signal(SIGKILL);
+      v->proc->Wait(5);
+      auto r = testing::StartVerifier(dir_, port);
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (r.ok()) restarted = std::make_unique<testing::Service>(std::move(*r));
+    }
+    return true;
+  });
+  ASSERT_TRUE(killed);
+  ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_EQ(g.ids, want->token_ids) << "tokens missing or duplicated across the restart";
+  EXPECT_GE(Metric(d->admin_port, "eagle_drafter_verifier_reconnects_total"), 1);
+}
+
+TEST_F(ServicesFaultTest, DrafterKilledFreesItsVerifierSessionsWithinTwoSeconds) {
+  auto v = testing::StartVerifier(dir_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto d = testing::StartDrafter(dir_, v->address());
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::atomic<int> streamed{0};
+  std::thread client([&] {
+    auto stub = testing::DrafterStub(d->address());
+    testing::Generate(stub.get(), ChatRequest("Write a very long story about a lighthouse.", 400),
+                      60, [&](int n) {
+                        streamed = n;
+                        return true;
+                      });
+  });
+  while (streamed < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(Metric(v->admin_port, "eagle_verifier_active_sessions"), 1);
+  d->proc->Signal(SIGKILL);
+  const double t = WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 10);
+  client.join();
+  EXPECT_GE(t, 0);
+  EXPECT_LT(t, 2.0);
+  // The verifier keeps serving.
+  auto vs = testing::VerifierStub(v->address());
+  Generation g = testing::Generate(vs.get(), ChatRequest("Hello", 8));
+  EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+}
+
+TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
+  auto v = testing::StartVerifier(dir_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto d = testing::StartDrafter(dir_, v->address());
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::atomic<int> streamed{0};
+  std::atomic<bool> client_done{false};
+  Generation inflight;
+  std::thread client([&] {
+    auto stub = testing::DrafterStub(d->address());
+    inflight =
+        testing::Generate(stub.get(), ChatRequest("Describe the water cycle.", 96), 60, [&](int n) {
+          streamed = n;
+          return true;
+        });
+    client_done = true;
+  });
+  while (streamed < 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  d->proc->Signal(SIGTERM);
+  v->proc->Signal(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // New work is refused while the old finishes.
+  bool checked_refusal = false;
+  if (!client_done) {
+    checked_refusal = true;
+    EXPECT_EQ(testing::Health(d->address()), "NOT_SERVING");
+    auto stub = testing::DrafterStub(d->address());
+    Generation refused = testing::Generate(stub.get(), ChatRequest("Hello", 4), 10);
+    EXPECT_EQ(refused.status.error_code(), grpc::UNAVAILABLE) << refused.status.error_message();
+    auto vs = testing::VerifierStub(v->address());
+    Generation vrefused = testing::Generate(vs.get(), ChatRequest("Hello", 4), 10);
+    EXPECT_EQ(vrefused.status.error_code(), grpc::UNAVAILABLE) << vrefused.status.error_message();
+  }
+  client.join();
+  EXPECT_TRUE(checked_refusal) << "the in-flight generation ended before the refusal check";
+  EXPECT_TRUE(inflight.status.ok()) << inflight.status.error_message();
+  EXPECT_EQ(inflight.last.finish_reason() != v1::FINISH_REASON_UNSPECIFIED, true);
+  EXPECT_EQ(d->proc->Wait(30), 0) << d->proc->log();
+  EXPECT_EQ(v->proc->Wait(30), 0) << v->proc->log();
+}
+
+TEST_F(ServicesFaultTest, DrafterRefusesAHeadOrModelForAnotherModel) {
+  auto v = testing::StartVerifier(dir_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  // A head trained for another model (hidden size 64, not 576).
+  const std::string head = dir_ + "/other_head";
+  std::filesystem::create_directories(head);
+  ASSERT_TRUE(testing::WriteEagleHeadDir(head, 64, 128, 4, 2, 96, false, 1).ok());
+  auto p = testing::StartDrafterRaw(
+      dir_, {"--verifier", v->address(), "--listen", "127.0.0.1:0", "--admin", "", "--head", head});
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ((*p)->Wait(60), 1);
+  EXPECT_NE((*p)->log().find("head_load_failed"), std::string::npos) << (*p)->log();
+  // The drafter's model differs from the verifier's: fingerprints disagree.
+  testing::TinyConfig tc;
+  const std::string tiny = dir_ + "/tiny.gguf";
+  ASSERT_TRUE(testing::WriteTinyGguf(tc, tiny).ok());
+  auto q = testing::StartDrafterRaw(dir_, {"--verifier", v->address(), "--listen", "127.0.0.1:0",
+                                           "--admin", "", "--head", "none", "--model", tiny});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ((*q)->Wait(60), 1);
+  EXPECT_NE((*q)->log().find("model_mismatch"), std::string::npos) << (*q)->log();
+}
+
+}  // namespace
+}  // namespace eagle

@@ -1,0 +1,229 @@
+#include "tests/testing/services.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/rpc/convert.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+extern char** environ;
+
+namespace eagle::testing {
+namespace {
+using Clock = std::chrono::steady_clock;
+}
+
+absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::vector<std::string>& argv,
+                                                        const std::string& log_path) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  auto p = std::make_unique<Process>();
+  p->log_path_ = log_path;
+  const int rc = posix_spawn(&p->pid_, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return absl::InternalError(absl::StrCat("spawn ", argv[0], " failed: ", rc));
+  return p;
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !exited_) {
+    kill(pid_, SIGKILL);
+    Wait(10);
+  }
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0 && !exited_) kill(pid_, sig);
+}
+
+int Process::Wait(double seconds) {
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  while (!exited_) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    if (Clock::now() >= end) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return code_;
+}
+
+bool Process::running() { return Wait(0) == -1; }
+
+std::string Process::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int64_t Process::rss_bytes() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      int64_t kb = 0;
+      std::istringstream(line.substr(6)) >> kb;
+      return kb * 1024;
+    }
+  }
+  return -1;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+std::string Health(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status s = stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp);
+  if (!s.ok()) return s.error_message();
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? "SERVING"
+                                                                         : "NOT_SERVING";
+}
+
+namespace {
+absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const std::string& log,
+                                     int port, int admin) {
+  Service s;
+  s.port = port;
+  s.admin_port = admin;
+  auto p = Process::Start(argv, log);
+  if (!p.ok()) return p.status();
+  s.proc = std::move(*p);
+  const auto end = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < end) {
+    if (!s.proc->running()) {
+      return absl::InternalError(absl::StrCat(argv[0], " exited: ", s.proc->log()));
+    }
+    if (Health(s.address()) == "SERVING") return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(argv[0], " not serving after 60 s"));
+}
+}  // namespace
+
+absl::StatusOr<Service> StartVerifier(const std::string& dir, int port,
+                                      const std::vector<std::string>& extra) {
+  if (port == 0) port = FreePort();
+  const int admin = FreePort();
+  std::vector<std::string> argv = {EAGLE_VERIFIER, "--listen", absl::StrCat("127.0.0.1:", port),
+                                   "--admin", absl::StrCat("127.0.0.1:", admin)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return StartAndWait(argv, dir + "/verifier.log", port, admin);
+}
+
+absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& verifier,
+                                     const std::vector<std::string>& extra) {
+  const int port = FreePort();
+  const int admin = FreePort();
+  std::vector<std::string> argv = {EAGLE_DRAFTER,
+                                   "--verifier",
+                                   verifier,
+                                   "--listen",
+                                   absl::StrCat("127.0.0.1:", port),
+                                   "--admin",
+                                   absl::StrCat("127.0.0.1:", admin)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return StartAndWait(argv, dir + "/drafter.log", port, admin);
+}
+
+absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
+                                                         const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {EAGLE_DRAFTER};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Process::Start(argv, dir + "/drafter_raw.log");
+}
+
+double Metric(int admin_port, const std::string& name) {
+  httplib::Client cli("127.0.0.1", admin_port);
+  cli.set_connection_timeout(2);
+  auto res = cli.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t sp = line.rfind(' ');
+    if (sp == absl::string_view::npos || line.substr(0, sp) != name) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(sp + 1), &v)) return v;
+  }
+  return -1;
+}
+
+std::unique_ptr<v1::Drafter::Stub> DrafterStub(const std::string& address) {
+  return v1::Drafter::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                                        rpc::ClientChannelArgs()));
+}
+
+std::unique_ptr<v1::Verifier::Stub> VerifierStub(const std::string& address) {
+  return v1::Verifier::NewStub(grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
+}
+
+template <typename Stub>
+Generation Generate(Stub* stub, const v1::GenerateRequest& req, double timeout_s,
+                    const std::function<bool(int)>& on_chunk) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                       std::chrono::duration<double>(timeout_s)));
+  auto reader = stub->Generate(&ctx, req);
+  Generation g;
+  v1::GenerateResponse chunk;
+  while (reader->Read(&chunk)) {
+    g.ids.insert(g.ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+    g.text += chunk.text();
+    if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) g.last = chunk;
+    if (on_chunk && !on_chunk(static_cast<int>(g.ids.size()))) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  g.status = reader->Finish();
+  return g;
+}
+
+template Generation Generate(v1::Drafter::Stub*, const v1::GenerateRequest&, double,
+                             const std::function<bool(int)>&);
+template Generation Generate(v1::Verifier::Stub*, const v1::GenerateRequest&, double,
+                             const std::function<bool(int)>&);
+
+}  // namespace eagle::testing

@@ -1,0 +1,80 @@
+// Test harness for the services: starts the real eagle-verifier / eagle-drafter binaries on
+// loopback ports, waits for health, scrapes their metrics, and kills or signals them.
+#ifndef EAGLE_TESTS_TESTING_SERVICES_H_
+#define EAGLE_TESTS_TESTING_SERVICES_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "eagle/v1/drafter.grpc.pb.h"
+#include "eagle/v1/verifier.grpc.pb.h"
+
+namespace eagle::testing {
+
+// A child process with its stderr in a log file.
+class Process {
+ public:
+  static absl::StatusOr<std::unique_ptr<Process>> Start(const std::vector<std::string>& argv,
+                                                        const std::string& log_path);
+  ~Process();  // SIGKILL if still running
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits for exit; returns the exit code (128 + signal if killed), or -1 after `seconds`.
+  int Wait(double seconds);
+  bool running();
+  std::string log() const;
+  int64_t rss_bytes() const;  // VmRSS from /proc
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int code_ = -1;
+  std::string log_path_;
+};
+
+int FreePort();
+
+struct Service {
+  std::unique_ptr<Process> proc;
+  int port = 0;
+  int admin_port = 0;
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+// `port` 0 = any free port. Extra flags are appended. Waits until health says SERVING.
+absl::StatusOr<Service> StartVerifier(const std::string& dir, int port = 0,
+                                      const std::vector<std::string>& extra = {});
+absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& verifier,
+                                     const std::vector<std::string>& extra = {});
+// Starts without waiting for health (for binaries expected to fail at start).
+absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
+                                                         const std::vector<std::string>& args);
+
+// Health status: "SERVING", "NOT_SERVING" or the error.
+std::string Health(const std::string& address);
+// The value of a metric line `name` (with its labels, e.g. `foo{a="b"}`) from /metrics; -1 if
+// absent or the scrape failed.
+double Metric(int admin_port, const std::string& name);
+
+std::unique_ptr<v1::Drafter::Stub> DrafterStub(const std::string& address);
+std::unique_ptr<v1::Verifier::Stub> VerifierStub(const std::string& address);
+
+struct Generation {
+  grpc::Status status;
+  std::vector<int32_t> ids;
+  std::string text;
+  v1::GenerateResponse last;
+};
+// Runs a Generate to the end. `on_chunk` (optional) sees each chunk's token count so far and
+// may return false to cancel the call.
+template <typename Stub>
+Generation Generate(Stub* stub, const v1::GenerateRequest& req, double timeout_s = 120,
+                    const std::function<bool(int)>& on_chunk = nullptr);
+
+}  // namespace eagle::testing
+
+#endif  // EAGLE_TESTS_TESTING_SERVICES_H_
