@@ -1,11 +1,12 @@
 // eagle-datagen: self-distilled training data for EAGLE heads. The target model writes its own
 // responses to prompts (chat template applied; greedy, and sampled at --temperature for every
-// --sampled-every-th prompt), then one prefill over prompt + response extracts the target's
-// final-norm hidden states. Records go to a checksummed shard (common/eagle/train_data.h);
+// --sampled-every-th prompt) and the target's final-norm hidden states at every position are
+// kept from the generation's own forward passes. Records go to a checksummed shard (common/eagle/train_data.h);
 // rerunning with the same arguments resumes after the last whole record. Held-out prompts
 // (tests/data/heldout_prompts.jsonl) are never used.
 //   eagle-datagen --out FILE [--model PATH] [--data-dir DIR] [--limit N] [--max-tokens N]
-//                 [--sampled-every K] [--temperature T] [--seed S] [--threads N]
+//                 [--sampled-every K] [--temperature T] [--seed S] [--threads N] [--batch B]
+// --batch: sequences generated together (continuous batching; default 16).
 #include <omp.h>
 
 #include <algorithm>
@@ -39,6 +40,7 @@ int Main(int argc, char** argv) {
                                           {"--temperature", "0.7"},
                                           {"--seed", "1"},
                                           {"--threads", "0"},
+                                          {"--batch", "16"},
                                           {"--out", ""}};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!a.count(argv[i])) {
@@ -103,52 +105,106 @@ int Main(int argc, char** argv) {
   const int sampled_every = std::max(1, std::stoi(a["--sampled-every"]));
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_written = 0;
-  for (int64_t i = done; i < limit; ++i) {
-    const std::string text = kind.ok()
-                                 ? ApplyChatTemplate(*kind, {{"user", prompts[i].second}}, true)
-                                 : prompts[i].second;
-    std::vector<int32_t> ids = tok->Encode(text, true);
-    if (ids.size() > 768) ids.resize(768);  // keep very long prompts bounded
-    GenerateOptions o;
-    o.max_tokens = std::stoi(a["--max-tokens"]);
-    if (i % sampled_every == sampled_every - 1) {
-      o.sampling.temperature = std::stof(a["--temperature"]);
-      o.sampling.top_p = 0.95f;
-      o.sampling.seed = static_cast<uint64_t>(i);
+  // Continuous batching: up to --batch sequences decode together in one forward pass (each
+  // token's result is the same as alone: the kernels are batch invariant). Features are taken
+  // from the generation's own forward passes (prefill, then one row per decode step, plus one
+  // last pass over the final token). Records are written in prompt order, so a rerun resumes
+  // after the last whole record.
+  struct Seq {
+    int64_t index = 0;
+    std::vector<int32_t> tokens;  // prompt, then generated tokens
+    int prompt_tokens = 0;
+    std::unique_ptr<KvCache> cache;
+    std::unique_ptr<Sampler> sampler;
+    std::vector<float> features;  // rows for tokens[0 .. fed)
+    int64_t fed = 0;              // tokens already forwarded
+    int generated = 0;
+    bool finished = false;        // last token sampled; its feature still to compute
+  };
+  const int batch = std::max(1, std::stoi(a["--batch"]));
+  const int max_tokens = std::stoi(a["--max-tokens"]);
+  const int hidden = (*model)->config().hidden_size;
+  std::vector<std::unique_ptr<Seq>> active;
+  std::map<int64_t, std::unique_ptr<Seq>> ready;  // finished, waiting for earlier prompts
+  int64_t next_prompt = done, next_write = done;
+  while (next_write < limit) {
+    while (static_cast<int>(active.size()) < batch && next_prompt < limit) {
+      auto q = std::make_unique<Seq>();
+      q->index = next_prompt;
+      const std::string text =
+          kind.ok() ? ApplyChatTemplate(*kind, {{"user", prompts[next_prompt].second}}, true)
+                    : prompts[next_prompt].second;
+      q->tokens = tok->Encode(text, true);
+      if (q->tokens.size() > 768) q->tokens.resize(768);  // keep very long prompts bounded
+      q->prompt_tokens = static_cast<int>(q->tokens.size());
+      SamplingParams sp;
+      if (next_prompt % sampled_every == sampled_every - 1) {
+        sp.temperature = std::stof(a["--temperature"]);
+        sp.top_p = 0.95f;
+        sp.seed = static_cast<uint64_t>(next_prompt);
+      }
+      q->sampler = std::make_unique<Sampler>(sp);
+      q->cache = (*model)->NewCache(q->prompt_tokens + max_tokens + 2);
+      active.push_back(std::move(q));
+      ++next_prompt;
     }
-    auto g = GenerateVanilla(**model, ids, o, nullptr);
-    if (!g.ok()) {
-      std::fprintf(stderr, "\nerror on prompt %s: %s\n", prompts[i].first.c_str(),
-                   std::string(g.status().message()).c_str());
+    std::vector<KvCache*> caches;
+    std::vector<ForwardRequest> reqs;
+    for (auto& q : active) {
+      ForwardRequest r;
+      r.tokens = std::span<const int32_t>(q->tokens).subspan(q->fed);
+      r.logits = q->finished ? LogitsMode::kNone : LogitsMode::kLast;
+      r.return_features = true;
+      caches.push_back(q->cache.get());
+      reqs.push_back(r);
+    }
+    auto out = (*model)->ForwardBatch(caches, reqs);
+    if (!out.ok()) {
+      std::fprintf(stderr, "\nerror: %s\n", std::string(out.status().message()).c_str());
       return 1;
     }
-    std::vector<int32_t> all = ids;
-    all.insert(all.end(), g->token_ids.begin(), g->token_ids.end());
-    if (g->finish == FinishReason::kEos)
-      all.push_back(tok->eos_id() >= 0 ? (*model)->config().eos_id : 0);
-    // Feature extraction: one prefill over prompt + response.
-    auto cache = (*model)->NewCache(static_cast<int64_t>(all.size()));
-    ForwardRequest req;
-    req.tokens = all;
-    req.logits = LogitsMode::kNone;
-    req.return_features = true;
-    auto fr = (*model)->Forward(*cache, req);
-    if (!fr.ok()) {
-      std::fprintf(stderr, "\nerror: %s\n", std::string(fr.status().message()).c_str());
-      return 1;
+    for (size_t k = 0; k < active.size(); ++k) {
+      Seq& q = *active[k];
+      ForwardResult& fr = (*out)[k];
+      q.features.insert(q.features.end(), fr.features.begin(), fr.features.end());
+      q.fed = static_cast<int64_t>(q.tokens.size());
+      if (q.finished) continue;
+      const int32_t next = q.sampler->Sample(fr.logits.data(), (*model)->config().vocab_size);
+      q.tokens.push_back(next);
+      ++q.generated;
+      if (tok->IsEndOfGeneration(next) || q.generated >= max_tokens) q.finished = true;
     }
-    if (auto s = (*writer)->Append(all, static_cast<int>(ids.size()), fr->features); !s.ok()) {
-      std::fprintf(stderr, "\nerror: %s\n", std::string(s.message()).c_str());
-      return 1;
+    // Sequences whose final token has been forwarded are done.
+    for (size_t k = 0; k < active.size();) {
+      Seq& q = *active[k];
+      if (q.finished && q.fed == static_cast<int64_t>(q.tokens.size())) {
+        ready[q.index] = std::move(active[k]);
+        active.erase(active.begin() + static_cast<int64_t>(k));
+      } else {
+        ++k;
+      }
     }
-    tokens_written += static_cast<int64_t>(all.size());
-    const double el =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const int64_t n = i + 1 - done;
-    const double eta = el / n * (limit - i - 1);
-    std::fprintf(stderr, "\r[%lld/%lld] %.1f prompts/s, %.0f tok/s, ETA %.0f min   ",
-                 static_cast<long long>(i + 1), static_cast<long long>(limit), n / el,
-                 tokens_written / el, eta / 60);
+    while (!ready.empty() && ready.begin()->first == next_write) {
+      Seq& q = *ready.begin()->second;
+      if (static_cast<int64_t>(q.features.size()) != q.fed * hidden) {
+        std::fprintf(stderr, "\nerror: feature rows do not match tokens\n");
+        return 1;
+      }
+      if (auto st = (*writer)->Append(q.tokens, q.prompt_tokens, q.features); !st.ok()) {
+        std::fprintf(stderr, "\nerror: %s\n", std::string(st.message()).c_str());
+        return 1;
+      }
+      tokens_written += static_cast<int64_t>(q.tokens.size());
+      ready.erase(ready.begin());
+      ++next_write;
+      const double el =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const int64_t n = next_write - done;
+      const double eta = el / n * (limit - next_write);
+      std::fprintf(stderr, "\r[%lld/%lld] %.1f prompts/s, %.0f tok/s, ETA %.0f min   ",
+                   static_cast<long long>(next_write), static_cast<long long>(limit), n / el,
+                   tokens_written / el, eta / 60);
+    }
   }
   std::fprintf(stderr, "\ndone: %lld records in %s\n", static_cast<long long>(limit),
                a["--out"].c_str());

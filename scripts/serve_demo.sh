@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts an eagle-verifier and an eagle-drafter on loopback (default model, shipped head), waits
+# until both report SERVING, sends one prompt through the drafter (and the same prompt through
+# the verifier alone for the speedup), prints the answer and the summary, then stops both with
+# SIGTERM and checks that they exited cleanly. Expects a build (scripts/build.sh) and the model.
+#   scripts/serve_demo.sh ["prompt"] [extra eagle-cli flags...]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+prompt=${1:-"Explain in three sentences why the sky is blue."}
+shift || true
+model=${EAGLE_MODEL:-$root/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+logs=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+vport=$(free_port); dport=$(free_port); vadmin=$(free_port); dadmin=$(free_port)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+./build/verifier/eagle-verifier --model "$model" --listen "127.0.0.1:$vport" \
+  --admin "127.0.0.1:$vadmin" 2>"$logs/verifier.log" &
+pids+=($!)
+./build/drafter/eagle-drafter --model "$model" --verifier "127.0.0.1:$vport" \
+  --listen "127.0.0.1:$dport" --admin "127.0.0.1:$dadmin" 2>"$logs/drafter.log" &
+pids+=($!)
+for addr in "127.0.0.1:$vport" "127.0.0.1:$dport"; do
+  if ! ./build/tools/eagle-cli health --server "$addr" --wait 60 2>/dev/null; then
+    echo "service at $addr did not come up; logs in $logs" >&2
+    cat "$logs"/*.log >&2
+    exit 1
+  fi
+done
+echo "[verifier 127.0.0.1:$vport (metrics :$vadmin), drafter 127.0.0.1:$dport (metrics :$dadmin)]" >&2
+echo ">>> $prompt" >&2
+./build/tools/eagle-cli generate --server "127.0.0.1:$dport" --verifier "127.0.0.1:$vport" \
+  --compare-vanilla --chat --max-tokens 200 --prompt "$prompt" "$@"
+trap - EXIT
+status=0
+for p in "${pids[@]}"; do kill -TERM "$p"; done
+for p in "${pids[@]}"; do wait "$p" || status=$?; done
+if [[ $status -ne 0 ]]; then
+  echo "a service exited with status $status; logs in $logs" >&2
+  exit 1
+fi
+echo "[both services drained and exited 0; logs in $logs]" >&2

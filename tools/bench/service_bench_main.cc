@@ -1,0 +1,262 @@
+// eagle-service-bench: the services against the in-process generator, on the same prompts.
+// Measures (greedy, wall time per request including prefill, client side):
+//   1. in process: plain decoding and speculative decoding (the drafter's default tree);
+//   2. through the drafter, one session at a time: tokens/s and its ratio to (1);
+//   3. through the drafter, N sessions at once: aggregate tokens/s and its ratio to (2);
+//   4. the same two for plain generation on the verifier (continuous batching of decode steps);
+//   5. bytes per verify step each way and round trips per step, from the drafter's metrics.
+// Start the services first (scripts/bench_services.sh does it all).
+//   eagle-service-bench --server ADDR --verifier ADDR --drafter-admin PORT [--limit N]
+//                       [--max-tokens N] [--concurrency N] [--threads N] [--report FILE]
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "common/eagle/speculative.h"
+#include "common/generate.h"
+#include "common/prompt.h"
+#include "common/rpc/convert.h"
+#include "eagle/v1/drafter.grpc.pb.h"
+#include "eagle/v1/verifier.grpc.pb.h"
+
+namespace eagle {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double Scrape(int port, const std::string& name) {
+  httplib::Client cli("127.0.0.1", port);
+  auto res = cli.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    const size_t sp = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || sp == absl::string_view::npos) continue;
+    double v = 0;
+    if (line.substr(0, sp) == name && absl::SimpleAtod(line.substr(sp + 1), &v)) return v;
+  }
+  return -1;
+}
+
+struct Run {
+  double tokens = 0;
+  double seconds = 0;  // sum of per-request wall times (sequential) or the batch's wall time
+  std::vector<std::vector<int32_t>> outputs;
+  double tps() const { return seconds > 0 ? tokens / seconds : 0; }
+};
+
+template <typename Stub>
+std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req, bool* ok) {
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, req);
+  std::vector<int32_t> ids;
+  v1::GenerateResponse chunk;
+  while (reader->Read(&chunk)) ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.error_message().c_str());
+    *ok = false;
+  }
+  return ids;
+}
+
+// Sequential (concurrency 1) or concurrent over the prompts; every prompt once.
+template <typename MakeStub>
+Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, int concurrency,
+          bool* ok) {
+  Run r;
+  r.outputs.resize(reqs.size());
+  if (concurrency <= 1) {
+    auto stub = make();
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const auto t0 = Clock::now();
+      r.outputs[i] = Call(stub.get(), reqs[i], ok);
+      r.seconds += Since(t0);
+      r.tokens += static_cast<double>(r.outputs[i].size());
+    }
+    return r;
+  }
+  std::atomic<size_t> next{0};
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < concurrency; ++t) {
+    threads.emplace_back([&] {
+      auto stub = make();
+      for (size_t i = next++; i < reqs.size(); i = next++) r.outputs[i] = Call(stub.get(), reqs[i], ok);
+    });
+  }
+  for (auto& t : threads) t.join();
+  r.seconds = Since(t0);
+  for (const auto& o : r.outputs) r.tokens += static_cast<double>(o.size());
+  return r;
+}
+
+int Main(int argc, char** argv) {
+  std::map<std::string, std::string> a = {{"--model", EAGLE_DEFAULT_MODEL},
+                                          {"--draft", EAGLE_DEFAULT_HEAD},
+                                          {"--prompts", EAGLE_DEFAULT_PROMPTS},
+                                          {"--server", "127.0.0.1:50052"},
+                                          {"--verifier", "127.0.0.1:50051"},
+                                          {"--drafter-admin", "9092"},
+                                          {"--limit", "16"},
+                                          {"--max-tokens", "64"},
+                                          {"--concurrency", "8"},
+                                          {"--threads", "0"},
+                                          {"--report", ""}};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!a.count(argv[i])) {
+      std::fprintf(stderr, "unknown flag %s (see the source header)\n", argv[i]);
+      return 2;
+    }
+    a[argv[i]] = argv[i + 1];
+  }
+  if (std::stoi(a["--threads"]) > 0) omp_set_num_threads(std::stoi(a["--threads"]));
+  auto model = LlamaModel::Load(a["--model"]);
+  if (!model.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
+    return 1;
+  }
+  auto head = EagleHead::Load(a["--draft"], **model);
+  if (!head.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(head.status().message()).c_str());
+    return 1;
+  }
+  const int max_tokens = std::stoi(a["--max-tokens"]);
+  const int concurrency = std::stoi(a["--concurrency"]);
+  std::vector<std::string> texts;
+  {
+    std::ifstream in(a["--prompts"]);
+    std::string line;
+    while (std::getline(in, line) && static_cast<int>(texts.size()) < std::stoi(a["--limit"])) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("prompt")) texts.push_back(j["prompt"]);
+    }
+  }
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<v1::GenerateRequest> reqs;
+  for (const auto& t : texts) {
+    auto e = EncodeChat(**model, {{"user", t}});
+    if (!e.ok()) return 1;
+    ids.push_back(*e);
+    v1::GenerateRequest r;
+    auto* m = r.mutable_messages()->add_messages();
+    m->set_role("user");
+    m->set_content(t);
+    r.set_max_tokens(max_tokens);
+    reqs.push_back(r);
+  }
+  GenerateOptions o;
+  o.max_tokens = max_tokens;
+  // 1. In process.
+  Run vanilla, spec;
+  SpeculativeStats total_stats;
+  for (int warm = 1; warm >= 0; --warm) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (warm && i > 0) break;
+      auto t0 = Clock::now();
+      auto v = GenerateVanilla(**model, ids[i], o, nullptr);
+      const double tv = Since(t0);
+      EagleDrafter d(head->get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
+      SpeculativeStats st;
+      t0 = Clock::now();
+      auto s = GenerateSpeculative(**model, d, ids[i], o, TreeOptions(), nullptr, &st);
+      const double ts = Since(t0);
+      if (!v.ok() || !s.ok()) return 1;
+      if (warm) continue;
+      vanilla.tokens += static_cast<double>(v->token_ids.size());
+      vanilla.seconds += tv;
+      vanilla.outputs.push_back(v->token_ids);
+      spec.tokens += static_cast<double>(s->token_ids.size());
+      spec.seconds += ts;
+      total_stats.steps += st.steps;
+      total_stats.accepted_drafts += st.accepted_drafts;
+    }
+  }
+  std::fprintf(stderr, "in-process runs done\n");
+  bool ok = true;
+  auto drafter = [&] {
+    return v1::Drafter::NewStub(grpc::CreateCustomChannel(
+        a["--server"], grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
+  };
+  auto verifier = [&] {
+    return v1::Verifier::NewStub(grpc::CreateCustomChannel(
+        a["--verifier"], grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
+  };
+  const int admin = std::stoi(a["--drafter-admin"]);
+  Serve(drafter, std::vector<v1::GenerateRequest>(reqs.begin(), reqs.begin() + 1), 1, &ok);
+  const double sent0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}");
+  const double recv0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}");
+  const double steps0 = Scrape(admin, "eagle_drafter_steps_total");
+  Run remote1 = Serve(drafter, reqs, 1, &ok);
+  const double sent = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}") - sent0;
+  const double recv =
+      Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}") - recv0;
+  const double steps = Scrape(admin, "eagle_drafter_steps_total") - steps0;
+  Run remoteN = Serve(drafter, reqs, concurrency, &ok);
+  Run plain1 = Serve(verifier, reqs, 1, &ok);
+  Run plainN = Serve(verifier, reqs, concurrency, &ok);
+  if (!ok) return 1;
+  int identical = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    identical += remote1.outputs[i] == vanilla.outputs[i] && remoteN.outputs[i] == vanilla.outputs[i] &&
+                 plain1.outputs[i] == vanilla.outputs[i] && plainN.outputs[i] == vanilla.outputs[i];
+  }
+  const double tau = total_stats.tau();
+  // Prompt features cross once per session; each step sends a tree and receives the accepted
+  // tokens and their features.
+  const double prompt_bytes = recv / std::max(1.0, steps);
+  std::printf("%zu prompts, %d tokens each at most, greedy; %d threads in process\n", reqs.size(),
+              max_tokens, omp_get_max_threads());
+  std::printf("%-44s %9s %8s\n", "run", "tok/s", "ratio");
+  std::printf("%-44s %9.1f %8s\n", "in process, vanilla", vanilla.tps(), "");
+  std::printf("%-44s %9.1f %7.2fx  (vs vanilla; tau %.2f)\n", "in process, speculative", spec.tps(),
+              spec.tps() / vanilla.tps(), tau);
+  std::printf("%-44s %9.1f %7.2fx  (vs in-process speculative)\n",
+              "services, speculative, 1 session", remote1.tps(), remote1.tps() / spec.tps());
+  std::printf("%-44s %9.1f %7.2fx  (vs 1 session)\n",
+              ("services, speculative, " + std::to_string(concurrency) + " sessions").c_str(),
+              remoteN.tps(), remoteN.tps() / remote1.tps());
+  std::printf("%-44s %9.1f %7.2fx  (vs in-process vanilla)\n", "verifier, plain, 1 session",
+              plain1.tps(), plain1.tps() / vanilla.tps());
+  std::printf("%-44s %9.1f %7.2fx  (vs 1 session)\n",
+              ("verifier, plain, " + std::to_string(concurrency) + " sessions").c_str(),
+              plainN.tps(), plainN.tps() / plain1.tps());
+  std::printf("per verify step: 1 round trip, %.0f bytes sent, %.0f bytes received (prompt "
+              "features included, averaged over %.0f steps)\n",
+              sent / std::max(1.0, steps), prompt_bytes, steps);
+  std::printf("outputs identical to in-process vanilla: %d/%zu\n", identical, reqs.size());
+  if (!a["--report"].empty()) {
+    nlohmann::json j = {{"prompts", reqs.size()},
+                        {"max_tokens", max_tokens},
+                        {"concurrency", concurrency},
+                        {"in_process_vanilla_tps", vanilla.tps()},
+                        {"in_process_speculative_tps", spec.tps()},
+                        {"tau", tau},
+                        {"service_1_tps", remote1.tps()},
+                        {"service_n_tps", remoteN.tps()},
+                        {"plain_1_tps", plain1.tps()},
+                        {"plain_n_tps", plainN.tps()},
+                        {"bytes_sent_per_step", sent / std::max(1.0, steps)},
+                        {"bytes_received_per_step", prompt_bytes},
+                        {"identical", identical}};
+    std::ofstream(a["--report"]) << j.dump(2) << "\n";
+  }
+  return identical == static_cast<int>(reqs.size()) ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace eagle
+
+int main(int argc, char** argv) { return eagle::Main(argc, argv); }
