@@ -51,6 +51,7 @@ double Scrape(int port, const std::string& name) {
 }
 
 struct Run {
+  double first_token_seconds = 0;  // summed over requests (sequential runs)
   double tokens = 0;
   double seconds = 0;  // sum of per-request wall times (sequential) or the batch's wall time
   std::vector<std::vector<int32_t>> outputs;
@@ -58,12 +59,17 @@ struct Run {
 };
 
 template <typename Stub>
-std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req, bool* ok) {
+std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req, bool* ok,
+                          double* first_token = nullptr) {
   grpc::ClientContext ctx;
+  const auto t0 = Clock::now();
   auto reader = stub->Generate(&ctx, req);
   std::vector<int32_t> ids;
   v1::GenerateResponse chunk;
-  while (reader->Read(&chunk)) ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+  while (reader->Read(&chunk)) {
+    if (ids.empty() && first_token != nullptr) *first_token += Since(t0);
+    ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+  }
   grpc::Status s = reader->Finish();
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.error_message().c_str());
@@ -82,7 +88,7 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
     auto stub = make();
     for (size_t i = 0; i < reqs.size(); ++i) {
       const auto t0 = Clock::now();
-      r.outputs[i] = Call(stub.get(), reqs[i], ok);
+      r.outputs[i] = Call(stub.get(), reqs[i], ok, &r.first_token_seconds);
       r.seconds += Since(t0);
       r.tokens += static_cast<double>(r.outputs[i].size());
     }
@@ -94,7 +100,8 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
   for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&] {
       auto stub = make();
-      for (size_t i = next++; i < reqs.size(); i = next++) r.outputs[i] = Call(stub.get(), reqs[i], ok);
+      for (size_t i = next++; i < reqs.size(); i = next++)
+        r.outputs[i] = Call(stub.get(), reqs[i], ok);
     });
   }
   for (auto& t : threads) t.join();
@@ -180,6 +187,7 @@ int Main(int argc, char** argv) {
       vanilla.outputs.push_back(v->token_ids);
       spec.tokens += static_cast<double>(s->token_ids.size());
       spec.seconds += ts;
+      spec.first_token_seconds += s->prefill_seconds;
       total_stats.steps += st.steps;
       total_stats.accepted_drafts += st.accepted_drafts;
     }
@@ -200,7 +208,8 @@ int Main(int argc, char** argv) {
   const double recv0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}");
   const double steps0 = Scrape(admin, "eagle_drafter_steps_total");
   Run remote1 = Serve(drafter, reqs, 1, &ok);
-  const double sent = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}") - sent0;
+  const double sent =
+      Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}") - sent0;
   const double recv =
       Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}") - recv0;
   const double steps = Scrape(admin, "eagle_drafter_steps_total") - steps0;
@@ -210,7 +219,8 @@ int Main(int argc, char** argv) {
   if (!ok) return 1;
   int identical = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
-    identical += remote1.outputs[i] == vanilla.outputs[i] && remoteN.outputs[i] == vanilla.outputs[i] &&
+    identical += remote1.outputs[i] == vanilla.outputs[i] &&
+                 remoteN.outputs[i] == vanilla.outputs[i] &&
                  plain1.outputs[i] == vanilla.outputs[i] && plainN.outputs[i] == vanilla.outputs[i];
   }
   const double tau = total_stats.tau();
@@ -233,9 +243,16 @@ int Main(int argc, char** argv) {
   std::printf("%-44s %9.1f %7.2fx  (vs 1 session)\n",
               ("verifier, plain, " + std::to_string(concurrency) + " sessions").c_str(),
               plainN.tps(), plainN.tps() / plain1.tps());
-  std::printf("per verify step: 1 round trip, %.0f bytes sent, %.0f bytes received (prompt "
-              "features included, averaged over %.0f steps)\n",
-              sent / std::max(1.0, steps), prompt_bytes, steps);
+  std::printf(
+      "time to first token (mean): in process %.1f ms, services %.1f ms; decode only: "
+      "in process %.1f tok/s, services %.1f tok/s\n",
+      1e3 * spec.first_token_seconds / reqs.size(), 1e3 * remote1.first_token_seconds / reqs.size(),
+      spec.tokens / (spec.seconds - spec.first_token_seconds),
+      remote1.tokens / (remote1.seconds - remote1.first_token_seconds));
+  std::printf(
+      "per verify step: 1 round trip, %.0f bytes sent, %.0f bytes received (prompt "
+      "features included, averaged over %.0f steps)\n",
+      sent / std::max(1.0, steps), prompt_bytes, steps);
   std::printf("outputs identical to in-process vanilla: %d/%zu\n", identical, reqs.size());
   if (!a["--report"].empty()) {
     nlohmann::json j = {{"prompts", reqs.size()},
