@@ -92,7 +92,7 @@ EngineStats Engine::stats() const {
   return s;
 }
 
-std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p) {
+std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p, uint64_t* session_id) {
   const LlamaConfig& cfg = model_->config();
   const int max_prompt = options_.max_prompt_tokens > 0
                              ? std::min(options_.max_prompt_tokens, cfg.max_position - 1)
@@ -156,6 +156,7 @@ std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p) {
                        options_.kv_budget_bytes >> 20, " MiB free")));
     }
     s->id = next_id_++;
+    if (session_id != nullptr) *session_id = s->id;
     s->busy = true;
     kv_bytes_ += bytes;
     sessions_[s->id] = s;

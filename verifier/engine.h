@@ -83,8 +83,10 @@ class Engine {
 
   // Admission control happens here, before any work: RESOURCE_EXHAUSTED when the KV budget or the
   // session limit is reached, INVALID_ARGUMENT for a bad prompt or parameters, UNAVAILABLE while
-  // draining. The future yields the first token (and the prompt's features).
-  std::future<absl::StatusOr<OpenResult>> Open(OpenParams params);
+  // draining. The future yields the first token (and the prompt's features). When admitted,
+  // *session_id is set at once, so that a caller who gives up before the prefill is done can
+  // still Close the session.
+  std::future<absl::StatusOr<OpenResult>> Open(OpenParams params, uint64_t* session_id = nullptr);
   // Verifies `tree` (root = the token the previous step named) as step `step` (0, 1, ...).
   std::future<absl::StatusOr<VerifyOutput>> Verify(uint64_t session, int64_t step, DraftTree tree);
   // Frees the session (idempotent; a pending request of it fails with CANCELLED).

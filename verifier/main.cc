@@ -7,6 +7,7 @@
 #include <prometheus/exposer.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -82,7 +83,15 @@ int Main(int argc, char** argv) {
   eo.max_tree_nodes = absl::GetFlag(FLAGS_max_tree_nodes);
   eo.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   Engine engine(model->get(), eo, metrics.Hooks());
-  metrics.Gauges(engine.stats(), eo.kv_budget_bytes);
+  metrics.Refresh(engine);
+  // Gauges also follow the engine between requests (queue depth, KV use).
+  std::atomic<bool> stop_refresh{false};
+  std::thread refresher([&] {
+    while (!stop_refresh) {
+      metrics.Refresh(engine);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
   VerifierService service(&engine, &metrics);
 
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -138,6 +147,8 @@ int Main(int argc, char** argv) {
   });
   server->Wait();
   signals.join();
+  stop_refresh = true;
+  refresher.join();
   return 0;
 }
 

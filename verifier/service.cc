@@ -168,10 +168,12 @@ void VerifierMetrics::SessionDone(int steps, int64_t accepted) {
   if (steps > 0) tau_.Observe(1.0 + static_cast<double>(accepted) / steps);
 }
 
-void VerifierMetrics::Gauges(const EngineStats& s, int64_t budget) {
+void VerifierMetrics::Refresh(const Engine& engine) {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
+  const EngineStats s = engine.stats();
   active_sessions_.Set(s.active_sessions);
   kv_bytes_.Set(static_cast<double>(s.kv_bytes));
-  kv_budget_.Set(static_cast<double>(budget));
+  kv_budget_.Set(static_cast<double>(engine.options().kv_budget_bytes));
   queue_depth_.Set(s.queue_depth);
 }
 
@@ -202,7 +204,7 @@ grpc::Status VerifierService::Session(
   grpc::Status s = RunSession(ctx, stream, &steps, &accepted);
   metrics_->SessionDone(steps, accepted);
   metrics_->Request("session", s);
-  metrics_->Gauges(engine_->stats(), engine_->options().kv_budget_bytes);
+  metrics_->Refresh(*engine_);
   return s;
 }
 
@@ -238,17 +240,17 @@ grpc::Status VerifierService::RunSession(
   }
   p.feature_layers.assign(open.feature_layers().begin(), open.feature_layers().end());
   p.request_id = RequestId(ctx, open.request_id());
-  auto opened_f = engine_->Open(p);
+  SessionGuard guard{engine_};
+  auto opened_f = engine_->Open(p, &guard.id);
   auto opened = Await(ctx, opened_f);
   if (!opened.ok()) {
     LogEvent("warn", "session_refused",
              {{"request_id", p.request_id}, {"error", std::string(opened.status().message())}});
     return rpc::ToGrpc(opened.status());
   }
-  SessionGuard guard{engine_, opened->session_id};
   metrics_->prompt_tokens.Increment(opened->prompt_tokens);
   metrics_->generated_tokens.Increment(1);
-  metrics_->Gauges(engine_->stats(), engine_->options().kv_budget_bytes);
+  metrics_->Refresh(*engine_);
   const int64_t width = opened->feature_width;
   const int64_t rows_per_chunk =
       std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, width * rpc::FeatureBytes(dtype)));
@@ -320,7 +322,7 @@ grpc::Status VerifierService::Generate(grpc::ServerContext* ctx, const v1::Gener
   InFlight in_flight(in_flight_);
   grpc::Status s = RunGenerate(ctx, req, writer);
   metrics_->Request("generate", s);
-  metrics_->Gauges(engine_->stats(), engine_->options().kv_budget_bytes);
+  metrics_->Refresh(*engine_);
   return s;
 }
 
@@ -336,10 +338,10 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
   p.want_features = false;
   p.request_id = RequestId(ctx, req->request_id());
   const auto t0 = Clock::now();
-  auto opened_f = engine_->Open(p);
+  SessionGuard guard{engine_};
+  auto opened_f = engine_->Open(p, &guard.id);
   auto opened = Await(ctx, opened_f);
   if (!opened.ok()) return rpc::ToGrpc(opened.status());
-  SessionGuard guard{engine_, opened->session_id};
   metrics_->prompt_tokens.Increment(opened->prompt_tokens);
   metrics_->generated_tokens.Increment(1);
   const auto t1 = Clock::now();

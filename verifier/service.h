@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "eagle/v1/verifier.grpc.pb.h"
@@ -23,7 +24,9 @@ class VerifierMetrics {
   EngineHooks Hooks();
   void Request(const std::string& rpc, const grpc::Status& status);
   void SessionDone(int steps, int64_t accepted);
-  void Gauges(const EngineStats& s, int64_t budget);
+  // Sets the gauges from the engine's state now (serialised, so the last call wins with the
+  // latest state).
+  void Refresh(const Engine& engine);
   prometheus::Counter& prompt_tokens;
   prometheus::Counter& generated_tokens;
 
@@ -39,6 +42,7 @@ class VerifierMetrics {
   prometheus::Gauge& kv_bytes_;
   prometheus::Gauge& kv_budget_;
   prometheus::Gauge& queue_depth_;
+  std::mutex refresh_mu_;
 };
 
 class VerifierService final : public v1::Verifier::Service {

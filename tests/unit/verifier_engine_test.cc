@@ -204,6 +204,28 @@ TEST(VerifierEngineTest, AdmissionControlAndProtocolErrors) {
   EXPECT_EQ(e.stats().kv_bytes, 0);
 }
 
+// A caller who gives up while its prefill is still queued can close the session by the id Open
+// gave it at admission: nothing leaks.
+TEST(VerifierEngineTest, CloseBeforeThePrefillRuns) {
+  auto m = Tiny();
+  Engine e(m.get(), EngineOptions());
+  OpenParams p;
+  p.prompt = Prompt(30, 3);
+  std::vector<std::future<absl::StatusOr<OpenResult>>> pending;
+  for (int i = 0; i < 20; ++i) {
+    uint64_t id = 0;
+    pending.push_back(e.Open(p, &id));
+    ASSERT_NE(id, 0u);
+    e.Close(id);
+  }
+  for (auto& f : pending) {
+    auto r = f.get();
+    EXPECT_TRUE(r.ok() || r.status().code() == absl::StatusCode::kCancelled) << r.status();
+  }
+  EXPECT_EQ(e.stats().active_sessions, 0);
+  EXPECT_EQ(e.stats().kv_bytes, 0);
+}
+
 TEST(VerifierEngineTest, SessionLimit) {
   auto m = Tiny();
   EngineOptions eo;

@@ -1,9 +1,9 @@
 // eagle-datagen: self-distilled training data for EAGLE heads. The target model writes its own
 // responses to prompts (chat template applied; greedy, and sampled at --temperature for every
 // --sampled-every-th prompt) and the target's final-norm hidden states at every position are
-// kept from the generation's own forward passes. Records go to a checksummed shard (common/eagle/train_data.h);
-// rerunning with the same arguments resumes after the last whole record. Held-out prompts
-// (tests/data/heldout_prompts.jsonl) are never used.
+// kept from the generation's own forward passes. Records go to a checksummed shard
+// (common/eagle/train_data.h); rerunning with the same arguments resumes after the last whole
+// record. Held-out prompts (tests/data/heldout_prompts.jsonl) are never used.
 //   eagle-datagen --out FILE [--model PATH] [--data-dir DIR] [--limit N] [--max-tokens N]
 //                 [--sampled-every K] [--temperature T] [--seed S] [--threads N] [--batch B]
 // --batch: sequences generated together (continuous batching; default 16).
@@ -119,7 +119,7 @@ int Main(int argc, char** argv) {
     std::vector<float> features;  // rows for tokens[0 .. fed)
     int64_t fed = 0;              // tokens already forwarded
     int generated = 0;
-    bool finished = false;        // last token sampled; its feature still to compute
+    bool finished = false;  // last token sampled; its feature still to compute
   };
   const int batch = std::max(1, std::stoi(a["--batch"]));
   const int max_tokens = std::stoi(a["--max-tokens"]);
