@@ -8,8 +8,10 @@ Recipe (EAGLE-1, ../shared/docs/eagle.md section 5.2, adapted to CPU-sized data)
   loss = SmoothL1(f_hat, f_{t+1}) + 0.1 * CE(softmax(lm_head(f_{t+1})) || lm_head(f_hat))
 over response positions; the LM head is restricted to the draft vocabulary (the most frequent
 response tokens). AdamW, linear warm-up then cosine decay, gradient-value clipping 0.5.
-Validation: top-1 agreement of the draft's argmax with the target's (teacher-forced) on held-out
-records, and the chain tau it implies, 1 + sum_{d=1..D} acc^d.
+Training-time test (EAGLE-3's idea, --ttt-steps K): the head is also unrolled K-1 more steps on
+its own predicted features, with the attention pattern of drafting, loss weights 0.8^(k-1).
+Validation: top-1 agreement of the draft's argmax with the target's at draft depths 1-3 on
+held-out records, and the chain tau they imply, 1 + a1 + a1 a2 + a1 a2 a3.
 
 Example:
   python3 tools/train/train_eagle.py --data .cache/train/shard0.bin --out heads/smollm2-eagle \\
@@ -120,26 +122,70 @@ class EagleHead(torch.nn.Module):
         self.up = torch.nn.Linear(h, ffn, bias=False)
         self.down = torch.nn.Linear(ffn, h, bias=False)
 
-    def forward(self, tokens, feats):
-        # tokens [B, S], feats [B, S, H] -> predicted features [B, S, H]
+    def forward(self, tokens, feats, steps=1):
+        """tokens [B, S] (x_{t+1}), feats [B, S, H] (f_t) -> [p_1, ..., p_steps], each [B, S, H].
+
+        p_1[t] predicts f_{t+1} from the true f_t. For k > 1 (training-time test, EAGLE-3), step k
+        at position t takes the previous step's prediction p_{k-1}[t-1] instead of f_t, as
+        drafting at depth k does, and attends as the drafter's KV cache lets it: to step-1 keys at
+        positions <= t-k+1 (the committed prefix) and to the step-j key at position t-k+j for
+        j = 2..k (its own draft ancestors). p_k[t] also predicts f_{t+1}; it is valid for t >= k-1.
+        """
         b, s, _ = feats.shape
-        u = self.fc(torch.cat([self.embed(tokens), feats], -1))
         pos = torch.arange(s)
-        q = rope(self.q(u).view(b, s, self.heads, self.d).transpose(1, 2), pos, self.theta)
-        k = rope(self.k(u).view(b, s, self.kv, self.d).transpose(1, 2), pos, self.theta)
-        v = self.v(u).view(b, s, self.kv, self.d).transpose(1, 2)
         rep = self.heads // self.kv
-        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        a = u + self.o(att.transpose(1, 2).reshape(b, s, -1))
-        xn = self.post_norm(a)
-        return a + self.down(F.silu(self.gate(xn)) * self.up(xn))
+        emb = self.embed(tokens)
+        keys, values, preds = [], [], []
+        inp = feats
+        for k in range(1, steps + 1):
+            if k > 1:
+                inp = torch.cat([torch.zeros_like(preds[-1][:, :1]), preds[-1][:, :-1]], 1)
+            u = self.fc(torch.cat([emb, inp], -1))
+            q = rope(self.q(u).view(b, s, self.heads, self.d).transpose(1, 2), pos, self.theta)
+            kk = rope(self.k(u).view(b, s, self.kv, self.d).transpose(1, 2), pos, self.theta)
+            vv = self.v(u).view(b, s, self.kv, self.d).transpose(1, 2)
+            kk, vv = kk.repeat_interleave(rep, 1), vv.repeat_interleave(rep, 1)
+            keys.append(kk)
+            values.append(vv)
+            if k == 1:
+                att = F.scaled_dot_product_attention(q, kk, vv, is_causal=True)
+            else:
+                scale = 1.0 / math.sqrt(self.d)
+                s1 = (q @ keys[0].transpose(-1, -2)) * scale  # [B, h, S, S]
+                allowed = torch.ones(s, s, dtype=torch.bool).tril(-(k - 1))
+                s1 = s1.masked_fill(~allowed, float("-inf"))
+                diag_scores, diag_values = [], []
+                for j in range(2, k + 1):
+                    shift = k - j  # step-j key at position t - shift
+                    kj = torch.cat([torch.zeros_like(keys[j - 1][:, :, :shift]), keys[j - 1][:, :, : s - shift]], 2)
+                    vj = torch.cat([torch.zeros_like(values[j - 1][:, :, :shift]), values[j - 1][:, :, : s - shift]], 2)
+                    diag_scores.append(((q * kj).sum(-1, keepdim=True)) * scale)
+                    diag_values.append(vj)
+                sc = torch.cat([s1] + diag_scores, -1)
+                # Rows with no visible prefix (t < k-1) are invalid (masked out of the loss):
+                # keep them finite.
+                sc = torch.nan_to_num(sc, neginf=-1e30)
+                w = torch.softmax(sc.float(), -1).to(q.dtype)
+                att = w[..., :s] @ values[0]
+                for j, vj in enumerate(diag_values):
+                    att = att + w[..., s + j: s + j + 1] * vj
+            a = u + self.o(att.transpose(1, 2).reshape(b, s, -1))
+            xn = self.post_norm(a)
+            preds.append(a + self.down(F.silu(self.gate(xn)) * self.up(xn)))
+        return preds
 
 
 def make_batches(records, max_len, batch_seqs, rng):
+    """Batches of records of similar length (little padding), in random order."""
     order = rng.permutation(len(records))
-    for i in range(0, len(order), batch_seqs):
-        yield [records[j] for j in order[i:i + batch_seqs]]
+    # Sort within windows of 64 batches by length, then shuffle the batches.
+    window = 64 * batch_seqs
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w:w + window], key=lambda j: min(len(records[j][0]), max_len))
+        batches += [chunk[i:i + batch_seqs] for i in range(0, len(chunk), batch_seqs)]
+    for k in rng.permutation(len(batches)):
+        yield [records[j] for j in batches[k]]
 
 
 def collate(batch, max_len, noise, gen):
@@ -179,6 +225,12 @@ def main():
     ap.add_argument("--p-weight", type=float, default=0.1, help="weight of the token cross-entropy")
     ap.add_argument("--val-frac", type=float, default=0.05, help="fraction of records held out")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--ttt-steps", type=int, default=1,
+                    help="training-time test (EAGLE-3): unroll the head this many draft steps on its own "
+                         "predicted features; 1 = the EAGLE-1 recipe")
+    ap.add_argument("--ttt-decay", type=float, default=0.8, help="weight of unrolled step k: decay^(k-1)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bfloat16 autocast for the head's matmuls (faster on CPUs with AVX512-BF16/AMX)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=100, help="validate every N steps")
     args = ap.parse_args()
@@ -221,47 +273,78 @@ def main():
         opt, lambda s: min(1.0, (s + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
     gen = torch.Generator().manual_seed(args.seed)
 
-    def losses(toks, fin, ftgt, mask):
-        pred = model(toks, fin)
-        vloss = (F.smooth_l1_loss(pred, ftgt, reduction="none").mean(-1) * mask).sum() / mask.sum().clamp(min=1)
-        with torch.no_grad():
-            tgt_p = torch.softmax(ftgt @ lm_sub.T, -1)
-        logp = torch.log_softmax(pred @ lm_sub.T, -1)
-        ploss = (-(tgt_p * logp).sum(-1) * mask).sum() / mask.sum().clamp(min=1)
-        acc = (((pred @ lm_sub.T).argmax(-1) == (ftgt @ lm_sub.T).argmax(-1)).float() * mask).sum() / mask.sum().clamp(min=1)
-        return vloss, ploss, acc
+    def losses(toks, fin, ftgt, mask, steps):
+        """Per unrolled step k: feature SmoothL1, token soft CE, top-1 agreement (response
+        positions t >= k-1 only)."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            preds = model(toks, fin, steps)
+        out = []
+        for k, pred in enumerate(preds, start=1):
+            pred = pred.float()
+            m = mask.clone()
+            m[:, : k - 1] = 0
+            vloss = (F.smooth_l1_loss(pred, ftgt, reduction="none").mean(-1) * m).sum() / m.sum().clamp(min=1)
+            # The token losses only at response positions (the LM head dominates the cost).
+            sel = m.reshape(-1) > 0
+            p_sel, t_sel = pred.reshape(-1, pred.shape[-1])[sel], ftgt.reshape(-1, ftgt.shape[-1])[sel]
+            with torch.no_grad():
+                tgt_logits = t_sel @ lm_sub.T
+                tgt_p = torch.softmax(tgt_logits, -1)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                logits = p_sel @ lm_sub.T
+            logp = torch.log_softmax(logits.float(), -1)
+            n = max(int(sel.sum()), 1)
+            ploss = -(tgt_p * logp).sum() / n
+            acc = (logits.argmax(-1) == tgt_logits.argmax(-1)).float().sum() / n
+            out.append((vloss, ploss, acc, float(sel.sum())))
+        return out
 
     def validate():
+        """Validation losses and top-1 agreement at each draft depth 1..3 (depth d: the head's own
+        predictions as inputs, as when drafting), and the chain tau they imply:
+        1 + a1 + a1 a2 + a1 a2 a3."""
         model.eval()
-        tot = {"v": 0.0, "p": 0.0, "acc": 0.0, "n": 0.0}
+        depth = 3
+        tot = [{"v": 0.0, "p": 0.0, "acc": 0.0, "n": 0.0} for _ in range(depth)]
         with torch.no_grad():
             for batch in make_batches(val, args.max_len, args.batch_seqs, np.random.default_rng(0)):
                 toks, fin, ftgt, mask = collate(batch, args.max_len, 0.0, gen)
-                v, p, a = losses(toks, fin, ftgt, mask)
-                w = mask.sum().item()
-                tot["v"] += v.item() * w
-                tot["p"] += p.item() * w
-                tot["acc"] += a.item() * w
-                tot["n"] += w
+                for d, (v, p, a, w) in enumerate(losses(toks, fin, ftgt, mask, depth)):
+                    tot[d]["v"] += v.item() * w
+                    tot[d]["p"] += p.item() * w
+                    tot[d]["acc"] += a.item() * w
+                    tot[d]["n"] += w
         model.train()
-        n = max(tot["n"], 1)
-        acc = tot["acc"] / n
-        return tot["v"] / n, tot["p"] / n, acc, 1 + sum(acc ** d for d in range(1, 6))
+        accs = [t["acc"] / max(t["n"], 1) for t in tot]
+        tau, prod = 1.0, 1.0
+        for a in accs:
+            prod *= a
+            tau += prod
+        return tot[0]["v"] / max(tot[0]["n"], 1), tot[0]["p"] / max(tot[0]["n"], 1), accs, tau
 
     history = []
     step = 0
     start = time.time()
+    def val_record(step, vv):
+        return {"step": step, "val_vloss": vv[0], "val_ploss": vv[1], "val_acc": vv[2][0],
+                "val_acc_by_depth": vv[2], "val_tau3": vv[3]}
+
+    def val_line(step, vv):
+        return (f"step {step}: val vloss {vv[0]:.4f} ploss {vv[1]:.3f} top-1 by depth "
+                f"{' '.join(f'{a:.3f}' for a in vv[2])} tau(chain 3) {vv[3]:.2f}")
+
     v0 = validate()
-    history.append({"step": 0, "val_vloss": v0[0], "val_ploss": v0[1], "val_acc": v0[2], "val_tau5": v0[3]})
-    print(f"step 0: val vloss {v0[0]:.4f} ploss {v0[1]:.3f} top-1 {v0[2]:.3f} tau(chain 5) {v0[3]:.2f}")
+    history.append(val_record(0, v0))
+    print(val_line(0, v0))
     epoch = 0
     while step < total:
         for batch in make_batches(train, args.max_len, args.batch_seqs, rng):
             if step >= total:
                 break
             toks, fin, ftgt, mask = collate(batch, args.max_len, args.noise, gen)
-            v, p, a = losses(toks, fin, ftgt, mask)
-            loss = v + args.p_weight * p
+            per_step = losses(toks, fin, ftgt, mask, args.ttt_steps)
+            loss = sum((args.ttt_decay ** k) * (v + args.p_weight * p) for k, (v, p, _, _) in enumerate(per_step))
+            v, p, a, _ = per_step[0]
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_value_(params, 0.5)
@@ -272,9 +355,8 @@ def main():
             rec = {"step": step, "loss": loss.item(), "vloss": v.item(), "ploss": p.item(), "acc": a.item()}
             if step % args.eval_every == 0 or step == total:
                 vv = validate()
-                rec.update({"val_vloss": vv[0], "val_ploss": vv[1], "val_acc": vv[2], "val_tau5": vv[3]})
-                print(f"\nstep {step}: val vloss {vv[0]:.4f} ploss {vv[1]:.3f} top-1 {vv[2]:.3f} "
-                      f"tau(chain 5) {vv[3]:.2f}")
+                rec.update(val_record(step, vv))
+                print("\n" + val_line(step, vv))
             history.append(rec)
             eta = el / step * (total - step)
             print(f"\r[{step}/{total}] epoch {epoch} loss {loss.item():.4f} (v {v.item():.4f} p {p.item():.3f}) "
@@ -328,9 +410,11 @@ greedy and sampled (T=0.7, top-p 0.95, every third prompt) responses to prompts 
   AdamW lr {args.lr} (warm-up {args.warmup}, cosine), batch {args.batch_seqs} sequences, max length {args.max_len},
   clip value 0.5, {args.epochs} epochs = {history[-1]['step']} steps
 - time: {elapsed / 60:.1f} min on {torch.get_num_threads()} CPU threads
-- final validation: feature SmoothL1 {last['val_vloss']:.4f}, token CE {last['val_ploss']:.3f}, teacher-forced top-1
-  agreement {last['val_acc']:.3f}, implied chain tau (depth 5) {last['val_tau5']:.2f}
-- command: `python3 tools/train/train_eagle.py --data {' '.join(args.data)} --out {args.out} --epochs {args.epochs}`
+- training-time test: {args.ttt_steps} unrolled step(s), weights {args.ttt_decay}^(k-1); bf16 autocast: {args.bf16}
+- final validation: feature SmoothL1 {last['val_vloss']:.4f}, token CE {last['val_ploss']:.3f}, top-1 agreement
+  with the target at draft depth 1/2/3 (the head fed its own predictions beyond depth 1)
+  {' / '.join(f'{a:.3f}' for a in last['val_acc_by_depth'])}, implied chain tau (depth 3) {last['val_tau3']:.2f}
+- command: `python3 tools/train/train_eagle.py {' '.join(sys.argv[1:])}`
 """)
     try:
         import matplotlib
@@ -342,9 +426,12 @@ greedy and sampled (T=0.7, top-p 0.95, every third prompt) responses to prompts 
         ax[0].plot([h["step"] for h in tr], [h["loss"] for h in tr], lw=0.6, label="train loss")
         ax[0].plot([h["step"] for h in va], [h["val_vloss"] + args.p_weight * h["val_ploss"] for h in va], "o-", label="val loss")
         ax[0].set_xlabel("step"); ax[0].set_yscale("log"); ax[0].legend(); ax[0].set_title("loss")
-        ax[1].plot([h["step"] for h in va], [h["val_acc"] for h in va], "o-", label="val top-1")
+        for d in range(len(va[-1]["val_acc_by_depth"])):
+            ax[1].plot([h["step"] for h in va], [h["val_acc_by_depth"][d] for h in va], "o-", ms=3,
+                       label=f"val top-1, depth {d + 1}")
         ax2 = ax[1].twinx()
-        ax2.plot([h["step"] for h in va], [h["val_tau5"] for h in va], "s--", color="C1", label="implied tau")
+        ax2.plot([h["step"] for h in va], [h["val_tau3"] for h in va], "s--", color="k", ms=3, label="implied tau (chain 3)")
+        ax2.set_ylabel("tau"); ax2.legend(loc="upper left")
         ax[1].set_xlabel("step"); ax[1].set_title("validation top-1 and implied tau"); ax[1].legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "training.png"), dpi=90)
