@@ -43,6 +43,10 @@ struct Engine::Work {
   std::shared_ptr<Session> session;
   bool open = false;
   std::vector<int32_t> tokens;  // prompt (open) or tree tokens (verify)
+  // Chunked prefill: prompt tokens already forwarded, their features, and this pass's chunk.
+  int64_t done = 0;
+  int64_t chunk = 0;
+  std::vector<float> features;
   DraftTree tree;
   std::promise<absl::StatusOr<OpenResult>> open_done;
   std::promise<absl::StatusOr<VerifyOutput>> verify_done;
@@ -68,7 +72,7 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   thread_.join();
-  for (Work& w : queue_) w.Fail(absl::CancelledError("the verifier is shutting down"));
+  for (auto& w : queue_) w->Fail(absl::CancelledError("the verifier is shutting down"));
 }
 
 void Engine::Drain() {
@@ -136,7 +140,8 @@ std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p, uint64_t* ses
   s->want_features = p.want_features;
   s->feature_layers = p.feature_layers;
   s->bytes = bytes;
-  Work w;
+  auto wp = std::make_unique<Work>();
+  Work& w = *wp;
   w.open = true;
   w.tokens = std::move(p.prompt);
   auto fut = w.open_done.get_future();
@@ -161,7 +166,7 @@ std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p, uint64_t* ses
     kv_bytes_ += bytes;
     sessions_[s->id] = s;
     w.session = s;
-    queue_.push_back(std::move(w));
+    queue_.push_back(std::move(wp));
   }
   cv_.notify_one();
   return fut;
@@ -173,7 +178,8 @@ std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t st
   if (absl::Status st = tree.Validate(cfg.vocab_size, options_.max_tree_nodes); !st.ok()) {
     return Ready<VerifyOutput>(st);
   }
-  Work w;
+  auto wp = std::make_unique<Work>();
+  Work& w = *wp;
   w.tokens = tree.tokens;
   w.tree = std::move(tree);
   auto fut = w.verify_done.get_future();
@@ -210,7 +216,7 @@ std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t st
     }
     s.busy = true;
     w.session = it->second;
-    queue_.push_back(std::move(w));
+    queue_.push_back(std::move(wp));
   }
   cv_.notify_one();
   return fut;
@@ -227,39 +233,55 @@ void Engine::Close(uint64_t id) {
 
 void Engine::Loop() {
   while (true) {
-    std::vector<Work> batch;
+    std::vector<std::unique_ptr<Work>> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (stop_) return;
-      int64_t tokens = 0;
-      while (!queue_.empty()) {
-        Work& w = queue_.front();
-        const int64_t n = static_cast<int64_t>(w.tokens.size());
-        if (!batch.empty() && tokens + n > options_.max_batch_tokens) break;
-        tokens += n;
-        batch.push_back(std::move(w));
+      // Up to max_batch_tokens per pass, in arrival order. A long prompt is prefilled in chunks
+      // (chunked prefill) that share passes with other sessions' steps, so that it never stalls
+      // them for the whole prefill.
+      int64_t budget = options_.max_batch_tokens;
+      while (!queue_.empty() && budget > 0) {
+        Work& w = *queue_.front();
+        const int64_t left = static_cast<int64_t>(w.tokens.size()) - w.done;
+        if (!w.open && left > budget && !batch.empty()) break;
+        w.chunk = w.open ? std::min(left, budget) : left;
+        budget -= w.chunk;
+        batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
     RunBatch(batch);
+    // Prefills with tokens left go to the back of the queue.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& w : batch) {
+      if (w != nullptr) queue_.push_back(std::move(w));
+    }
   }
 }
 
-void Engine::RunBatch(std::vector<Work>& batch) {
+void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
   const LlamaConfig& cfg = model_->config();
-  // Sessions closed while queued are dropped here.
+  // Sessions closed while queued are dropped here. Finished work is reset to null in `batch`;
+  // what remains (prefills with tokens left) is queued again by the caller.
   std::vector<Work*> live;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (Work& w : batch) {
-      if (w.session->closed) {
-        w.Fail(absl::CancelledError("session closed"));
+    for (auto& w : batch) {
+      if (w->session->closed) {
+        w->Fail(absl::CancelledError("session closed"));
+        w.reset();
       } else {
-        live.push_back(&w);
+        live.push_back(w.get());
       }
     }
   }
+  auto finished = [&](Work* w) {
+    for (auto& b : batch) {
+      if (b.get() == w) b.reset();
+    }
+  };
   if (live.empty()) return;
   std::vector<KvCache*> caches;
   std::vector<ForwardRequest> reqs;
@@ -267,13 +289,15 @@ void Engine::RunBatch(std::vector<Work>& batch) {
   int tokens = 0;
   for (Work* w : live) {
     Session& s = *w->session;
-    if (w->open)
+    if (w->open && w->done == 0) {
       s.cache = model_->NewCache(
           s.bytes / (2 * static_cast<int64_t>(cfg.num_layers) * cfg.kv_dim() * sizeof(float)));
+    }
     ForwardRequest r;
-    r.tokens = w->tokens;
+    r.tokens = std::span<const int32_t>(w->tokens).subspan(w->done, w->chunk);
     if (!w->open) r.parents = w->tree.parents;
-    r.logits = w->open ? LogitsMode::kLast : LogitsMode::kAll;
+    const bool last_chunk = w->open && w->done + w->chunk == static_cast<int64_t>(w->tokens.size());
+    r.logits = !w->open ? LogitsMode::kAll : last_chunk ? LogitsMode::kLast : LogitsMode::kNone;
     if (s.want_features) {
       if (s.feature_layers.empty()) {
         r.return_features = true;
@@ -284,7 +308,7 @@ void Engine::RunBatch(std::vector<Work>& batch) {
     caches.push_back(s.cache.get());
     bases.push_back(s.cache->length());
     reqs.push_back(r);
-    tokens += static_cast<int>(w->tokens.size());
+    tokens += static_cast<int>(r.tokens.size());
   }
   const auto t0 = Clock::now();
   auto results = model_->ForwardBatch(caches, reqs);
@@ -306,13 +330,16 @@ void Engine::RunBatch(std::vector<Work>& batch) {
       const int64_t width =
           s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
       if (w.open) {
+        w.features.insert(w.features.end(), feats.begin(), feats.end());
+        w.done += w.chunk;
+        if (w.done < static_cast<int64_t>(w.tokens.size())) continue;  // more chunks to come
         OpenResult o;
         o.session_id = s.id;
         next = s.sampler.Sample(fr.logits.data(), cfg.vocab_size);
         o.first_token = next;
         o.prompt_tokens = static_cast<int>(w.tokens.size());
         o.feature_width = width;
-        o.features = std::move(feats);
+        o.features = std::move(w.features);
         {
           std::lock_guard<std::mutex> lock(mu_);
           s.opened = true;
@@ -320,6 +347,7 @@ void Engine::RunBatch(std::vector<Work>& batch) {
           s.root = next;
         }
         w.open_done.set_value(std::move(o));
+        finished(&w);
         continue;
       }
       const Acceptance acc =
@@ -347,12 +375,14 @@ void Engine::RunBatch(std::vector<Work>& batch) {
           s.root = acc.next_token;
         }
         w.verify_done.set_value(std::move(v));
+        finished(&w);
         continue;
       }
     }
     // The session's cache is in an unknown state: it is closed.
     Close(s.id);
     w.Fail(absl::InternalError(absl::StrCat("forward pass failed: ", failed.message())));
+    finished(&w);
   }
 }
 

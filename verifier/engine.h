@@ -103,7 +103,7 @@ class Engine {
   struct Session;
   struct Work;
   void Loop();
-  void RunBatch(std::vector<Work>& batch);
+  void RunBatch(std::vector<std::unique_ptr<Work>>& batch);
 
   const LlamaModel* model_;
   const EngineOptions options_;
@@ -118,7 +118,7 @@ class Engine {
   int64_t forward_passes_ = 0;
   int64_t tokens_forwarded_ = 0;
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
-  std::deque<Work> queue_;
+  std::deque<std::unique_ptr<Work>> queue_;
   std::thread thread_;
 };
 

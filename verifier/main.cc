@@ -30,7 +30,8 @@ ABSL_FLAG(int, threads, 0, "CPU threads for the forward passes (0 = all cores)")
 ABSL_FLAG(int64_t, kv_budget_mb, 4096, "KV cache budget over all sessions, MiB");
 ABSL_FLAG(int, max_sessions, 256, "open sessions at most");
 ABSL_FLAG(int, max_tree_nodes, 256, "nodes per verified tree at most");
-ABSL_FLAG(int, max_batch_tokens, 1024, "tokens per batched forward pass");
+ABSL_FLAG(int, max_batch_tokens, 512,
+          "tokens per batched forward pass (longer prompts are prefilled in chunks)");
 ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 

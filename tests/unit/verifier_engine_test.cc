@@ -226,6 +226,44 @@ TEST(VerifierEngineTest, CloseBeforeThePrefillRuns) {
   EXPECT_EQ(e.stats().kv_bytes, 0);
 }
 
+// A prompt longer than a pass's token budget is prefilled in chunks, interleaved with other
+// sessions' steps, with the same first token and features as one whole prefill.
+TEST(VerifierEngineTest, ChunkedPrefillEqualsOnePrefill) {
+  auto m = Tiny();
+  EngineOptions eo;
+  eo.max_batch_tokens = 16;
+  int passes = 0;
+  EngineHooks hooks;
+  hooks.on_batch = [&](int, int tokens, double) {
+    ++passes;
+    EXPECT_LE(tokens, 16);
+  };
+  Engine e(m.get(), eo, hooks);
+  const auto prompt = Prompt(100, 7);
+  ForwardRequest req;
+  req.tokens = prompt;
+  req.return_features = true;
+  req.logits = LogitsMode::kLast;
+  auto cache = m->NewCache(128);
+  auto whole = m->Forward(*cache, req);
+  ASSERT_TRUE(whole.ok());
+  const int32_t first = Argmax(whole->logits.data(), 96);
+  // Another session generates meanwhile.
+  const auto other = Prompt(6, 8);
+  const auto truth = Vanilla(*m, other, 20);
+  std::vector<int32_t> got_other;
+  std::thread t([&] { got_other = Drive(e, other, truth, 20); });
+  OpenParams p;
+  p.prompt = prompt;
+  auto o = e.Open(p).get();
+  t.join();
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->first_token, first);
+  EXPECT_EQ(o->features, whole->features);
+  EXPECT_EQ(got_other, truth);
+  EXPECT_GE(passes, 7);
+}
+
 TEST(VerifierEngineTest, SessionLimit) {
   auto m = Tiny();
   EngineOptions eo;
