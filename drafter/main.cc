@@ -37,6 +37,7 @@ ABSL_FLAG(std::string, precision, "auto", "draft head precision: auto | int16 | 
 ABSL_FLAG(int, threads, 1, "CPU threads per draft step");
 ABSL_FLAG(double, connect_seconds, 60, "wait this long for the verifier at start");
 ABSL_FLAG(double, reconnect_seconds, 30, "resume window when the verifier goes away");
+ABSL_FLAG(int, max_generations, 256, "concurrent Generate calls at most");
 ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 
@@ -77,6 +78,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   cfg.reconnect_seconds = absl::GetFlag(FLAGS_reconnect_seconds);
+  cfg.max_generations = absl::GetFlag(FLAGS_max_generations);
   ModelOptions mo;
   const std::string prec = absl::GetFlag(FLAGS_precision);
   mo.precision = prec == "int16"  ? cpu::Precision::kInt16

@@ -183,6 +183,11 @@ grpc::Status DrafterService::Generate(grpc::ServerContext* ctx, const v1::Genera
 grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                  grpc::ServerWriter<v1::GenerateResponse>* writer) {
   if (draining_) return grpc::Status(grpc::UNAVAILABLE, "the drafter is draining");
+  if (in_flight_.load() > config_.max_generations) {
+    return grpc::Status(grpc::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the drafter is at its limit of ", config_.max_generations,
+                                     " concurrent generations"));
+  }
   std::string request_id = req->request_id();
   if (request_id.empty()) {
     auto it = ctx->client_metadata().find("x-request-id");

@@ -27,6 +27,7 @@ struct DrafterConfig {
   TreeOptions tree;                   // server default
   v1::Features::DType feature_dtype = v1::Features::F16;
   double reconnect_seconds = 30;
+  int max_generations = 256;  // concurrent Generate calls; beyond: RESOURCE_EXHAUSTED
 };
 
 class DrafterMetrics {

@@ -1,0 +1,161 @@
+// The drafter's speculation loop (drafter/remote.h) against an in-process verifier engine, with
+// failures injected into the link: resume after a lost verifier, non-retryable errors,
+// cancellation. No gRPC.
+#include "drafter/remote.h"
+#include "gtest/gtest.h"
+#include "tests/testing/tiny_llama.h"
+#include "verifier/engine.h"
+
+namespace eagle::drafter {
+namespace {
+
+// A VerifierSession over an Engine; the shared `fail_at` countdown makes a call fail with
+// `code` (the "verifier" then forgets the session, as a restarted one would).
+class EngineSession final : public VerifierSession {
+ public:
+  EngineSession(verifier::Engine* e, int* countdown, absl::StatusCode code)
+      : e_(e), countdown_(countdown), code_(code) {}
+  ~EngineSession() override { Close(); }
+  absl::StatusOr<Opened> Open(std::span<const int32_t> prompt, std::span<const int32_t> resume,
+                              const SamplingParams& sampling, int max_tokens,
+                              const std::vector<int>& layers, int64_t width) override {
+    if (Fail()) return absl::Status(code_, "injected");
+    verifier::OpenParams p;
+    p.prompt.assign(prompt.begin(), prompt.end());
+    p.prompt.insert(p.prompt.end(), resume.begin(), resume.end());
+    p.sampling = sampling;
+    p.max_tokens = max_tokens - static_cast<int>(resume.size());
+    p.feature_layers = layers;
+    p.want_features = width > 0;
+    auto o = e_->Open(p).get();
+    if (!o.ok()) return o.status();
+    id_ = o->session_id;
+    Opened out;
+    out.first_token = o->first_token;
+    out.prompt_tokens = o->prompt_tokens;
+    out.features = std::move(o->features);
+    return out;
+  }
+  absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) override {
+    if (Fail()) {
+      Close();
+      return absl::Status(code_, "injected");
+    }
+    auto r = e_->Verify(id_, step, tree).get();
+    if (!r.ok()) return r.status();
+    Result out;
+    out.accepted = r->accepted_tokens;
+    out.next_token = r->next_token;
+    out.features = std::move(r->features);
+    return out;
+  }
+  void Close() override {
+    if (id_ != 0) e_->Close(id_);
+    id_ = 0;
+  }
+  int64_t bytes_sent() const override { return 0; }
+  int64_t bytes_received() const override { return 0; }
+
+ private:
+  bool Fail() { return *countdown_ >= 0 && (*countdown_)-- == 0; }
+  verifier::Engine* e_;
+  int* countdown_;
+  absl::StatusCode code_;
+  uint64_t id_ = 0;
+};
+
+struct Fixture {
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<EagleHead> head;
+  Fixture() {
+    testing::TinyConfig c;
+    c.layers = 2;
+    c.dtype = DType::kQ8_0;
+    auto m = testing::MakeTinyLlama(c);
+    EXPECT_TRUE(m.ok());
+    model = std::move(*m);
+    auto h = testing::MakeRandomEagleHead(*model, 3);
+    EXPECT_TRUE(h.ok()) << h.status();
+    head = std::move(*h);
+  }
+};
+
+std::vector<int32_t> Prompt(int salt) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < 9; ++i) p.push_back((i * 31 + salt * 7 + 3) % 96);
+  return p;
+}
+
+TEST(DrafterRemoteTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
+  Fixture f;
+  verifier::Engine engine(f.model.get(), verifier::EngineOptions());
+  GenerateOptions o;
+  o.max_tokens = 40;
+  o.ignore_eos = true;
+  for (int salt = 0; salt < 3; ++salt) {
+    const auto prompt = Prompt(salt);
+    auto want = GenerateVanilla(*f.model, prompt, o, nullptr);
+    ASSERT_TRUE(want.ok());
+    for (int fail_at : {-1, 0, 1, 2, 5, 9, 14}) {
+      int countdown = fail_at;
+      SessionFactory factory = [&] {
+        return std::make_unique<EngineSession>(&engine, &countdown, absl::StatusCode::kUnavailable);
+      };
+      RemoteOptions ro;
+      ro.head = f.head.get();
+      ro.tree.mode = fail_at % 2 ? TreeMode::kDynamic : TreeMode::kChain;
+      RemoteStats st;
+      std::vector<int32_t> streamed;
+      auto r = GenerateRemote(
+          *f.model, factory, prompt, o, ro,
+          [&](int32_t id, const std::string&) {
+            if (id >= 0) streamed.push_back(id);
+            return true;
+          },
+          &st);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->token_ids, want->token_ids) << "salt " << salt << " fail_at " << fail_at;
+      EXPECT_EQ(streamed, want->token_ids) << "missing or duplicated tokens";
+      EXPECT_EQ(st.reconnects, fail_at > 0 ? 1 : 0) << fail_at;
+    }
+  }
+  EXPECT_EQ(engine.stats().active_sessions, 0);
+}
+
+TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
+  Fixture f;
+  verifier::Engine engine(f.model.get(), verifier::EngineOptions());
+  GenerateOptions o;
+  o.max_tokens = 30;
+  o.ignore_eos = true;
+  int countdown = 3;
+  SessionFactory factory = [&] {
+    return std::make_unique<EngineSession>(&engine, &countdown, absl::StatusCode::kInvalidArgument);
+  };
+  RemoteOptions ro;
+  ro.head = f.head.get();
+  auto r = GenerateRemote(*f.model, factory, Prompt(1), o, ro, nullptr, nullptr);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  // The verifier stays away: give up after the reconnect window.
+  countdown = -1;
+  int calls = 0;
+  int next_fails = 0;
+  SessionFactory gone = [&] {
+    ++calls;
+    next_fails = 0;  // every Open fails
+    return std::make_unique<EngineSession>(&engine, &next_fails, absl::StatusCode::kUnavailable);
+  };
+  ro.reconnect_seconds = 0.3;
+  auto g = GenerateRemote(*f.model, gone, Prompt(2), o, ro, nullptr, nullptr);
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_GE(calls, 2);
+  // Cancellation between steps.
+  int steps = 0;
+  ro.cancelled = [&] { return ++steps > 3; };
+  auto c = GenerateRemote(*f.model, factory, Prompt(3), o, ro, nullptr, nullptr);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(engine.stats().active_sessions, 0);
+}
+
+}  // namespace
+}  // namespace eagle::drafter
