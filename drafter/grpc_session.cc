@@ -49,7 +49,9 @@ absl::StatusOr<VerifierSession::Opened> GrpcVerifierSession::Open(
   o->set_max_tokens(max_tokens);
   o->mutable_feature_layers()->Assign(feature_layers.begin(), feature_layers.end());
   o->set_feature_dtype(dtype_);
+  o->set_no_features(width == 0);
   o->set_request_id(request_id_);
+  clean_ = false;
   if (!Write(req)) return StreamError();
   v1::SessionResponse resp;
   if (!Read(&resp)) return StreamError();
@@ -71,12 +73,14 @@ absl::StatusOr<VerifierSession::Opened> GrpcVerifierSession::Open(
     if (!f.ok()) return absl::InternalError(absl::StrCat("verifier: ", f.status().message()));
     out.features.insert(out.features.end(), f->begin(), f->end());
   }
+  clean_ = true;
   return out;
 }
 
 absl::StatusOr<VerifierSession::Result> GrpcVerifierSession::Verify(int64_t step,
                                                                     const DraftTree& tree) {
   if (!stream_ || finished_) return absl::FailedPreconditionError("session not open");
+  clean_ = false;
   v1::SessionRequest req;
   req.mutable_verify()->set_step(step);
   rpc::ToProto(tree, req.mutable_verify()->mutable_tree());
@@ -96,15 +100,19 @@ absl::StatusOr<VerifierSession::Result> GrpcVerifierSession::Verify(int64_t step
     if (!f.ok()) return absl::InternalError(absl::StrCat("verifier: ", f.status().message()));
     out.features = std::move(*f);
   }
+  clean_ = true;
   return out;
 }
 
 void GrpcVerifierSession::Close() {
   if (!stream_ || finished_) return;
   finished_ = true;
+  // After a clean exchange nothing is left to read: say Close and wait for the status. Else
+  // (a failed or half-read exchange) messages may be pending, and Finish() would wait for them:
+  // cancel the call instead.
   v1::SessionRequest req;
   req.mutable_close();
-  if (!stream_->Write(req) || !stream_->WritesDone()) ctx_->TryCancel();
+  if (!clean_ || !stream_->Write(req) || !stream_->WritesDone()) ctx_->TryCancel();
   stream_->Finish();
 }
 

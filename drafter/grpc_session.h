@@ -41,6 +41,7 @@ class GrpcVerifierSession final : public VerifierSession {
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>> stream_;
   bool finished_ = false;
+  bool clean_ = false;  // the last exchange completed: no response left unread
   int64_t sent_ = 0;
   int64_t received_ = 0;
 };

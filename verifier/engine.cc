@@ -33,6 +33,8 @@ struct Engine::Session {
   bool opened = false;  // prefill done
   bool busy = false;    // a request is queued or running
   bool closed = false;
+  bool released = false;  // its KV bytes returned to the budget (cache freed)
+  Clock::time_point last_active = Clock::now();
   int64_t next_step = 0;
   int32_t root = -1;  // the token the next tree must start with
 
@@ -215,6 +217,7 @@ std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t st
       return Ready<VerifyOutput>(st);
     }
     s.busy = true;
+    s.last_active = Clock::now();
     w.session = it->second;
     queue_.push_back(std::move(wp));
   }
@@ -222,13 +225,40 @@ std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t st
   return fut;
 }
 
+void Engine::ReleaseLocked(Session& s) {
+  if (s.released) return;
+  s.released = true;
+  kv_bytes_ -= s.bytes;
+  s.cache.reset();
+}
+
+void Engine::DoneLocked(Session& s) {
+  s.busy = false;
+  s.last_active = Clock::now();
+  if (s.closed) ReleaseLocked(s);
+}
+
 void Engine::Close(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
-  it->second->closed = true;
-  kv_bytes_ -= it->second->bytes;
+  Session& s = *it->second;
+  s.closed = true;
+  // A session with work queued or running gives its KV back when the engine drops that work.
+  if (!s.busy) ReleaseLocked(s);
   sessions_.erase(it);
+}
+
+std::vector<uint64_t> Engine::IdleSessions(double seconds) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> out;
+  const auto now = Clock::now();
+  for (const auto& [id, s] : sessions_) {
+    if (!s->busy && std::chrono::duration<double>(now - s->last_active).count() > seconds) {
+      out.push_back(id);
+    }
+  }
+  return out;
 }
 
 void Engine::Loop() {
@@ -241,7 +271,7 @@ void Engine::Loop() {
       // Up to max_batch_tokens per pass, in arrival order. A long prompt is prefilled in chunks
       // (chunked prefill) that share passes with other sessions' steps, so that it never stalls
       // them for the whole prefill.
-      int64_t budget = options_.max_batch_tokens;
+      int64_t budget = std::max(1, options_.max_batch_tokens);
       while (!queue_.empty() && budget > 0) {
         Work& w = *queue_.front();
         const int64_t left = static_cast<int64_t>(w.tokens.size()) - w.done;
@@ -270,6 +300,7 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& w : batch) {
       if (w->session->closed) {
+        DoneLocked(*w->session);
         w->Fail(absl::CancelledError("session closed"));
         w.reset();
       } else {
@@ -343,8 +374,8 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
         {
           std::lock_guard<std::mutex> lock(mu_);
           s.opened = true;
-          s.busy = false;
           s.root = next;
+          DoneLocked(s);
         }
         w.open_done.set_value(std::move(o));
         finished(&w);
@@ -370,9 +401,9 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
         }
         {
           std::lock_guard<std::mutex> lock(mu_);
-          s.busy = false;
           ++s.next_step;
           s.root = acc.next_token;
+          DoneLocked(s);
         }
         w.verify_done.set_value(std::move(v));
         finished(&w);
@@ -381,6 +412,10 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
     }
     // The session's cache is in an unknown state: it is closed.
     Close(s.id);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      DoneLocked(s);
+    }
     w.Fail(absl::InternalError(absl::StrCat("forward pass failed: ", failed.message())));
     finished(&w);
   }

@@ -91,6 +91,8 @@ class Engine {
   std::future<absl::StatusOr<VerifyOutput>> Verify(uint64_t session, int64_t step, DraftTree tree);
   // Frees the session (idempotent; a pending request of it fails with CANCELLED).
   void Close(uint64_t session);
+  // Open sessions with no request in flight for longer than `seconds`.
+  std::vector<uint64_t> IdleSessions(double seconds) const;
   // Refuses new sessions with UNAVAILABLE from now on.
   void Drain();
   bool draining() const;
@@ -103,6 +105,8 @@ class Engine {
   struct Session;
   struct Work;
   void Loop();
+  void ReleaseLocked(Session& s);  // mu_ held
+  void DoneLocked(Session& s);     // mu_ held: the session's request is over
   void RunBatch(std::vector<std::unique_ptr<Work>>& batch);
 
   const LlamaModel* model_;

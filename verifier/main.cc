@@ -33,6 +33,8 @@ ABSL_FLAG(int, max_tree_nodes, 256, "nodes per verified tree at most");
 ABSL_FLAG(int, max_batch_tokens, 512,
           "tokens per batched forward pass (longer prompts are prefilled in chunks)");
 ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
+ABSL_FLAG(double, session_idle_seconds, 120,
+          "a session that sends nothing for this long is cancelled and freed (0 = never)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 
 namespace eagle::verifier {
@@ -63,6 +65,13 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "error: --precision must be auto, int16, int8 or f32\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_max_batch_tokens) < 1 || absl::GetFlag(FLAGS_max_tree_nodes) < 1 ||
+      absl::GetFlag(FLAGS_max_sessions) < 1 || absl::GetFlag(FLAGS_kv_budget_mb) < 1) {
+    std::fprintf(stderr,
+                 "error: --max_batch_tokens, --max_tree_nodes, --max_sessions and --kv_budget_mb "
+                 "must be at least 1\n");
+    return 2;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
@@ -85,14 +94,6 @@ int Main(int argc, char** argv) {
   eo.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   Engine engine(model->get(), eo, metrics.Hooks());
   metrics.Refresh(engine);
-  // Gauges also follow the engine between requests (queue depth, KV use).
-  std::atomic<bool> stop_refresh{false};
-  std::thread refresher([&] {
-    while (!stop_refresh) {
-      metrics.Refresh(engine);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  });
   VerifierService service(&engine, &metrics);
 
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -126,6 +127,16 @@ int Main(int argc, char** argv) {
       std::fclose(f);
     }
   }
+  // Gauges follow the engine between requests (queue depth, KV use); silent sessions are reaped.
+  std::atomic<bool> stop_refresh{false};
+  std::thread refresher([&] {
+    const double idle = absl::GetFlag(FLAGS_session_idle_seconds);
+    while (!stop_refresh) {
+      metrics.Refresh(engine);
+      if (idle > 0) service.ReapIdle(idle);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
   LogEvent("info", "serving",
            {{"port", port},
             {"admin", absl::GetFlag(FLAGS_admin)},

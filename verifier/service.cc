@@ -239,6 +239,7 @@ grpc::Status VerifierService::RunSession(
                         "resume_tokens already reach max_tokens: nothing left to generate");
   }
   p.feature_layers.assign(open.feature_layers().begin(), open.feature_layers().end());
+  p.want_features = !open.no_features();
   p.request_id = RequestId(ctx, open.request_id());
   SessionGuard guard{engine_};
   auto opened_f = engine_->Open(p, &guard.id);
@@ -254,7 +255,8 @@ grpc::Status VerifierService::RunSession(
   const int64_t width = opened->feature_width;
   const int64_t rows_per_chunk =
       std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, width * rpc::FeatureBytes(dtype)));
-  const int64_t chunks = (opened->prompt_tokens + rows_per_chunk - 1) / rows_per_chunk;
+  const int64_t chunks =
+      width == 0 ? 0 : (opened->prompt_tokens + rows_per_chunk - 1) / rows_per_chunk;
   LogEvent("info", "session_open",
            {{"request_id", p.request_id},
             {"session", opened->session_id},
@@ -278,7 +280,10 @@ grpc::Status VerifierService::RunSession(
           width, dtype, chunk.mutable_prompt_features()->mutable_features());
       if (!stream->Write(chunk)) return grpc::Status(grpc::CANCELLED, "the client went away");
     }
+    std::vector<float>().swap(opened->features);  // sent: not held for the session's life
   }
+  // The idle reaper may cancel this call from now on (see ReapIdle).
+  Registration reg(this, opened->session_id, ctx);
   while (stream->Read(&req)) {
     if (req.kind_case() == v1::SessionRequest::kClose) return grpc::Status::OK;
     if (req.kind_case() != v1::SessionRequest::kVerify) {
@@ -315,6 +320,32 @@ grpc::Status VerifierService::RunSession(
   }
   return ctx->IsCancelled() ? grpc::Status(grpc::CANCELLED, "the client cancelled")
                             : grpc::Status::OK;
+}
+
+VerifierService::Registration::Registration(VerifierService* s, uint64_t id,
+                                            grpc::ServerContext* ctx)
+    : service(s), id(id) {
+  std::lock_guard<std::mutex> lock(s->contexts_mu_);
+  s->contexts_[id] = ctx;
+}
+
+VerifierService::Registration::~Registration() {
+  std::lock_guard<std::mutex> lock(service->contexts_mu_);
+  service->contexts_.erase(id);
+}
+
+int VerifierService::ReapIdle(double seconds) {
+  int n = 0;
+  for (uint64_t id : engine_->IdleSessions(seconds)) {
+    std::lock_guard<std::mutex> lock(contexts_mu_);
+    auto it = contexts_.find(id);
+    if (it == contexts_.end()) continue;  // a plain Generate, or a handler on its way out
+    LogEvent("warn", "session_idle_timeout", {{"session", id}, {"idle_seconds", seconds}});
+    it->second->TryCancel();
+    engine_->Close(id);
+    ++n;
+  }
+  return n;
 }
 
 grpc::Status VerifierService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,

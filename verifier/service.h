@@ -8,6 +8,7 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,8 +60,17 @@ class VerifierService final : public v1::Verifier::Service {
 
   // RPCs (sessions and plain generations) now running.
   int in_flight() const { return in_flight_.load(); }
+  // Cancels the streams of sessions that sent nothing for `seconds` (a live but silent client
+  // would otherwise hold its KV forever) and frees them. Returns how many.
+  int ReapIdle(double seconds);
 
  private:
+  struct Registration {
+    Registration(VerifierService* s, uint64_t id, grpc::ServerContext* ctx);
+    ~Registration();
+    VerifierService* service;
+    uint64_t id;
+  };
   grpc::Status RunSession(grpc::ServerContext* ctx,
                           grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream,
                           int* steps, int64_t* accepted);
@@ -70,6 +80,8 @@ class VerifierService final : public v1::Verifier::Service {
   VerifierMetrics* metrics_;
   const std::string fingerprint_;
   std::atomic<int> in_flight_{0};
+  std::mutex contexts_mu_;
+  std::map<uint64_t, grpc::ServerContext*> contexts_;  // open sessions' calls
 };
 
 }  // namespace eagle::verifier

@@ -187,6 +187,33 @@ TEST_F(ServicesTest, CancellationFreesTheVerifierSessionWithinOneSecond) {
   EXPECT_LT(t2, 1.0);
 }
 
+// Plain decoding through the drafter (speculation off) on a prompt whose features would span
+// several 4 MiB chunks: none are computed or sent, and the output is vanilla's.
+TEST_F(ServicesTest, SpeculationOffOnALongPromptEqualsVanilla) {
+  std::string text;
+  for (int i = 0; i < 370; ++i) text += "The quick brown fox jumps over the lazy dog. ";
+  auto ids = EncodeText(*model_, text);
+  ASSERT_TRUE(ids.ok());
+  ASSERT_GT(ids->size(), 3640u);  // F16 features of 576 wide: 3640 rows per 4 MiB chunk
+  GenerateOptions o;
+  o.max_tokens = 12;
+  auto want = GenerateVanilla(*model_, *ids, o, nullptr);
+  ASSERT_TRUE(want.ok());
+  v1::GenerateRequest r;
+  r.set_text(text);
+  r.set_max_tokens(12);
+  r.mutable_speculation()->set_mode(v1::SpeculationOverride::OFF);
+  auto stub = testing::DrafterStub(drafter_->address());
+  Generation g = testing::Generate(stub.get(), r, 120);
+  ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_EQ(g.ids, want->token_ids);
+  // The same prompt speculatively: its features cross in several chunks.
+  r.mutable_speculation()->set_mode(v1::SpeculationOverride::CHAIN);
+  Generation s = testing::Generate(stub.get(), r, 120);
+  ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_EQ(s.ids, want->token_ids);
+}
+
 struct BadCase {
   std::string name;
   std::function<void(v1::GenerateRequest&)> edit;
@@ -618,6 +645,31 @@ TEST_F(ServicesFaultTest, SessionsBeyondTheLimitGetResourceExhausted) {
   EXPECT_EQ(ok + refused, 8);
   EXPECT_GE(ok, 4);
   EXPECT_GE(refused, 1);
+}
+
+// A client that opens a session and then says nothing is cut off after --session_idle_seconds.
+TEST_F(ServicesFaultTest, SilentSessionsAreReaped) {
+  auto v = testing::StartVerifier(dir_, 0, {"--session_idle_seconds", "1"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto stub = testing::VerifierStub(v->address());
+  grpc::ClientContext ctx;
+  auto stream = stub->Session(&ctx);
+  v1::SessionRequest open;
+  for (int id : {1, 2, 3, 4}) open.mutable_open()->mutable_prompt()->add_ids(id);
+  open.mutable_open()->set_max_tokens(8);
+  ASSERT_TRUE(stream->Write(open));
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_TRUE(resp.has_opened());
+  while (resp.opened().feature_chunks() > 0 && stream->Read(&resp) && resp.has_prompt_features()) {
+  }
+  EXPECT_EQ(Metric(v->admin_port, "eagle_verifier_active_sessions"), 1);
+  const double t = WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 10);
+  EXPECT_GE(t, 0);
+  EXPECT_LT(t, 3.0);
+  while (stream->Read(&resp)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::CANCELLED);
 }
 
 TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
