@@ -1,11 +1,7 @@
 // eagle-drafter: the client-facing service. Tokenizes, drafts with an EAGLE head and verifies
 // through an eagle-verifier over one gRPC channel. See drafter/README.md.
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <omp.h>
-#include <prometheus/exposer.h>
-#include <signal.h>
 
 #include <chrono>
 #include <cstdio>
@@ -17,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/rpc/convert.h"
+#include "common/rpc/server.h"
 #include "drafter/service.h"
 
 ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
@@ -48,12 +45,7 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage("eagle-drafter [--verifier HOST:PORT] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   SetLogService("drafter");
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t sigs = rpc::BlockTerminationSignals();
   omp_set_num_threads(std::max(1, absl::GetFlag(FLAGS_threads)));
 
   DrafterConfig cfg;
@@ -79,12 +71,13 @@ int Main(int argc, char** argv) {
   }
   cfg.reconnect_seconds = absl::GetFlag(FLAGS_reconnect_seconds);
   cfg.max_generations = absl::GetFlag(FLAGS_max_generations);
+  auto precision = cpu::ParsePrecision(absl::GetFlag(FLAGS_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());
+    return 2;
+  }
   ModelOptions mo;
-  const std::string prec = absl::GetFlag(FLAGS_precision);
-  mo.precision = prec == "int16"  ? cpu::Precision::kInt16
-                 : prec == "int8" ? cpu::Precision::kInt8
-                 : prec == "f32"  ? cpu::Precision::kF32
-                                  : cpu::Precision::kAuto;
+  mo.precision = *precision;
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
@@ -141,61 +134,27 @@ int Main(int argc, char** argv) {
              {{"verifier", absl::GetFlag(FLAGS_verifier)}, {"fingerprint", mine}});
   }
 
-  prometheus::Registry registry;
-  auto registry_ptr = std::shared_ptr<prometheus::Registry>(&registry, [](auto*) {});
-  DrafterMetrics metrics(registry);
+  auto registry = std::make_shared<prometheus::Registry>();
+  DrafterMetrics metrics(*registry);
   DrafterService service(cfg, channel, &metrics);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!absl::GetFlag(FLAGS_admin).empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_admin));
-      exposer->RegisterCollectable(registry_ptr);
-    } catch (const std::exception& e) {
-      LogEvent("error", "admin_listen_failed", {{"error", e.what()}});
-      return 1;
-    }
-  }
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  rpc::ConfigureServer(builder);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    LogEvent("error", "listen_failed", {{"address", absl::GetFlag(FLAGS_listen)}});
+  auto admin = rpc::StartAdmin(absl::GetFlag(FLAGS_admin), registry);
+  if (!admin.ok()) {
+    LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});
     return 1;
   }
-  server->GetHealthCheckService()->SetServingStatus(true);
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    FILE* f = std::fopen(absl::GetFlag(FLAGS_port_file).c_str(), "w");
-    if (f != nullptr) {
-      std::fprintf(f, "%d\n", port);
-      std::fclose(f);
-    }
-  }
-  LogEvent("info", "serving",
-           {{"port", port},
-            {"admin", absl::GetFlag(FLAGS_admin)},
-            {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
-  std::thread signals([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    LogEvent("info", "draining", {{"signal", sig}, {"in_flight", service.in_flight()}});
-    server->GetHealthCheckService()->SetServingStatus(false);
-    service.Drain();
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::duration<double>(absl::GetFlag(FLAGS_grace_seconds));
-    while (service.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    LogEvent("info", "shutdown", {{"in_flight", service.in_flight()}});
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  });
-  server->Wait();
-  signals.join();
-  return 0;
+  rpc::ServeOptions so;
+  so.listen = absl::GetFlag(FLAGS_listen);
+  so.port_file = absl::GetFlag(FLAGS_port_file);
+  so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
+  so.drain = [&] { service.Drain(); };
+  so.in_flight = [&] { return service.in_flight(); };
+  so.on_serving = [&](int port) {
+    LogEvent("info", "serving",
+             {{"port", port},
+              {"admin", absl::GetFlag(FLAGS_admin)},
+              {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
+  };
+  return rpc::Serve(&service, so, sigs);
 }
 
 }  // namespace

@@ -118,16 +118,9 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
     DraftTree tree;
     if (drafter) {
       ASSIGN_OR_RETURN(DraftTree drafted, drafter->Draft(next, remote.tree));
+      // The verifier's KV holds prompt + generated tokens but the root.
       const int64_t kv_len = static_cast<int64_t>(prompt.size() + r.token_ids.size()) - 1;
-      const int64_t max_depth = cfg.max_position - 1 - kv_len;
-      const auto depths = drafted.Depths();
-      std::vector<int32_t> remap(drafted.size(), -1);
-      for (int i = 0; i < drafted.size(); ++i) {
-        if (depths[i] > max_depth) continue;
-        remap[i] = tree.size();
-        tree.tokens.push_back(drafted.tokens[i]);
-        tree.parents.push_back(i == 0 ? -1 : remap[drafted.parents[i]]);
-      }
+      tree = drafted.TrimToDepth(cfg.max_position - 1 - kv_len);
     } else {
       tree.tokens = {next};
       tree.parents = {-1};

@@ -4,39 +4,10 @@
 #include "common/log.h"
 #include "common/rpc/convert.h"
 #include "common/rpc/request.h"
+#include "common/rpc/server.h"
 #include "drafter/grpc_session.h"
 
 namespace eagle::drafter {
-namespace {
-
-const char* Outcome(grpc::StatusCode c) {
-  switch (c) {
-    case grpc::OK:
-      return "ok";
-    case grpc::CANCELLED:
-      return "cancelled";
-    case grpc::INVALID_ARGUMENT:
-      return "invalid_argument";
-    case grpc::DEADLINE_EXCEEDED:
-      return "deadline_exceeded";
-    case grpc::RESOURCE_EXHAUSTED:
-      return "resource_exhausted";
-    case grpc::OUT_OF_RANGE:
-      return "out_of_range";
-    case grpc::UNAVAILABLE:
-      return "unavailable";
-    default:
-      return "error";
-  }
-}
-
-struct InFlight {
-  std::atomic<int>& n;
-  explicit InFlight(std::atomic<int>& c) : n(c) { ++n; }
-  ~InFlight() { --n; }
-};
-
-}  // namespace
 
 absl::StatusOr<TreeOptions> TreeFromOverride(const v1::SpeculationOverride& o,
                                              const TreeOptions& defaults, bool* off) {
@@ -140,7 +111,7 @@ DrafterMetrics::DrafterMetrics(prometheus::Registry& r)
                     prometheus::Histogram::BucketBoundaries{1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8})) {}
 
 void DrafterMetrics::Request(const grpc::Status& s) {
-  requests_.Add({{"outcome", Outcome(s.error_code())}}).Increment();
+  requests_.Add({{"outcome", rpc::StatusLabel(s.error_code())}}).Increment();
 }
 
 void DrafterMetrics::Step(double draft, double network, double verify, int accepted) {
@@ -172,7 +143,7 @@ DrafterService::DrafterService(DrafterConfig config, std::shared_ptr<grpc::Chann
 
 grpc::Status DrafterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                       grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  InFlight in_flight(in_flight_);
+  rpc::InFlight in_flight(in_flight_);
   metrics_->active.Increment();
   grpc::Status s = Run(ctx, req, writer);
   metrics_->active.Decrement();

@@ -1,11 +1,6 @@
 // eagle-verifier: holds the target model and verifies the draft trees of many drafter sessions
 // in batched forward passes; also serves plain generation. See verifier/README.md.
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <omp.h>
-#include <prometheus/exposer.h>
-#include <signal.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,7 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "common/rpc/convert.h"
+#include "common/rpc/server.h"
 #include "verifier/service.h"
 
 ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
@@ -44,27 +39,9 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage("eagle-verifier [--model PATH] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   SetLogService("verifier");
-  // SIGTERM/SIGINT are handled by a thread of ours (blocked here before any thread starts).
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // SIGTERM/SIGINT are handled by rpc::Serve (blocked here, before any thread starts).
+  const sigset_t sigs = rpc::BlockTerminationSignals();
   if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
-
-  ModelOptions mo;
-  const std::string prec = absl::GetFlag(FLAGS_precision);
-  if (prec == "int16") {
-    mo.precision = cpu::Precision::kInt16;
-  } else if (prec == "int8") {
-    mo.precision = cpu::Precision::kInt8;
-  } else if (prec == "f32") {
-    mo.precision = cpu::Precision::kF32;
-  } else if (prec != "auto") {
-    std::fprintf(stderr, "error: --precision must be auto, int16, int8 or f32\n");
-    return 2;
-  }
   if (absl::GetFlag(FLAGS_max_batch_tokens) < 1 || absl::GetFlag(FLAGS_max_tree_nodes) < 1 ||
       absl::GetFlag(FLAGS_max_sessions) < 1 || absl::GetFlag(FLAGS_kv_budget_mb) < 1) {
     std::fprintf(stderr,
@@ -72,21 +49,27 @@ int Main(int argc, char** argv) {
                  "must be at least 1\n");
     return 2;
   }
+  auto precision = cpu::ParsePrecision(absl::GetFlag(FLAGS_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());
+    return 2;
+  }
+  ModelOptions mo;
+  mo.precision = *precision;
   const auto t0 = std::chrono::steady_clock::now();
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
     return 1;
   }
-  LogEvent(
-      "info", "model_loaded",
-      {{"path", absl::GetFlag(FLAGS_model)},
-       {"dtype", (*model)->dtype_summary()},
-       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
+  LogEvent("info", "model_loaded",
+           {{"path", absl::GetFlag(FLAGS_model)},
+            {"dtype", (*model)->dtype_summary()},
+            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                            .count()}});
 
-  prometheus::Registry registry;
-  auto registry_ptr = std::shared_ptr<prometheus::Registry>(&registry, [](auto*) {});
-  VerifierMetrics metrics(registry);
+  auto registry = std::make_shared<prometheus::Registry>();
+  VerifierMetrics metrics(*registry);
   EngineOptions eo;
   eo.kv_budget_bytes = absl::GetFlag(FLAGS_kv_budget_mb) << 20;
   eo.max_sessions = absl::GetFlag(FLAGS_max_sessions);
@@ -95,73 +78,39 @@ int Main(int argc, char** argv) {
   Engine engine(model->get(), eo, metrics.Hooks());
   metrics.Refresh(engine);
   VerifierService service(&engine, &metrics);
-
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!absl::GetFlag(FLAGS_admin).empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_admin));
-      exposer->RegisterCollectable(registry_ptr);
-    } catch (const std::exception& e) {
-      LogEvent("error", "admin_listen_failed", {{"error", e.what()}});
-      return 1;
-    }
-  }
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  rpc::ConfigureServer(builder);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    LogEvent("error", "listen_failed", {{"address", absl::GetFlag(FLAGS_listen)}});
+  auto admin = rpc::StartAdmin(absl::GetFlag(FLAGS_admin), registry);
+  if (!admin.ok()) {
+    LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});
     return 1;
   }
-  server->GetHealthCheckService()->SetServingStatus(true);
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    FILE* f = std::fopen(absl::GetFlag(FLAGS_port_file).c_str(), "w");
-    if (f != nullptr) {
-      std::fprintf(f, "%d\n", port);
-      std::fclose(f);
-    }
-  }
+
   // Gauges follow the engine between requests (queue depth, KV use); silent sessions are reaped.
   std::atomic<bool> stop_refresh{false};
-  std::thread refresher([&] {
-    const double idle = absl::GetFlag(FLAGS_session_idle_seconds);
-    while (!stop_refresh) {
-      metrics.Refresh(engine);
-      if (idle > 0) service.ReapIdle(idle);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  });
-  LogEvent("info", "serving",
-           {{"port", port},
-            {"admin", absl::GetFlag(FLAGS_admin)},
-            {"fingerprint", (*model)->Fingerprint()}});
-
-  // Drain on SIGTERM/SIGINT: NOT_SERVING, refuse new work, let in-flight work finish.
-  std::thread signals([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    LogEvent("info", "draining", {{"signal", sig}, {"in_flight", service.in_flight()}});
-    server->GetHealthCheckService()->SetServingStatus(false);
-    engine.Drain();
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::duration<double>(absl::GetFlag(FLAGS_grace_seconds));
-    while (service.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    LogEvent("info", "shutdown", {{"in_flight", service.in_flight()}});
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  });
-  server->Wait();
-  signals.join();
+  std::thread refresher;
+  rpc::ServeOptions so;
+  so.listen = absl::GetFlag(FLAGS_listen);
+  so.port_file = absl::GetFlag(FLAGS_port_file);
+  so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
+  so.drain = [&] { engine.Drain(); };
+  so.in_flight = [&] { return service.in_flight(); };
+  so.on_serving = [&](int port) {
+    refresher = std::thread([&] {
+      const double idle = absl::GetFlag(FLAGS_session_idle_seconds);
+      while (!stop_refresh) {
+        metrics.Refresh(engine);
+        if (idle > 0) service.ReapIdle(idle);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+    LogEvent("info", "serving",
+             {{"port", port},
+              {"admin", absl::GetFlag(FLAGS_admin)},
+              {"fingerprint", (*model)->Fingerprint()}});
+  };
+  const int code = rpc::Serve(&service, so, sigs);
   stop_refresh = true;
-  refresher.join();
-  return 0;
+  if (refresher.joinable()) refresher.join();
+  return code;
 }
 
 }  // namespace

@@ -7,37 +7,13 @@
 #include "common/log.h"
 #include "common/rpc/convert.h"
 #include "common/rpc/request.h"
+#include "common/rpc/server.h"
 
 namespace eagle::verifier {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int64_t kChunkBytes = 4 << 20;  // prompt features per FeatureChunk, at most
-
-const char* CodeName(grpc::StatusCode c) {
-  switch (c) {
-    case grpc::OK:
-      return "ok";
-    case grpc::CANCELLED:
-      return "cancelled";
-    case grpc::INVALID_ARGUMENT:
-      return "invalid_argument";
-    case grpc::DEADLINE_EXCEEDED:
-      return "deadline_exceeded";
-    case grpc::NOT_FOUND:
-      return "not_found";
-    case grpc::RESOURCE_EXHAUSTED:
-      return "resource_exhausted";
-    case grpc::FAILED_PRECONDITION:
-      return "failed_precondition";
-    case grpc::OUT_OF_RANGE:
-      return "out_of_range";
-    case grpc::UNAVAILABLE:
-      return "unavailable";
-    default:
-      return "error";
-  }
-}
 
 // Waits for the engine, giving up when the client cancels or its deadline passes.
 template <typename T>
@@ -64,12 +40,6 @@ struct SessionGuard {
   ~SessionGuard() {
     if (id != 0) engine->Close(id);
   }
-};
-
-struct InFlight {
-  std::atomic<int>& n;
-  explicit InFlight(std::atomic<int>& c) : n(c) { ++n; }
-  ~InFlight() { --n; }
 };
 
 }  // namespace
@@ -161,7 +131,7 @@ EngineHooks VerifierMetrics::Hooks() {
 }
 
 void VerifierMetrics::Request(const std::string& rpc, const grpc::Status& status) {
-  requests_.Add({{"rpc", rpc}, {"outcome", CodeName(status.error_code())}}).Increment();
+  requests_.Add({{"rpc", rpc}, {"outcome", rpc::StatusLabel(status.error_code())}}).Increment();
 }
 
 void VerifierMetrics::SessionDone(int steps, int64_t accepted) {
@@ -198,7 +168,7 @@ grpc::Status VerifierService::ModelInfo(grpc::ServerContext*, const v1::ModelInf
 grpc::Status VerifierService::Session(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream) {
-  InFlight in_flight(in_flight_);
+  rpc::InFlight in_flight(in_flight_);
   int steps = 0;
   int64_t accepted = 0;
   grpc::Status s = RunSession(ctx, stream, &steps, &accepted);
@@ -350,7 +320,7 @@ int VerifierService::ReapIdle(double seconds) {
 
 grpc::Status VerifierService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                        grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  InFlight in_flight(in_flight_);
+  rpc::InFlight in_flight(in_flight_);
   grpc::Status s = RunGenerate(ctx, req, writer);
   metrics_->Request("generate", s);
   metrics_->Refresh(*engine_);

@@ -6,6 +6,14 @@
 
 namespace eagle::cpu {
 
+absl::StatusOr<Precision> ParsePrecision(std::string_view name) {
+  if (name == "auto") return Precision::kAuto;
+  if (name == "int16") return Precision::kInt16;
+  if (name == "int8") return Precision::kInt8;
+  if (name == "f32") return Precision::kF32;
+  return absl::InvalidArgumentError("precision must be auto, int16, int8 or f32");
+}
+
 absl::StatusOr<Linear> Linear::Create(const Matrix& raw, Precision precision) {
   return CreateStacked({&raw, 1}, precision);
 }

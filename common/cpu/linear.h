@@ -4,6 +4,7 @@
 #ifndef EAGLE_COMMON_CPU_LINEAR_H_
 #define EAGLE_COMMON_CPU_LINEAR_H_
 
+#include <string_view>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -21,6 +22,8 @@ enum class Precision {
   kInt8,   // 8-bit integer activations (as llama.cpp): fastest, least accurate
   kF32,    // f32 activations everywhere: the numerical reference
 };
+// "auto" | "int16" | "int8" | "f32".
+absl::StatusOr<Precision> ParsePrecision(std::string_view name);
 
 class Linear {
  public:

@@ -8,6 +8,19 @@
 
 namespace eagle {
 
+DraftTree DraftTree::TrimToDepth(int64_t max_depth) const {
+  DraftTree out;
+  const auto depths = Depths();
+  std::vector<int32_t> remap(size(), -1);
+  for (int i = 0; i < size(); ++i) {
+    if (depths[i] > max_depth) continue;
+    remap[i] = out.size();
+    out.tokens.push_back(tokens[i]);
+    out.parents.push_back(i == 0 ? -1 : remap[parents[i]]);
+  }
+  return out;
+}
+
 std::vector<int32_t> DraftTree::Depths() const {
   std::vector<int32_t> d(tokens.size(), 0);
   for (size_t i = 1; i < tokens.size(); ++i) d[i] = d[parents[i]] + 1;

@@ -28,6 +28,8 @@ struct DraftTree {
   std::vector<uint8_t> AttentionMask() const;
   // Checks structure and token range; a precise error otherwise.
   absl::Status Validate(int vocab_size, int max_nodes) const;
+  // The tree without the nodes deeper than max_depth (near the end of the context).
+  DraftTree TrimToDepth(int64_t max_depth) const;
 };
 
 // A static tree shape (EAGLE-1): each path lists child ranks from the root, e.g. {0, 1} is the

@@ -21,9 +21,10 @@ namespace eagle {
 enum class TreeMode { kChain, kStatic, kDynamic };
 
 // Defaults chosen by measurement on the 2-core development VM with the shipped SmolLM2 head
-// (eagle-spec-bench, 20 held-out prompts): depth 3 chains were fastest (0.73x of vanilla, tau
-// 1.46), ahead of dynamic trees (top-k 4, 12 nodes: 0.45x, tau 1.83) and static trees (0.26x);
-// deeper or wider trees cost more than they gain at this tau on a CPU.
+// (eagle-spec-bench, 20 held-out prompts x 128 tokens): chains of depth 3 run at 0.99x of plain
+// decoding (tau 1.72; depth 2: 1.03x, tau 1.65; depth 4: 0.72x), ahead of dynamic trees (top-k 4,
+// 12 nodes: 0.66x, tau 2.22) and static trees (0.38x, tau 2.34): on a CPU a tree's verification
+// costs more than its extra accepted tokens bring at this acceptance rate.
 struct TreeOptions {
   TreeMode mode = TreeMode::kChain;
   int depth = 3;          // chain length; dynamic: expansion levels after the first

@@ -70,18 +70,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     ASSIGN_OR_RETURN(DraftTree drafted, draft.Draft(next, tree_options));
     st.draft_seconds += Since(td);
     // Near the end of the context, drop nodes that would sit past the last position.
-    DraftTree tree;
-    {
-      const int64_t max_depth = cfg.max_position - 1 - cache->length();
-      const auto depths = drafted.Depths();
-      std::vector<int32_t> remap(drafted.size(), -1);
-      for (int i = 0; i < drafted.size(); ++i) {
-        if (depths[i] > max_depth) continue;
-        remap[i] = tree.size();
-        tree.tokens.push_back(drafted.tokens[i]);
-        tree.parents.push_back(i == 0 ? -1 : remap[drafted.parents[i]]);
-      }
-    }
+    const DraftTree tree = drafted.TrimToDepth(cfg.max_position - 1 - cache->length());
     RETURN_IF_ERROR(tree.Validate(cfg.vocab_size, max_tree));
     auto tv = Clock::now();
     const int64_t base = cache->length();

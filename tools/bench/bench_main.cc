@@ -111,9 +111,12 @@ int Main(int argc, char** argv) {
   if (isa == "avx2") cpu::SetIsaForTesting(cpu::Isa::kAvx2);
   if (isa == "avx512") cpu::SetIsaForTesting(cpu::Isa::kAvx512);
   ModelOptions options;
-  if (precision == "int8") options.precision = cpu::Precision::kInt8;
-  if (precision == "int16") options.precision = cpu::Precision::kInt16;
-  if (precision == "f32") options.precision = cpu::Precision::kF32;
+  if (auto p = cpu::ParsePrecision(precision); p.ok()) {
+    options.precision = *p;
+  } else {
+    std::fprintf(stderr, "error: --%s\n", std::string(p.status().message()).c_str());
+    return 2;
+  }
   auto loaded = LlamaModel::Load(path, options);
   if (!loaded.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());

@@ -345,17 +345,12 @@ int Main(int argc, char** argv) {
   if (threads > 0) omp_set_num_threads(threads);
   const std::string path = args->Get("--model", EAGLE_DEFAULT_MODEL);
   ModelOptions options;
-  const std::string precision = args->Get("--precision", "auto");
-  if (precision == "int8") {
-    options.precision = cpu::Precision::kInt8;
-  } else if (precision == "int16") {
-    options.precision = cpu::Precision::kInt16;
-  } else if (precision == "f32") {
-    options.precision = cpu::Precision::kF32;
-  } else if (precision != "auto") {
-    std::fprintf(stderr, "error: --precision must be auto, int16, int8 or f32\n");
+  auto precision = cpu::ParsePrecision(args->Get("--precision", "auto"));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());
     return 2;
   }
+  options.precision = *precision;
   auto model = LlamaModel::Load(path, options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());

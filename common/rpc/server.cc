@@ -1,0 +1,103 @@
+#include "common/rpc/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "common/log.h"
+#include "common/rpc/convert.h"
+
+namespace eagle::rpc {
+
+const char* StatusLabel(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::OK:
+      return "ok";
+    case grpc::CANCELLED:
+      return "cancelled";
+    case grpc::INVALID_ARGUMENT:
+      return "invalid_argument";
+    case grpc::DEADLINE_EXCEEDED:
+      return "deadline_exceeded";
+    case grpc::NOT_FOUND:
+      return "not_found";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "resource_exhausted";
+    case grpc::FAILED_PRECONDITION:
+      return "failed_precondition";
+    case grpc::OUT_OF_RANGE:
+      return "out_of_range";
+    case grpc::UNAVAILABLE:
+      return "unavailable";
+    default:
+      return "error";
+  }
+}
+
+sigset_t BlockTerminationSignals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return sigs;
+}
+
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartAdmin(
+    const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
+  if (address.empty()) return std::unique_ptr<prometheus::Exposer>();
+  try {
+    auto exposer = std::make_unique<prometheus::Exposer>(address);
+    exposer->RegisterCollectable(registry);
+    return exposer;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(std::string("admin endpoint ") + address + ": " + e.what());
+  }
+}
+
+int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service);
+  ConfigureServer(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    LogEvent("error", "listen_failed", {{"address", o.listen}});
+    return 1;
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  if (!o.port_file.empty()) {
+    if (FILE* f = std::fopen(o.port_file.c_str(), "w"); f != nullptr) {
+      std::fprintf(f, "%d\n", port);
+      std::fclose(f);
+    }
+  }
+  if (o.on_serving) o.on_serving(port);
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    const auto in_flight = [&] { return o.in_flight ? o.in_flight() : 0; };
+    LogEvent("info", "draining", {{"signal", sig}, {"in_flight", in_flight()}});
+    server->GetHealthCheckService()->SetServingStatus(false);
+    if (o.drain) o.drain();
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(o.grace_seconds);
+    while (in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    LogEvent("info", "shutdown", {{"in_flight", in_flight()}});
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  });
+  server->Wait();
+  signals.join();
+  return 0;
+}
+
+}  // namespace eagle::rpc
