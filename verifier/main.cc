@@ -62,11 +62,11 @@ int Main(int argc, char** argv) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
     return 1;
   }
-  LogEvent("info", "model_loaded",
-           {{"path", absl::GetFlag(FLAGS_model)},
-            {"dtype", (*model)->dtype_summary()},
-            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-                            .count()}});
+  LogEvent(
+      "info", "model_loaded",
+      {{"path", absl::GetFlag(FLAGS_model)},
+       {"dtype", (*model)->dtype_summary()},
+       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
 
   auto registry = std::make_shared<prometheus::Registry>();
   VerifierMetrics metrics(*registry);

@@ -4,10 +4,10 @@
 #ifndef EAGLE_COMMON_CPU_LINEAR_H_
 #define EAGLE_COMMON_CPU_LINEAR_H_
 
-#include <string_view>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"

@@ -455,7 +455,7 @@ TEST_F(ServicesTest, AThousandSessionsWithCancellationsReleaseEverything) {
   EXPECT_EQ(failed, 0);
   EXPECT_GT(cancelled, 150);
   EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 3), 0);
-  EXPECT_EQ(Metric(verifier_->admin_port, "eagle_verifier_kv_bytes"), 0);
+  EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_kv_bytes", 0, 3), 0);
   EXPECT_EQ(Metric(drafter_->admin_port, "eagle_drafter_active_generations"), 0);
   const int64_t rss_end = verifier_->proc->rss_bytes();
   RecordProperty("verifier_rss_after_100", std::to_string(rss_after_100));
@@ -581,7 +581,8 @@ TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSecon
   for (auto& c : clients) c.join();
   EXPECT_GE(t, 0);
   EXPECT_LT(t, 2.0);
-  EXPECT_EQ(Metric(v->admin_port, "eagle_verifier_kv_bytes"), 0);
+  // KV of sessions whose step was running comes back when that step ends.
+  EXPECT_GE(WaitMetric(v->admin_port, "eagle_verifier_kv_bytes", 0, 3), 0);
   // The verifier keeps serving.
   auto vs = testing::VerifierStub(v->address());
   Generation g = testing::Generate(vs.get(), ChatRequest("Hello", 8));
