@@ -42,6 +42,7 @@ namespace eagle::drafter {
 namespace {
 
 int Main(int argc, char** argv) {
+  rpc::BoundOpenMpSpinning(argv);
   absl::SetProgramUsageMessage("eagle-drafter [--verifier HOST:PORT] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   SetLogService("drafter");

@@ -36,6 +36,7 @@ namespace eagle::verifier {
 namespace {
 
 int Main(int argc, char** argv) {
+  rpc::BoundOpenMpSpinning(argv);
   absl::SetProgramUsageMessage("eagle-verifier [--model PATH] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   SetLogService("verifier");
