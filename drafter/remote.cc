@@ -149,13 +149,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
     st.verify_seconds += res->verify_seconds;
     const double network_s = std::max(0.0, round_trip - res->verify_seconds);
     st.network_seconds += network_s;
-    ++st.steps;
-    st.tree_nodes += tree.size() - 1;
-    st.accepted_drafts += accepted;
-    if (static_cast<int>(st.accepted_at_depth.size()) < accepted) {
-      st.accepted_at_depth.resize(accepted);
-    }
-    for (int d = 0; d < accepted; ++d) ++st.accepted_at_depth[d];
+    st.AddStep(tree.size() - 1, accepted);
     if (remote.on_step) remote.on_step(draft_s, network_s, res->verify_seconds, accepted);
     for (int32_t t : res->accepted) {
       if (!emitter.Emit(t)) break;

@@ -159,13 +159,7 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
                         absl::StrCat("the drafter is at its limit of ", config_.max_generations,
                                      " concurrent generations"));
   }
-  std::string request_id = req->request_id();
-  if (request_id.empty()) {
-    auto it = ctx->client_metadata().find("x-request-id");
-    request_id = it != ctx->client_metadata().end()
-                     ? std::string(it->second.data(), std::min<size_t>(it->second.size(), 64))
-                     : rpc::NewRequestId();
-  }
+  const std::string request_id = rpc::RequestId(*ctx, req->request_id());
   if (request_id.size() > 64) {
     return grpc::Status(grpc::INVALID_ARGUMENT, "request_id: at most 64 bytes");
   }
@@ -180,19 +174,12 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
   ro.reconnect_seconds = config_.reconnect_seconds;
   ro.cancelled = [ctx] { return ctx->IsCancelled(); };
   ro.on_step = [this](double d, double n, double v, int a) { metrics_->Step(d, n, v, a); };
-  const int reconnects_before = 0;
   SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
     return std::make_unique<GrpcVerifierSession>(stub_.get(), ctx, request_id,
                                                  config_.feature_dtype);
   };
   bool client_gone = false;
-  TokenCallback on_token = [&](int32_t id, const std::string& text) {
-    v1::GenerateResponse chunk;
-    if (id >= 0) chunk.add_token_ids(id);
-    chunk.set_text(text);
-    if (!writer->Write(chunk)) client_gone = true;
-    return !client_gone;
-  };
+  const TokenCallback on_token = rpc::StreamTokens(writer, &client_gone);
   LogEvent("info", "generate_start",
            {{"request_id", request_id},
             {"prompt_tokens", parsed->prompt.size()},
@@ -201,7 +188,7 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
   RemoteStats stats;
   auto result = GenerateRemote(*config_.model, factory, parsed->prompt, parsed->options, ro,
                                on_token, &stats);
-  metrics_->reconnects.Increment(stats.reconnects - reconnects_before);
+  metrics_->reconnects.Increment(stats.reconnects);
   if (!result.ok()) {
     LogEvent("warn", "generate_failed",
              {{"request_id", request_id}, {"error", std::string(result.status().message())}});
@@ -210,12 +197,7 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
   }
   if (client_gone || ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "cancelled");
   metrics_->Done(*result, stats);
-  v1::GenerateResponse last;
-  last.set_finish_reason(result->finish == FinishReason::kLength ? v1::LENGTH
-                         : result->finish == FinishReason::kEos  ? v1::EOS
-                                                                 : v1::STOP);
-  last.mutable_usage()->set_prompt_tokens(result->prompt_tokens);
-  last.mutable_usage()->set_completion_tokens(static_cast<int32_t>(result->token_ids.size()));
+  v1::GenerateResponse last = rpc::LastChunk(*result);
   auto* st = last.mutable_stats();
   st->set_steps(stats.steps);
   st->set_tau(stats.tau());
@@ -223,8 +205,6 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
     st->add_acceptance_by_depth(stats.steps > 0 ? static_cast<double>(n) / stats.steps : 0);
   }
   auto* tm = last.mutable_timings();
-  tm->set_prefill_seconds(result->prefill_seconds);
-  tm->set_decode_seconds(result->decode_seconds);
   tm->set_draft_seconds(stats.draft_seconds);
   tm->set_network_seconds(stats.network_seconds);
   tm->set_verify_seconds(stats.verify_seconds);

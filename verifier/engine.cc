@@ -44,7 +44,7 @@ struct Engine::Session {
 struct Engine::Work {
   std::shared_ptr<Session> session;
   bool open = false;
-  std::vector<int32_t> tokens;  // prompt (open) or tree tokens (verify)
+  std::vector<int32_t> prompt;  // open only; a verify's tokens are tree.tokens
   // Chunked prefill: prompt tokens already forwarded, their features, and this pass's chunk.
   int64_t done = 0;
   int64_t chunk = 0;
@@ -52,6 +52,9 @@ struct Engine::Work {
   DraftTree tree;
   std::promise<absl::StatusOr<OpenResult>> open_done;
   std::promise<absl::StatusOr<VerifyOutput>> verify_done;
+
+  // The tokens this work forwards.
+  const std::vector<int32_t>& tokens() const { return open ? prompt : tree.tokens; }
 
   void Fail(const absl::Status& s) {
     if (open) {
@@ -93,8 +96,6 @@ EngineStats Engine::stats() const {
   s.active_sessions = static_cast<int>(sessions_.size());
   s.kv_bytes = kv_bytes_;
   s.queue_depth = static_cast<int>(queue_.size());
-  s.forward_passes = forward_passes_;
-  s.tokens_forwarded = tokens_forwarded_;
   return s;
 }
 
@@ -145,7 +146,7 @@ std::future<absl::StatusOr<OpenResult>> Engine::Open(OpenParams p, uint64_t* ses
   auto wp = std::make_unique<Work>();
   Work& w = *wp;
   w.open = true;
-  w.tokens = std::move(p.prompt);
+  w.prompt = std::move(p.prompt);
   auto fut = w.open_done.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -182,7 +183,6 @@ std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t st
   }
   auto wp = std::make_unique<Work>();
   Work& w = *wp;
-  w.tokens = tree.tokens;
   w.tree = std::move(tree);
   auto fut = w.verify_done.get_future();
   {
@@ -274,7 +274,7 @@ void Engine::Loop() {
       int64_t budget = std::max(1, options_.max_batch_tokens);
       while (!queue_.empty() && budget > 0) {
         Work& w = *queue_.front();
-        const int64_t left = static_cast<int64_t>(w.tokens.size()) - w.done;
+        const int64_t left = static_cast<int64_t>(w.tokens().size()) - w.done;
         if (!w.open && left > budget && !batch.empty()) break;
         w.chunk = w.open ? std::min(left, budget) : left;
         budget -= w.chunk;
@@ -325,9 +325,10 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
           s.bytes / (2 * static_cast<int64_t>(cfg.num_layers) * cfg.kv_dim() * sizeof(float)));
     }
     ForwardRequest r;
-    r.tokens = std::span<const int32_t>(w->tokens).subspan(w->done, w->chunk);
+    r.tokens = std::span<const int32_t>(w->tokens()).subspan(w->done, w->chunk);
     if (!w->open) r.parents = w->tree.parents;
-    const bool last_chunk = w->open && w->done + w->chunk == static_cast<int64_t>(w->tokens.size());
+    const bool last_chunk =
+        w->open && w->done + w->chunk == static_cast<int64_t>(w->tokens().size());
     r.logits = !w->open ? LogitsMode::kAll : last_chunk ? LogitsMode::kLast : LogitsMode::kNone;
     if (s.want_features) {
       if (s.feature_layers.empty()) {
@@ -344,11 +345,6 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
   const auto t0 = Clock::now();
   auto results = model_->ForwardBatch(caches, reqs);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++forward_passes_;
-    tokens_forwarded_ += tokens;
-  }
   if (hooks_.on_batch) hooks_.on_batch(static_cast<int>(live.size()), tokens, seconds);
   for (size_t i = 0; i < live.size(); ++i) {
     Work& w = *live[i];
@@ -363,12 +359,12 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
       if (w.open) {
         w.features.insert(w.features.end(), feats.begin(), feats.end());
         w.done += w.chunk;
-        if (w.done < static_cast<int64_t>(w.tokens.size())) continue;  // more chunks to come
+        if (w.done < static_cast<int64_t>(w.tokens().size())) continue;  // more chunks to come
         OpenResult o;
         o.session_id = s.id;
         next = s.sampler.Sample(fr.logits.data(), cfg.vocab_size);
         o.first_token = next;
-        o.prompt_tokens = static_cast<int>(w.tokens.size());
+        o.prompt_tokens = static_cast<int>(w.tokens().size());
         o.feature_width = width;
         o.features = std::move(w.features);
         {

@@ -119,8 +119,6 @@ class Engine {
   bool draining_ = false;
   uint64_t next_id_ = 1;
   int64_t kv_bytes_ = 0;
-  int64_t forward_passes_ = 0;
-  int64_t tokens_forwarded_ = 0;
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   std::deque<std::unique_ptr<Work>> queue_;
   std::thread thread_;

@@ -106,7 +106,7 @@ int Main(int argc, char** argv) {
     LogEvent("info", "serving",
              {{"port", port},
               {"admin", absl::GetFlag(FLAGS_admin)},
-              {"fingerprint", (*model)->Fingerprint()}});
+              {"fingerprint", service.fingerprint()}});
   };
   const int code = rpc::Serve(&service, so, sigs);
   stop_refresh = true;

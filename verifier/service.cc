@@ -24,15 +24,6 @@ absl::StatusOr<T> Await(grpc::ServerContext* ctx, std::future<absl::StatusOr<T>>
   return f.get();
 }
 
-std::string RequestId(grpc::ServerContext* ctx, const std::string& given) {
-  if (!given.empty()) return given.substr(0, 64);
-  auto it = ctx->client_metadata().find("x-request-id");
-  if (it != ctx->client_metadata().end()) {
-    return std::string(it->second.data(), std::min<size_t>(it->second.size(), 64));
-  }
-  return rpc::NewRequestId();
-}
-
 // Frees a session on every exit path of a handler.
 struct SessionGuard {
   Engine* engine;
@@ -210,7 +201,7 @@ grpc::Status VerifierService::RunSession(
   }
   p.feature_layers.assign(open.feature_layers().begin(), open.feature_layers().end());
   p.want_features = !open.no_features();
-  p.request_id = RequestId(ctx, open.request_id());
+  p.request_id = rpc::RequestId(*ctx, open.request_id()).substr(0, 64);
   SessionGuard guard{engine_};
   auto opened_f = engine_->Open(p, &guard.id);
   auto opened = Await(ctx, opened_f);
@@ -337,7 +328,7 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
   p.sampling = parsed->options.sampling;
   p.max_tokens = parsed->options.max_tokens;
   p.want_features = false;
-  p.request_id = RequestId(ctx, req->request_id());
+  p.request_id = rpc::RequestId(*ctx, req->request_id()).substr(0, 64);
   const auto t0 = Clock::now();
   SessionGuard guard{engine_};
   auto opened_f = engine_->Open(p, &guard.id);
@@ -350,13 +341,7 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
   result.prompt_tokens = opened->prompt_tokens;
   result.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
   bool client_gone = false;
-  TokenCallback on_token = [&](int32_t id, const std::string& text) {
-    v1::GenerateResponse chunk;
-    if (id >= 0) chunk.add_token_ids(id);
-    chunk.set_text(text);
-    if (!writer->Write(chunk)) client_gone = true;
-    return !client_gone;
-  };
+  const TokenCallback on_token = rpc::StreamTokens(writer, &client_gone);
   TokenEmitter emitter(model, parsed->options, on_token, &result);
   int32_t next = opened->first_token;
   int64_t step = 0;
@@ -376,16 +361,9 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
   }
   emitter.Finish();
   result.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
-  v1::GenerateResponse last;
-  last.set_finish_reason(result.finish == FinishReason::kLength ? v1::LENGTH
-                         : result.finish == FinishReason::kEos  ? v1::EOS
-                                                                : v1::STOP);
-  last.mutable_usage()->set_prompt_tokens(result.prompt_tokens);
-  last.mutable_usage()->set_completion_tokens(static_cast<int32_t>(result.token_ids.size()));
+  v1::GenerateResponse last = rpc::LastChunk(result);
   last.mutable_stats()->set_steps(static_cast<int32_t>(step));
   last.mutable_stats()->set_tau(1.0);
-  last.mutable_timings()->set_prefill_seconds(result.prefill_seconds);
-  last.mutable_timings()->set_decode_seconds(result.decode_seconds);
   last.mutable_timings()->set_verify_seconds(verify_seconds);
   writer->Write(last);
   LogEvent("info", "generate_done",

@@ -60,6 +60,7 @@ class VerifierService final : public v1::Verifier::Service {
 
   // RPCs (sessions and plain generations) now running.
   int in_flight() const { return in_flight_.load(); }
+  const std::string& fingerprint() const { return fingerprint_; }
   // Cancels the streams of sessions that sent nothing for `seconds` (a live but silent client
   // would otherwise hold its KV forever) and frees them. Returns how many.
   int ReapIdle(double seconds);

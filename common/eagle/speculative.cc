@@ -86,13 +86,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
                                sampler.rng());
     RETURN_IF_ERROR(cache->KeepPath(base, acc.path));
     st.verify_seconds += Since(tv);
-    ++st.steps;
-    st.tree_nodes += tree.size() - 1;
     const int accepted = static_cast<int>(acc.path.size()) - 1;
-    st.accepted_drafts += accepted;
-    if (static_cast<int>(st.accepted_at_depth.size()) < accepted)
-      st.accepted_at_depth.resize(accepted);
-    for (int d = 0; d < accepted; ++d) ++st.accepted_at_depth[d];
+    st.AddStep(tree.size() - 1, accepted);
     // Emit the accepted drafts, then the bonus/correction token.
     for (size_t j = 1; j < acc.path.size() && !emitter.done(); ++j) {
       emitter.Emit(tree.tokens[acc.path[j]]);

@@ -23,6 +23,14 @@ struct SpeculativeStats {
   std::vector<int64_t> accepted_at_depth;  // [d] steps that accepted a draft at depth d + 1
   double draft_seconds = 0;
   double verify_seconds = 0;
+  // Records one verification: `tree_nodes` draft nodes (root excluded), `accepted` of them kept.
+  void AddStep(int tree_nodes, int accepted) {
+    ++steps;
+    this->tree_nodes += tree_nodes;
+    accepted_drafts += accepted;
+    if (static_cast<int>(accepted_at_depth.size()) < accepted) accepted_at_depth.resize(accepted);
+    for (int d = 0; d < accepted; ++d) ++accepted_at_depth[d];
+  }
   // Mean tokens per step, bonus included (tau).
   double tau() const { return steps > 0 ? 1.0 + static_cast<double>(accepted_drafts) / steps : 0; }
 };

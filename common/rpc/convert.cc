@@ -114,6 +114,37 @@ std::string NewRequestId() {
   return absl::StrFormat("%016x", rng());
 }
 
+std::string RequestId(const grpc::ServerContext& ctx, const std::string& given) {
+  if (!given.empty()) return given;
+  auto it = ctx.client_metadata().find("x-request-id");
+  if (it != ctx.client_metadata().end()) {
+    return std::string(it->second.data(), std::min<size_t>(it->second.size(), 64));
+  }
+  return NewRequestId();
+}
+
+TokenCallback StreamTokens(grpc::ServerWriter<v1::GenerateResponse>* writer, bool* client_gone) {
+  return [writer, client_gone](int32_t id, const std::string& text) {
+    v1::GenerateResponse chunk;
+    if (id >= 0) chunk.add_token_ids(id);
+    chunk.set_text(text);
+    if (!writer->Write(chunk)) *client_gone = true;
+    return !*client_gone;
+  };
+}
+
+v1::GenerateResponse LastChunk(const GenerateResult& r) {
+  v1::GenerateResponse last;
+  last.set_finish_reason(r.finish == FinishReason::kLength ? v1::LENGTH
+                         : r.finish == FinishReason::kEos  ? v1::EOS
+                                                           : v1::STOP);
+  last.mutable_usage()->set_prompt_tokens(r.prompt_tokens);
+  last.mutable_usage()->set_completion_tokens(static_cast<int32_t>(r.token_ids.size()));
+  last.mutable_timings()->set_prefill_seconds(r.prefill_seconds);
+  last.mutable_timings()->set_decode_seconds(r.decode_seconds);
+  return last;
+}
+
 void ConfigureServer(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);

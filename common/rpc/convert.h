@@ -4,6 +4,7 @@
 #define EAGLE_COMMON_RPC_CONVERT_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
 
 #include <cstdint>
 #include <span>
@@ -12,8 +13,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/eagle/draft_tree.h"
+#include "common/generate.h"
 #include "common/sampling.h"
 #include "eagle/v1/common.pb.h"
+#include "eagle/v1/drafter.pb.h"
 
 namespace eagle::rpc {
 
@@ -36,6 +39,14 @@ DraftTree FromProto(const v1::DraftTree& p);
 
 // A fresh request id (16 hex digits) for requests that come without one.
 std::string NewRequestId();
+// The request's id: `given` if set, else the x-request-id metadata (first 64 bytes), else new.
+std::string RequestId(const grpc::ServerContext& ctx, const std::string& given);
+
+// Streams each token (and its text) to `writer` as one Generate chunk; sets *client_gone and
+// returns false (stop) once a write fails.
+TokenCallback StreamTokens(grpc::ServerWriter<v1::GenerateResponse>* writer, bool* client_gone);
+// The last Generate chunk: finish reason, usage, prefill and decode timings.
+v1::GenerateResponse LastChunk(const GenerateResult& result);
 
 // Server-side keepalive and limits shared by both services: a dead peer is detected within
 // about 10 s (pings every 5 s, 5 s timeout), messages up to 8 MiB.
