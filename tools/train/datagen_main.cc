@@ -6,7 +6,10 @@
 // record. Held-out prompts (tests/data/heldout_prompts.jsonl) are never used.
 //   eagle-datagen --out FILE [--model PATH] [--data-dir DIR] [--limit N] [--max-tokens N]
 //                 [--sampled-every K] [--temperature T] [--seed S] [--threads N] [--batch B]
+//                 [--eagle3 0|1]
 // --batch: sequences generated together (continuous batching; default 16).
+// --eagle3 1: also keep the inputs of target layers 2, L/2 and L-3 at every position (EAGLE-3's
+// fused features, 3x the bytes of the final-norm feature), in a version-2 shard.
 #include <omp.h>
 
 #include <algorithm>
@@ -41,6 +44,7 @@ int Main(int argc, char** argv) {
                                           {"--seed", "1"},
                                           {"--threads", "0"},
                                           {"--batch", "16"},
+                                          {"--eagle3", "0"},
                                           {"--out", ""}};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!a.count(argv[i])) {
@@ -92,7 +96,15 @@ int Main(int argc, char** argv) {
   std::shuffle(prompts.begin(), prompts.end(), rng);
   const int64_t limit = std::min<int64_t>(std::stoll(a["--limit"]), prompts.size());
   int64_t done = 0;
-  auto writer = TrainDataWriter::Open(a["--out"], (*model)->config().hidden_size, &done);
+  std::vector<int> layers;
+  if (a["--eagle3"] == "1") {
+    const int l = (*model)->config().num_layers;
+    layers = {2, l / 2, l - 3};  // as EagleHead::feature_layers() for EAGLE-3 heads
+  } else if (a["--eagle3"] != "0") {
+    std::fprintf(stderr, "--eagle3 takes 0 or 1\n");
+    return 2;
+  }
+  auto writer = TrainDataWriter::Open(a["--out"], (*model)->config().hidden_size, layers, &done);
   if (!writer.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(writer.status().message()).c_str());
     return 1;
@@ -116,8 +128,9 @@ int Main(int argc, char** argv) {
     int prompt_tokens = 0;
     std::unique_ptr<KvCache> cache;
     std::unique_ptr<Sampler> sampler;
-    std::vector<float> features;  // rows for tokens[0 .. fed)
-    int64_t fed = 0;              // tokens already forwarded
+    std::vector<float> features;        // rows for tokens[0 .. fed)
+    std::vector<float> layer_features;  // [fed, layers * hidden] with --eagle3 1
+    int64_t fed = 0;                    // tokens already forwarded
     int generated = 0;
     bool finished = false;  // last token sampled; its feature still to compute
   };
@@ -155,6 +168,7 @@ int Main(int argc, char** argv) {
       r.tokens = std::span<const int32_t>(q->tokens).subspan(q->fed);
       r.logits = q->finished ? LogitsMode::kNone : LogitsMode::kLast;
       r.return_features = true;
+      r.capture_layers = layers;
       caches.push_back(q->cache.get());
       reqs.push_back(r);
     }
@@ -167,6 +181,8 @@ int Main(int argc, char** argv) {
       Seq& q = *active[k];
       ForwardResult& fr = (*out)[k];
       q.features.insert(q.features.end(), fr.features.begin(), fr.features.end());
+      q.layer_features.insert(q.layer_features.end(), fr.layer_features.begin(),
+                              fr.layer_features.end());
       q.fed = static_cast<int64_t>(q.tokens.size());
       if (q.finished) continue;
       const int32_t next = q.sampler->Sample(fr.logits.data(), (*model)->config().vocab_size);
@@ -186,11 +202,14 @@ int Main(int argc, char** argv) {
     }
     while (!ready.empty() && ready.begin()->first == next_write) {
       Seq& q = *ready.begin()->second;
-      if (static_cast<int64_t>(q.features.size()) != q.fed * hidden) {
+      if (static_cast<int64_t>(q.features.size()) != q.fed * hidden ||
+          static_cast<int64_t>(q.layer_features.size()) !=
+              q.fed * hidden * static_cast<int64_t>(layers.size())) {
         std::fprintf(stderr, "\nerror: feature rows do not match tokens\n");
         return 1;
       }
-      if (auto st = (*writer)->Append(q.tokens, q.prompt_tokens, q.features); !st.ok()) {
+      if (auto st = (*writer)->Append(q.tokens, q.prompt_tokens, q.features, q.layer_features);
+          !st.ok()) {
         std::fprintf(stderr, "\nerror: %s\n", std::string(st.message()).c_str());
         return 1;
       }
