@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "drafter/remote.h"
+#include "common/eagle/remote.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 
 namespace eagle::drafter {

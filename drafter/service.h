@@ -1,5 +1,6 @@
 // gRPC adapter of the drafter: the client-facing eagle.v1.Drafter service. Each Generate runs
-// the speculation loop (drafter/remote.h) over one Session stream on the shared verifier channel.
+// the speculation loop (common/eagle/remote.h) over one Session stream on the shared verifier
+// channel.
 #ifndef EAGLE_DRAFTER_SERVICE_H_
 #define EAGLE_DRAFTER_SERVICE_H_
 
@@ -14,8 +15,8 @@
 
 #include "common/eagle/drafter.h"
 #include "common/eagle/eagle_head.h"
+#include "common/eagle/remote.h"
 #include "common/model/llama_model.h"
-#include "drafter/remote.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 

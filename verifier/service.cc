@@ -8,20 +8,17 @@
 #include "common/rpc/convert.h"
 #include "common/rpc/request.h"
 #include "common/rpc/server.h"
+#include "verifier/engine_session.h"
 
 namespace eagle::verifier {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr int64_t kChunkBytes = 4 << 20;  // prompt features per FeatureChunk, at most
 
 // Waits for the engine, giving up when the client cancels or its deadline passes.
 template <typename T>
 absl::StatusOr<T> Await(grpc::ServerContext* ctx, std::future<absl::StatusOr<T>>& f) {
-  while (f.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
-    if (ctx->IsCancelled()) return absl::CancelledError("the client cancelled");
-  }
-  return f.get();
+  return verifier::Await(f, [ctx] { return ctx->IsCancelled(); });
 }
 
 // Frees a session on every exit path of a handler.
@@ -323,54 +320,37 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
   const LlamaModel& model = engine_->model();
   auto parsed = rpc::ParseGenerateRequest(model, *req);
   if (!parsed.ok()) return rpc::ToGrpc(parsed.status());
-  OpenParams p;
-  p.prompt = parsed->prompt;
-  p.sampling = parsed->options.sampling;
-  p.max_tokens = parsed->options.max_tokens;
-  p.want_features = false;
-  p.request_id = rpc::RequestId(*ctx, req->request_id()).substr(0, 64);
-  const auto t0 = Clock::now();
-  SessionGuard guard{engine_};
-  auto opened_f = engine_->Open(p, &guard.id);
-  auto opened = Await(ctx, opened_f);
-  if (!opened.ok()) return rpc::ToGrpc(opened.status());
-  metrics_->prompt_tokens.Increment(opened->prompt_tokens);
-  metrics_->generated_tokens.Increment(1);
-  const auto t1 = Clock::now();
-  GenerateResult result;
-  result.prompt_tokens = opened->prompt_tokens;
-  result.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
+  const std::string request_id = rpc::RequestId(*ctx, req->request_id()).substr(0, 64);
+  // The drafter's loop with no head (root-only trees) over this engine; no reconnects.
+  auto cancelled = [ctx] { return ctx->IsCancelled(); };
+  SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
+    return std::make_unique<EngineSession>(engine_, request_id, cancelled,
+                                           [this](const OpenResult& o) {
+                                             metrics_->prompt_tokens.Increment(o.prompt_tokens);
+                                             metrics_->generated_tokens.Increment(1);
+                                           });
+  };
+  RemoteOptions ro;
+  ro.reconnect_seconds = 0;
+  ro.cancelled = cancelled;
   bool client_gone = false;
-  const TokenCallback on_token = rpc::StreamTokens(writer, &client_gone);
-  TokenEmitter emitter(model, parsed->options, on_token, &result);
-  int32_t next = opened->first_token;
-  int64_t step = 0;
-  double verify_seconds = 0;
-  while (emitter.Emit(next)) {
-    DraftTree root_only;
-    root_only.tokens = {next};
-    root_only.parents = {-1};
-    auto f = engine_->Verify(opened->session_id, step++, root_only);
-    auto out = Await(ctx, f);
-    if (!out.ok()) return rpc::ToGrpc(out.status());
-    verify_seconds += out->seconds;
-    next = out->next_token;
-  }
+  RemoteStats stats;
+  auto result = GenerateRemote(model, factory, parsed->prompt, parsed->options, ro,
+                               rpc::StreamTokens(writer, &client_gone), &stats);
   if (client_gone || ctx->IsCancelled()) {
     return grpc::Status(grpc::CANCELLED, "the client cancelled");
   }
-  emitter.Finish();
-  result.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
-  v1::GenerateResponse last = rpc::LastChunk(result);
-  last.mutable_stats()->set_steps(static_cast<int32_t>(step));
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  v1::GenerateResponse last = rpc::LastChunk(*result);
+  last.mutable_stats()->set_steps(static_cast<int32_t>(stats.steps));
   last.mutable_stats()->set_tau(1.0);
-  last.mutable_timings()->set_verify_seconds(verify_seconds);
+  last.mutable_timings()->set_verify_seconds(stats.verify_seconds);
   writer->Write(last);
   LogEvent("info", "generate_done",
-           {{"request_id", p.request_id},
-            {"prompt_tokens", result.prompt_tokens},
-            {"completion_tokens", result.token_ids.size()},
-            {"finish", FinishReasonName(result.finish)}});
+           {{"request_id", request_id},
+            {"prompt_tokens", result->prompt_tokens},
+            {"completion_tokens", result->token_ids.size()},
+            {"finish", FinishReasonName(result->finish)}});
   return grpc::Status::OK;
 }
 

@@ -1,67 +1,43 @@
-// The drafter's speculation loop (drafter/remote.h) against an in-process verifier engine, with
-// failures injected into the link: resume after a lost verifier, non-retryable errors,
-// cancellation. No gRPC.
-#include "drafter/remote.h"
+// The speculation loop (common/eagle/remote.h) against an in-process verifier engine
+// (verifier/engine_session.h), with failures injected into the link: resume after a lost
+// verifier, non-retryable errors, cancellation. No gRPC.
+#include "common/eagle/remote.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 #include "verifier/engine.h"
+#include "verifier/engine_session.h"
 
-namespace eagle::drafter {
+namespace eagle {
 namespace {
 
-// A VerifierSession over an Engine; the shared `fail_at` countdown makes a call fail with
-// `code` (the "verifier" then forgets the session, as a restarted one would).
-class EngineSession final : public VerifierSession {
+// The verifier's EngineSession; the shared `fail_at` countdown makes a call fail with `code`
+// (the "verifier" then forgets the session, as a restarted one would).
+class FlakySession final : public VerifierSession {
  public:
-  EngineSession(verifier::Engine* e, int* countdown, absl::StatusCode code)
-      : e_(e), countdown_(countdown), code_(code) {}
-  ~EngineSession() override { Close(); }
+  FlakySession(verifier::Engine* e, int* countdown, absl::StatusCode code)
+      : inner_(e, "test", nullptr), countdown_(countdown), code_(code) {}
   absl::StatusOr<Opened> Open(std::span<const int32_t> prompt, std::span<const int32_t> resume,
                               const SamplingParams& sampling, int max_tokens,
                               const std::vector<int>& layers, int64_t width) override {
     if (Fail()) return absl::Status(code_, "injected");
-    verifier::OpenParams p;
-    p.prompt.assign(prompt.begin(), prompt.end());
-    p.prompt.insert(p.prompt.end(), resume.begin(), resume.end());
-    p.sampling = sampling;
-    p.max_tokens = max_tokens - static_cast<int>(resume.size());
-    p.feature_layers = layers;
-    p.want_features = width > 0;
-    auto o = e_->Open(p).get();
-    if (!o.ok()) return o.status();
-    id_ = o->session_id;
-    Opened out;
-    out.first_token = o->first_token;
-    out.prompt_tokens = o->prompt_tokens;
-    out.features = std::move(o->features);
-    return out;
+    return inner_.Open(prompt, resume, sampling, max_tokens, layers, width);
   }
   absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) override {
     if (Fail()) {
-      Close();
+      inner_.Close();
       return absl::Status(code_, "injected");
     }
-    auto r = e_->Verify(id_, step, tree).get();
-    if (!r.ok()) return r.status();
-    Result out;
-    out.accepted = r->accepted_tokens;
-    out.next_token = r->next_token;
-    out.features = std::move(r->features);
-    return out;
+    return inner_.Verify(step, tree);
   }
-  void Close() override {
-    if (id_ != 0) e_->Close(id_);
-    id_ = 0;
-  }
+  void Close() override { inner_.Close(); }
   int64_t bytes_sent() const override { return 0; }
   int64_t bytes_received() const override { return 0; }
 
  private:
   bool Fail() { return *countdown_ >= 0 && (*countdown_)-- == 0; }
-  verifier::Engine* e_;
+  verifier::EngineSession inner_;
   int* countdown_;
   absl::StatusCode code_;
-  uint64_t id_ = 0;
 };
 
 struct Fixture {
@@ -99,7 +75,7 @@ TEST(DrafterRemoteTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
     for (int fail_at : {-1, 0, 1, 2, 5, 9, 14}) {
       int countdown = fail_at;
       SessionFactory factory = [&] {
-        return std::make_unique<EngineSession>(&engine, &countdown, absl::StatusCode::kUnavailable);
+        return std::make_unique<FlakySession>(&engine, &countdown, absl::StatusCode::kUnavailable);
       };
       RemoteOptions ro;
       ro.head = f.head.get();
@@ -122,6 +98,39 @@ TEST(DrafterRemoteTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
   EXPECT_EQ(engine.stats().active_sessions, 0);
 }
 
+TEST(DrafterRemoteTest, PlainDecodingWithoutAHeadEqualsVanilla) {
+  Fixture f;
+  verifier::Engine engine(f.model.get(), verifier::EngineOptions());
+  GenerateOptions o;
+  o.max_tokens = 24;
+  o.ignore_eos = true;
+  const auto prompt = Prompt(4);
+  auto want = GenerateVanilla(*f.model, prompt, o, nullptr);
+  ASSERT_TRUE(want.ok());
+  int opened = 0;
+  SessionFactory factory = [&] {
+    return std::make_unique<verifier::EngineSession>(&engine, "plain", nullptr,
+                                                     [&](const verifier::OpenResult& r) {
+                                                       ++opened;
+                                                       EXPECT_TRUE(r.features.empty());
+                                                     });
+  };
+  RemoteOptions ro;  // no head: root-only trees, as the verifier's own Generate
+  ro.reconnect_seconds = 0;
+  RemoteStats st;
+  auto r = GenerateRemote(*f.model, factory, prompt, o, ro, nullptr, &st);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->token_ids, want->token_ids);
+  EXPECT_EQ(opened, 1);
+  EXPECT_EQ(st.steps, o.max_tokens - 1);  // the first token comes with Open
+  EXPECT_EQ(engine.stats().active_sessions, 0);
+  // With reconnects off, the engine's refusal comes back as is.
+  engine.Drain();
+  auto refused = GenerateRemote(*f.model, factory, prompt, o, ro, nullptr, nullptr);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(opened, 1);
+}
+
 TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
   Fixture f;
   verifier::Engine engine(f.model.get(), verifier::EngineOptions());
@@ -130,7 +139,7 @@ TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
   o.ignore_eos = true;
   int countdown = 3;
   SessionFactory factory = [&] {
-    return std::make_unique<EngineSession>(&engine, &countdown, absl::StatusCode::kInvalidArgument);
+    return std::make_unique<FlakySession>(&engine, &countdown, absl::StatusCode::kInvalidArgument);
   };
   RemoteOptions ro;
   ro.head = f.head.get();
@@ -143,7 +152,7 @@ TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
   SessionFactory gone = [&] {
     ++calls;
     next_fails = 0;  // every Open fails
-    return std::make_unique<EngineSession>(&engine, &next_fails, absl::StatusCode::kUnavailable);
+    return std::make_unique<FlakySession>(&engine, &next_fails, absl::StatusCode::kUnavailable);
   };
   ro.reconnect_seconds = 0.3;
   auto g = GenerateRemote(*f.model, gone, Prompt(2), o, ro, nullptr, nullptr);
@@ -158,4 +167,4 @@ TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
 }
 
 }  // namespace
-}  // namespace eagle::drafter
+}  // namespace eagle

@@ -1,9 +1,11 @@
-// The drafter's speculation loop against a remote verifier: drafts trees with an EAGLE head,
-// sends them through a VerifierSession, streams accepted tokens, and survives a verifier
-// restart by reopening the session with the tokens generated so far (resume). Knows nothing of
-// gRPC: drafter/grpc_session.cc implements VerifierSession over the eagle.v1 protocol.
-#ifndef EAGLE_DRAFTER_REMOTE_H_
-#define EAGLE_DRAFTER_REMOTE_H_
+// Generation against a verifier session: drafts trees with an EAGLE head (or sends root-only
+// trees for plain decoding), sends them through a VerifierSession, streams accepted tokens, and
+// survives a verifier restart by reopening the session with the tokens generated so far
+// (resume). Knows nothing of gRPC: drafter/grpc_session.cc implements VerifierSession over the
+// eagle.v1 protocol (the drafter's loop), verifier/engine_session.cc over the verifier's own
+// engine (its plain Generate).
+#ifndef EAGLE_COMMON_EAGLE_REMOTE_H_
+#define EAGLE_COMMON_EAGLE_REMOTE_H_
 
 #include <functional>
 #include <memory>
@@ -17,7 +19,7 @@
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
 
-namespace eagle::drafter {
+namespace eagle {
 
 // One generation's session on a verifier.
 class VerifierSession {
@@ -58,7 +60,8 @@ struct RemoteStats : SpeculativeStats {
 struct RemoteOptions {
   const EagleHead* head = nullptr;  // null: plain decoding (root-only trees)
   TreeOptions tree;
-  double reconnect_seconds = 30;    // give up after the verifier is unreachable this long
+  double reconnect_seconds = 30;    // give up after the verifier is unreachable this long; 0:
+                                    // no reconnect (the session's error is returned as is)
   std::function<bool()> cancelled;  // polled before each step
   // Called after each verify step with its draft, network and verify seconds.
   std::function<void(double draft, double network, double verify, int accepted)> on_step;
@@ -74,6 +77,6 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
                                               const RemoteOptions& remote,
                                               const TokenCallback& on_token, RemoteStats* stats);
 
-}  // namespace eagle::drafter
+}  // namespace eagle
 
-#endif  // EAGLE_DRAFTER_REMOTE_H_
+#endif  // EAGLE_COMMON_EAGLE_REMOTE_H_

@@ -1,4 +1,4 @@
-#include "drafter/remote.h"
+#include "common/eagle/remote.h"
 
 #include <chrono>
 #include <thread>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace eagle::drafter {
+namespace eagle {
 namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) {
@@ -55,7 +55,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
   };
   // Waits before the next attempt; false once the verifier has been gone too long.
   auto backoff = [&](const absl::Status& why) -> absl::Status {
-    if (!Retryable(why)) return why;
+    if (!Retryable(why) || remote.reconnect_seconds <= 0) return why;
     if (!failing) {
       failing = true;
       failing_since = Clock::now();
@@ -172,4 +172,4 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
   return r;
 }
 
-}  // namespace eagle::drafter
+}  // namespace eagle

@@ -1,0 +1,60 @@
+#include "verifier/engine_session.h"
+
+#include <utility>
+
+namespace eagle::verifier {
+
+EngineSession::EngineSession(Engine* engine, std::string request_id,
+                             std::function<bool()> cancelled,
+                             std::function<void(const OpenResult&)> on_open)
+    : engine_(engine),
+      request_id_(std::move(request_id)),
+      cancelled_(std::move(cancelled)),
+      on_open_(std::move(on_open)) {}
+
+absl::StatusOr<VerifierSession::Opened> EngineSession::Open(std::span<const int32_t> prompt,
+                                                            std::span<const int32_t> resume,
+                                                            const SamplingParams& sampling,
+                                                            int max_tokens,
+                                                            const std::vector<int>& feature_layers,
+                                                            int64_t width) {
+  Close();
+  OpenParams p;
+  p.prompt.assign(prompt.begin(), prompt.end());
+  p.prompt.insert(p.prompt.end(), resume.begin(), resume.end());
+  p.sampling = sampling;
+  p.max_tokens = max_tokens - static_cast<int>(resume.size());
+  p.want_features = width > 0;
+  p.feature_layers = feature_layers;
+  p.request_id = request_id_;
+  // The id is set at admission, so a caller who gives up before the prefill still frees it.
+  auto f = engine_->Open(std::move(p), &id_);
+  auto opened = Await(f, cancelled_);
+  if (!opened.ok()) return opened.status();
+  if (on_open_) on_open_(*opened);
+  Opened out;
+  out.first_token = opened->first_token;
+  out.prompt_tokens = opened->prompt_tokens;
+  out.features = std::move(opened->features);
+  return out;
+}
+
+absl::StatusOr<VerifierSession::Result> EngineSession::Verify(int64_t step, const DraftTree& tree) {
+  if (id_ == 0) return absl::FailedPreconditionError("Verify before Open");
+  auto f = engine_->Verify(id_, step, tree);
+  auto v = Await(f, cancelled_);
+  if (!v.ok()) return v.status();
+  Result out;
+  out.accepted = std::move(v->accepted_tokens);
+  out.next_token = v->next_token;
+  out.features = std::move(v->features);
+  out.verify_seconds = v->seconds;
+  return out;
+}
+
+void EngineSession::Close() {
+  if (id_ != 0) engine_->Close(id_);
+  id_ = 0;
+}
+
+}  // namespace eagle::verifier
