@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/timing.h"
 
 namespace eagle {
 
@@ -125,14 +126,13 @@ absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
   GenerateResult r;
   r.prompt_tokens = static_cast<int>(prompt.size());
   TokenEmitter emitter(model, options, on_token, &r);
-  using Clock = std::chrono::steady_clock;
 
   auto t0 = Clock::now();
   ForwardRequest req;
   req.tokens = prompt;
   req.logits = LogitsMode::kLast;
   ASSIGN_OR_RETURN(ForwardResult fr, model.Forward(*cache, req));
-  r.prefill_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.prefill_seconds = SecondsSince(t0);
   auto t1 = Clock::now();
   while (!emitter.done()) {
     const int32_t next = sampler.Sample(fr.logits.data(), cfg.vocab_size);
@@ -143,7 +143,7 @@ absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
     ++r.decode_steps;
   }
   emitter.Finish();
-  r.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+  r.decode_seconds = SecondsSince(t1);
   return r;
 }
 

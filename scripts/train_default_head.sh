@@ -6,8 +6,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-prompts=${1:-12000}
-epochs=${2:-2}
+prompts=${1:-11515}
+epochs=${2:-7}
 ttt=${3:-2}
 bash scripts/install_deps.sh
 bash scripts/fetch_model.sh >/dev/null
@@ -21,6 +21,6 @@ fi
 .venv-train/bin/python tools/train/train_eagle.py --data .cache/train/shard0.bin \
   --out heads/smollm2-135m-eagle --epochs "$epochs" --ttt-steps "$ttt" --bf16 \
   --val-frac 0.02 --eval-every 400 --threads "$(nproc)"
-./build/tools/eagle-spec-bench --draft heads/smollm2-135m-eagle --limit 30 \
-  --report heads/smollm2-135m-eagle/spec_bench.json
+./build/tools/eagle-spec-bench --draft heads/smollm2-135m-eagle --limit 20 \
+  --modes chain,dynamic,static,eagle2 --report heads/smollm2-135m-eagle/spec_bench.json
 .venv-train/bin/python tools/plot_spec_bench.py heads/smollm2-135m-eagle/spec_bench.json

@@ -5,14 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/timing.h"
 
 namespace eagle {
-namespace {
-using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-}  // namespace
 
 bool Retryable(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kUnknown ||
@@ -60,7 +55,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
       failing = true;
       failing_since = Clock::now();
     }
-    if (Since(failing_since) > remote.reconnect_seconds) {
+    if (SecondsSince(failing_since) > remote.reconnect_seconds) {
       return absl::UnavailableError(absl::StrCat("verifier unreachable for ",
                                                  remote.reconnect_seconds, " s: ", why.message()));
     }
@@ -93,7 +88,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
       failing = false;
       backoff_ms = 50;
       step = 0;
-      if (emitted == 0) r.prefill_seconds = Since(t0);
+      if (emitted == 0) r.prefill_seconds = SecondsSince(t0);
       next = opened->first_token;
       if (remote.head != nullptr) {
         drafter = std::make_unique<EagleDrafter>(remote.head, capacity);
@@ -108,7 +103,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
         }
         const auto td = Clock::now();
         RETURN_IF_ERROR(drafter->Commit(opened->features, next_tokens));
-        st.draft_seconds += Since(td);
+        st.draft_seconds += SecondsSince(td);
       }
       if (!emitter.Emit(next)) break;
       continue;
@@ -125,7 +120,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
       tree.tokens = {next};
       tree.parents = {-1};
     }
-    const double draft_s = Since(td);
+    const double draft_s = SecondsSince(td);
     st.draft_seconds += draft_s;
     const auto tv = Clock::now();
     auto res = session->Verify(step, tree);
@@ -137,7 +132,7 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
       RETURN_IF_ERROR(backoff(res.status()));
       continue;
     }
-    const double round_trip = Since(tv);
+    const double round_trip = SecondsSince(tv);
     ++step;
     // The result must be a path of the tree.
     const int accepted = static_cast<int>(res->accepted.size());
@@ -161,13 +156,13 @@ absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
       next_tokens.push_back(res->next_token);
       const auto tc = Clock::now();
       RETURN_IF_ERROR(drafter->Commit(res->features, next_tokens));
-      st.draft_seconds += Since(tc);
+      st.draft_seconds += SecondsSince(tc);
     }
   }
   if (session) session->Close();
   account();
   emitter.Finish();
-  r.decode_seconds = Since(t0) - r.prefill_seconds;
+  r.decode_seconds = SecondsSince(t0) - r.prefill_seconds;
   r.decode_steps = st.steps;
   return r;
 }

@@ -5,14 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/eagle/acceptance.h"
 #include "common/status_macros.h"
+#include "common/timing.h"
 
 namespace eagle {
-namespace {
-using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-}  // namespace
 
 absl::StatusOr<GenerateResult> GenerateSpeculative(
     const LlamaModel& target, DraftModel& draft, std::span<const int32_t> prompt,
@@ -53,7 +48,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   req.logits = LogitsMode::kLast;
   want_features(req);
   ASSIGN_OR_RETURN(ForwardResult fr, target.Forward(*cache, req));
-  r.prefill_seconds = Since(t0);
+  r.prefill_seconds = SecondsSince(t0);
   auto t1 = Clock::now();
   int32_t next = sampler.Sample(fr.logits.data(), cfg.vocab_size);
   {
@@ -62,13 +57,13 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     next_tokens.push_back(next);
     auto td = Clock::now();
     RETURN_IF_ERROR(draft.Commit(features_of(fr), next_tokens));
-    st.draft_seconds += Since(td);
+    st.draft_seconds += SecondsSince(td);
   }
   emitter.Emit(next);
   while (!emitter.done()) {
     auto td = Clock::now();
     ASSIGN_OR_RETURN(DraftTree drafted, draft.Draft(next, tree_options));
-    st.draft_seconds += Since(td);
+    st.draft_seconds += SecondsSince(td);
     // Near the end of the context, drop nodes that would sit past the last position.
     const DraftTree tree = drafted.TrimToDepth(cfg.max_position - 1 - cache->length());
     RETURN_IF_ERROR(tree.Validate(cfg.vocab_size, max_tree));
@@ -85,7 +80,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
                : AcceptSampled(tree, out.logits.data(), cfg.vocab_size, options.sampling,
                                sampler.rng());
     RETURN_IF_ERROR(cache->KeepPath(base, acc.path));
-    st.verify_seconds += Since(tv);
+    st.verify_seconds += SecondsSince(tv);
     const int accepted = static_cast<int>(acc.path.size()) - 1;
     st.AddStep(tree.size() - 1, accepted);
     // Emit the accepted drafts, then the bonus/correction token.
@@ -106,10 +101,10 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     next = acc.next_token;
     td = Clock::now();
     RETURN_IF_ERROR(draft.Commit(feats, next_tokens));
-    st.draft_seconds += Since(td);
+    st.draft_seconds += SecondsSince(td);
   }
   emitter.Finish();
-  r.decode_seconds = Since(t1);
+  r.decode_seconds = SecondsSince(t1);
   r.decode_steps = st.steps;
   return r;
 }

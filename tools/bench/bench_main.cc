@@ -21,14 +21,10 @@
 #include "common/cpu/kernels.h"
 #include "common/cpu/qmatmul.h"
 #include "common/model/llama_model.h"
+#include "common/timing.h"
 
 namespace eagle {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 double CurrentRssMb() {
   FILE* f = std::fopen("/proc/self/statm", "r");
@@ -61,7 +57,7 @@ double MeasureBandwidth() {
       total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^
                buf[i + 6] ^ buf[i + 7];
     }
-    const double s = Since(t);
+    const double s = SecondsSince(t);
     volatile uint64_t sink = total;
     (void)sink;
     best = std::max(best, n / s / 1e9);
@@ -136,7 +132,7 @@ int Main(int argc, char** argv) {
       req.parents = parents;
       if (!model.Forward(*cache, req).ok() || !cache->Truncate(128).ok()) return 1;
     }
-    std::printf("tree %d: %.2f ms per forward\n", profile_tree, Since(t) / reps * 1e3);
+    std::printf("tree %d: %.2f ms per forward\n", profile_tree, SecondsSince(t) / reps * 1e3);
     return 0;
   }
   const LlamaConfig& c = model.config();
@@ -207,7 +203,7 @@ int Main(int argc, char** argv) {
     req.logits = LogitsMode::kLast;
     auto t = Clock::now();
     auto fr = model.Forward(*cache, req);
-    best_prefill = std::min(best_prefill, Since(t));
+    best_prefill = std::min(best_prefill, SecondsSince(t));
     if (!fr.ok()) return 1;
   }
   const double prefill_tps = prompt_tokens / best_prefill;
@@ -232,7 +228,7 @@ int Main(int argc, char** argv) {
     req.logits = LogitsMode::kLast;
     auto t = Clock::now();
     auto fr = model.Forward(*cache, req);
-    steps.push_back(Since(t));
+    steps.push_back(SecondsSince(t));
     if (!fr.ok()) return 1;
     tok = static_cast<int32_t>(std::max_element(fr->logits.begin(), fr->logits.end()) -
                                fr->logits.begin());
@@ -270,7 +266,7 @@ int Main(int argc, char** argv) {
       req.logits = LogitsMode::kAll;
       auto t = Clock::now();
       auto fr = model.Forward(*cache, req);
-      ts.push_back(Since(t));
+      ts.push_back(SecondsSince(t));
       if (!fr.ok() || !cache->Truncate(base).ok()) return 1;
     }
     std::sort(ts.begin(), ts.end());

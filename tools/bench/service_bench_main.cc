@@ -26,16 +26,12 @@
 #include "common/generate.h"
 #include "common/prompt.h"
 #include "common/rpc/convert.h"
+#include "common/timing.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 
 namespace eagle {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 double Scrape(int port, const std::string& name) {
   httplib::Client cli("127.0.0.1", port);
@@ -67,7 +63,7 @@ std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req, bool* ok,
   std::vector<int32_t> ids;
   v1::GenerateResponse chunk;
   while (reader->Read(&chunk)) {
-    if (ids.empty() && first_token != nullptr) *first_token += Since(t0);
+    if (ids.empty() && first_token != nullptr) *first_token += SecondsSince(t0);
     ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
   }
   grpc::Status s = reader->Finish();
@@ -89,7 +85,7 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
     for (size_t i = 0; i < reqs.size(); ++i) {
       const auto t0 = Clock::now();
       r.outputs[i] = Call(stub.get(), reqs[i], ok, &r.first_token_seconds);
-      r.seconds += Since(t0);
+      r.seconds += SecondsSince(t0);
       r.tokens += static_cast<double>(r.outputs[i].size());
     }
     return r;
@@ -105,7 +101,7 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
     });
   }
   for (auto& t : threads) t.join();
-  r.seconds = Since(t0);
+  r.seconds = SecondsSince(t0);
   for (const auto& o : r.outputs) r.tokens += static_cast<double>(o.size());
   return r;
 }
@@ -174,12 +170,12 @@ int Main(int argc, char** argv) {
       if (warm && i > 0) break;
       auto t0 = Clock::now();
       auto v = GenerateVanilla(**model, ids[i], o, nullptr);
-      const double tv = Since(t0);
+      const double tv = SecondsSince(t0);
       EagleDrafter d(head->get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
       SpeculativeStats st;
       t0 = Clock::now();
       auto s = GenerateSpeculative(**model, d, ids[i], o, TreeOptions(), nullptr, &st);
-      const double ts = Since(t0);
+      const double ts = SecondsSince(t0);
       if (!v.ok() || !s.ok()) return 1;
       if (warm) continue;
       vanilla.tokens += static_cast<double>(v->token_ids.size());

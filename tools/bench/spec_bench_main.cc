@@ -7,6 +7,9 @@
 //   eagle-spec-bench --draft DIR [--model PATH] [--prompts FILE] [--limit N] [--max-tokens N]
 //                    [--modes chain,static,dynamic] [--depth N] [--draft-top-k K]
 //                    [--total-tokens N] [--threads N] [--report FILE]
+// Modes: chain, static (mc_sim_7b_63), dynamic (EAGLE-2 with --depth/--draft-top-k/
+// --total-tokens), eagle2 (EAGLE-2 at its published evaluation defaults: top-k 10, depth 5,
+// 60 tokens; the tree the tau target refers to).
 // FILE: JSONL with "prompt" (and "category"), or Spec-Bench's question.jsonl ("turns",
 // "category"); default tests/data/heldout_prompts.jsonl.
 #include <omp.h>
@@ -111,6 +114,11 @@ int Main(int argc, char** argv) {
     t.depth = std::stoi(a["--depth"]);
     t.top_k = std::stoi(a["--draft-top-k"]);
     t.total_tokens = std::stoi(a["--total-tokens"]);
+    if (mode == "eagle2") {  // EAGLE-2's published evaluation tree (../shared/docs/eagle.md 3.6)
+      t.depth = 5;
+      t.top_k = 10;
+      t.total_tokens = 60;
+    }
     EagleDrafter d(head->get(), static_cast<int64_t>(ids.size()) + o.max_tokens + 1024);
     auto g = GenerateSpeculative(**model, d, ids, o, t, nullptr, st);
     if (!g.ok()) return g.status();
