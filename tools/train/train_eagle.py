@@ -43,10 +43,10 @@ import torch.nn.functional as F
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
-def read_shard(path):
+def read_shard(path, limit=None):
     """(hidden, layers, records) from an eagle-datagen shard (common/eagle/train_data.h); each
     record is (tokens int32[n], prompt_len, features f16[n, H], layer features f16[n, L*H] or
-    None). Version 2 shards (eagle-datagen --eagle3 1) hold the inputs of L target layers too."""
+    None), the first `limit` only if given. Version 2 shards (eagle-datagen --eagle3 1) hold the inputs of L target layers too."""
     with open(path, "rb") as f:
         head = f.read(24)
         if len(head) < 24 or head[:8] != b"EAGLEDT1":
@@ -57,7 +57,7 @@ def read_shard(path):
         layers = list(struct.unpack(f"<{n_layers}I", f.read(4 * n_layers))) if n_layers else []
         row = hidden * (1 + n_layers)
         records = []
-        while True:
+        while limit is None or len(records) < limit:
             rh = f.read(16)
             if len(rh) < 16:
                 break
