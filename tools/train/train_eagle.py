@@ -302,6 +302,9 @@ def main():
                     help="bfloat16 autocast for the head's matmuls (faster on CPUs with AVX512-BF16/AMX)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=100, help="validate every N steps")
+    ap.add_argument("--init", default="",
+                    help="start from this exported head (same --arch; its draft vocabulary is kept), "
+                         "e.g. to go on training on a grown shard")
     args = ap.parse_args()
     eagle3 = args.arch == "eagle3"
     if args.noise is None:
@@ -342,6 +345,9 @@ def main():
         np.add.at(counts, t[p:], 1)
     nd = vocab if args.draft_vocab <= 0 else min(args.draft_vocab, vocab)
     ids = np.sort(np.argsort(-counts, kind="stable")[:nd]).astype(np.int64)
+    init = load_head(args.init, eagle3, vocab) if args.init else None
+    if init is not None:
+        ids = init[1]
     coverage = counts[ids].sum() / max(1, counts.sum())
     print(f"draft vocabulary: {nd} tokens cover {100 * coverage:.2f}% of response tokens")
     lm_sub = torch.from_numpy(lm_head_np[ids])  # [Vd, H]
@@ -355,6 +361,11 @@ def main():
                            len(layers), lm_sub.clone())
     else:
         model = EagleHead(hidden, cfg["ffn"], cfg["heads"], cfg["kv_heads"], cfg["eps"], cfg["rope_theta"], emb)
+    if init is not None:
+        missing, unexpected = model.load_state_dict(init[0], strict=False)
+        if unexpected or set(missing) != {"embed.weight"}:
+            sys.exit(f"{args.init}: does not fit this head (missing {missing}, unexpected {unexpected})")
+        print(f"started from {args.init}")
     pw = 1.0 if eagle3 else args.p_weight
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     print(f"head parameters: {sum(p.numel() for p in params) / 1e6:.2f} M")
@@ -476,6 +487,31 @@ def main():
     print()
     elapsed = time.time() - start
     export(model, args, hidden, cfg, vocab, ids, history, elapsed, len(train), n_tok, n_resp, coverage, len(val))
+
+
+def load_head(path, eagle3, vocab):
+    """(state dict in this trainer's names, draft vocabulary ids) of a head exported by export()."""
+    from safetensors.torch import load_file
+    cfg = json.load(open(os.path.join(path, "config.json")))
+    if ("draft_vocab_size" in cfg) != eagle3:
+        sys.exit(f"{path}: not an {'EAGLE-3' if eagle3 else 'EAGLE-1/2'} head (see --arch)")
+    t = load_file(os.path.join(path, "model.safetensors"))
+    d2t = t.pop("d2t", None)
+    t.pop("t2d", None)
+    ids = (np.arange(len(d2t), dtype=np.int64) + d2t.numpy()) if d2t is not None else np.arange(vocab, dtype=np.int64)
+    prefix = "midlayer." if eagle3 else "layers.0."
+    names = {"self_attn.q_proj.weight": "q.weight", "self_attn.k_proj.weight": "k.weight",
+             "self_attn.v_proj.weight": "v.weight", "self_attn.o_proj.weight": "o.weight",
+             "post_attention_layernorm.weight": "post_norm.weight", "mlp.gate_proj.weight": "gate.weight",
+             "mlp.up_proj.weight": "up.weight", "mlp.down_proj.weight": "down.weight",
+             "input_layernorm.weight": "input_norm.weight", "hidden_norm.weight": "hidden_norm.weight"}
+    sd = {}
+    for k, v in t.items():
+        if k.startswith(prefix) and k[len(prefix):] in names:
+            sd[names[k[len(prefix):]]] = v.float()
+        else:
+            sd[k] = v.float()  # fc.*, norm.weight, lm_head.weight keep their names
+    return sd, ids
 
 
 def export(model, args, hidden, cfg, vocab, ids, history, elapsed, n_train, n_tok, n_resp, coverage, n_val,
