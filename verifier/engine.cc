@@ -7,10 +7,10 @@
 #include "common/eagle/acceptance.h"
 #include "common/generate.h"
 #include "common/status_macros.h"
+#include "common/timing.h"
 
 namespace eagle::verifier {
 namespace {
-using Clock = std::chrono::steady_clock;
 
 template <typename T>
 std::future<absl::StatusOr<T>> Ready(absl::Status s) {
@@ -344,7 +344,7 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
   }
   const auto t0 = Clock::now();
   auto results = model_->ForwardBatch(caches, reqs);
-  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double seconds = SecondsSince(t0);
   if (hooks_.on_batch) hooks_.on_batch(static_cast<int>(live.size()), tokens, seconds);
   for (size_t i = 0; i < live.size(); ++i) {
     Work& w = *live[i];

@@ -1,6 +1,5 @@
 #include "verifier/service.h"
 
-#include <chrono>
 #include <future>
 
 #include "absl/strings/str_cat.h"

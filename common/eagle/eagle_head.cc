@@ -243,10 +243,11 @@ absl::Status EagleHead::SetDraftVocab(std::vector<int32_t> ids) {
   return absl::OkStatus();
 }
 
+std::vector<int> Eagle3FeatureLayers(int num_layers) { return {2, num_layers / 2, num_layers - 3}; }
+
 std::vector<int> EagleHead::feature_layers() const {
   if (config_.kind != EagleHeadConfig::Kind::kEagle3) return {};
-  const int l = target_->config().num_layers;
-  return {2, l / 2, l - 3};
+  return Eagle3FeatureLayers(target_->config().num_layers);
 }
 
 std::unique_ptr<KvCache> EagleHead::NewCache(int64_t capacity) const {

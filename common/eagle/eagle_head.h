@@ -55,6 +55,9 @@ struct EagleHeadConfig {
   bool fc_bias = true;
 };
 
+// The target layers whose inputs EAGLE-3 fuses (low, mid, high), for a target of `num_layers`.
+std::vector<int> Eagle3FeatureLayers(int num_layers);
+
 // Parses an EAGLE head's config.json (LLaMA keys, optional "bias").
 absl::StatusOr<EagleHeadConfig> ParseEagleHeadConfig(const std::string& json_text,
                                                      const std::string& path);

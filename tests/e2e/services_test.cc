@@ -14,6 +14,7 @@
 
 #include "common/generate.h"
 #include "common/prompt.h"
+#include "common/timing.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 
@@ -23,7 +24,6 @@ namespace {
 using testing::Generation;
 using testing::Metric;
 using testing::Service;
-using Clock = std::chrono::steady_clock;
 
 std::vector<std::string> HeldOutPrompts(int n) {
   std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
@@ -49,9 +49,9 @@ v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
 // Waits until a metric reaches `value`; returns the seconds it took, or -1.
 double WaitMetric(int admin, const std::string& name, double value, double timeout) {
   const auto t0 = Clock::now();
-  while (std::chrono::duration<double>(Clock::now() - t0).count() < timeout) {
+  while (SecondsSince(t0) < timeout) {
     if (Metric(admin, name) == value) {
-      return std::chrono::duration<double>(Clock::now() - t0).count();
+      return SecondsSince(t0);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -630,7 +630,7 @@ TEST_F(ServicesFaultTest, SessionsBeyondTheLimitGetResourceExhausted) {
       auto stub = testing::DrafterStub(d->address());
       const auto t0 = Clock::now();
       out[i] = testing::Generate(stub.get(), ChatRequest("Tell me about the moon.", 64), 60);
-      seconds[i] = std::chrono::duration<double>(Clock::now() - t0).count();
+      seconds[i] = SecondsSince(t0);
     });
   }
   for (auto& c : clients) c.join();

@@ -12,14 +12,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/rpc/convert.h"
+#include "common/timing.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace eagle::cli {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct Outcome {
   std::vector<int32_t> ids;
@@ -116,7 +115,7 @@ absl::StatusOr<Outcome> Call(Stub* stub, const v1::GenerateRequest& req, bool pr
   bool first = true;
   while (reader->Read(&chunk)) {
     if (first && chunk.token_ids_size() > 0) {
-      o.first_token_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      o.first_token_seconds = SecondsSince(t0);
       first = false;
     }
     o.ids.insert(o.ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
@@ -130,7 +129,7 @@ absl::StatusOr<Outcome> Call(Stub* stub, const v1::GenerateRequest& req, bool pr
   }
   grpc::Status s = reader->Finish();
   if (!s.ok()) return rpc::FromGrpc(s);
-  o.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  o.seconds = SecondsSince(t0);
   return o;
 }
 

@@ -43,7 +43,7 @@ def main():
     kw = {"gguf_file": args.gguf_file} if args.gguf_file else {}
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, **kw)
     worst = 0.0
-    for r, (toks, _, feats, lf) in enumerate(recs[: args.records]):
+    for r, (toks, _, feats, lf) in enumerate(recs):
         n = min(len(toks), args.max_tokens)
         with torch.no_grad():
             hs = model(torch.tensor(toks[:n], dtype=torch.long)[None], output_hidden_states=True).hidden_states

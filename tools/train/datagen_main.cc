@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/chat_template.h"
+#include "common/eagle/eagle_head.h"
 #include "common/eagle/train_data.h"
 #include "common/generate.h"
 
@@ -98,8 +99,7 @@ int Main(int argc, char** argv) {
   int64_t done = 0;
   std::vector<int> layers;
   if (a["--eagle3"] == "1") {
-    const int l = (*model)->config().num_layers;
-    layers = {2, l / 2, l - 3};  // as EagleHead::feature_layers() for EAGLE-3 heads
+    layers = Eagle3FeatureLayers((*model)->config().num_layers);
   } else if (a["--eagle3"] != "0") {
     std::fprintf(stderr, "--eagle3 takes 0 or 1\n");
     return 2;
