@@ -35,6 +35,7 @@ struct Prompt {
 
 struct Totals {
   double tokens = 0, seconds = 0, steps = 0, accepted = 0;
+  double draft_seconds = 0, verify_seconds = 0;  // speculative modes: time in each half
   std::vector<double> by_depth;
   int runs = 0, identical = 0;
 };
@@ -152,6 +153,8 @@ int Main(int argc, char** argv) {
         t.seconds += r.decode_seconds;
         t.steps += mode == "vanilla" ? r.token_ids.size() : st.steps;
         t.accepted += st.accepted_drafts;
+        t.draft_seconds += st.draft_seconds;
+        t.verify_seconds += st.verify_seconds;
         if (t.by_depth.size() < st.accepted_at_depth.size())
           t.by_depth.resize(st.accepted_at_depth.size());
         for (size_t d = 0; d < st.accepted_at_depth.size(); ++d)
@@ -168,8 +171,8 @@ int Main(int argc, char** argv) {
                            {"max_tokens", o.max_tokens},
                            {"prompts", prompts.size()},
                            {"threads", omp_get_max_threads()}};
-  std::printf("%-10s %-26s %9s %8s %6s %10s  %s\n", "mode", "category", "tok/s", "speedup", "tau",
-              "identical", "acceptance by depth");
+  std::printf("%-10s %-26s %9s %8s %6s %10s %17s  %s\n", "mode", "category", "tok/s", "speedup",
+              "tau", "identical", "draft/verify ms", "acceptance by depth");
   for (const std::string& mode : all_modes) {
     for (const auto& [cat, t] : results[mode]) {
       const double tps = t.seconds > 0 ? t.tokens / t.seconds : 0;
@@ -180,13 +183,20 @@ int Main(int argc, char** argv) {
       for (double c : t.by_depth) by_depth.push_back(t.steps > 0 ? c / t.steps : 0);
       std::string depth_str;
       for (double x : by_depth) depth_str += std::to_string(x).substr(0, 4) + " ";
-      std::printf("%-10s %-26s %9.1f %7.2fx %6.2f %6d/%-3d  %s\n", mode.c_str(), cat.c_str(), tps,
-                  vtps > 0 ? tps / vtps : 0, tau, t.identical, t.runs, depth_str.c_str());
+      // Per verification step (vanilla: per token, all of it "verify").
+      const double draft_ms = t.steps > 0 ? 1e3 * t.draft_seconds / t.steps : 0;
+      const double verify_ms =
+          t.steps > 0 ? 1e3 * (mode == "vanilla" ? t.seconds : t.verify_seconds) / t.steps : 0;
+      std::printf("%-10s %-26s %9.1f %7.2fx %6.2f %6d/%-3d %8.2f/%-8.2f  %s\n", mode.c_str(),
+                  cat.c_str(), tps, vtps > 0 ? tps / vtps : 0, tau, t.identical, t.runs, draft_ms,
+                  verify_ms, depth_str.c_str());
       report["results"][mode][cat] = {{"tokens_per_s", tps},
                                       {"speedup", vtps > 0 ? tps / vtps : 0},
                                       {"tau", tau},
                                       {"acceptance_by_depth", by_depth},
                                       {"identical", t.identical},
+                                      {"draft_ms_per_step", draft_ms},
+                                      {"verify_ms_per_step", verify_ms},
                                       {"runs", t.runs}};
     }
   }
