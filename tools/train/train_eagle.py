@@ -302,6 +302,9 @@ def main():
                     help="bfloat16 autocast for the head's matmuls (faster on CPUs with AVX512-BF16/AMX)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=100, help="validate every N steps")
+    ap.add_argument("--max-records", type=int, default=0,
+                    help="use only the first N records of the shards (0 = all), e.g. to retrace a stage "
+                         "of a head trained while the shard was smaller")
     ap.add_argument("--init", default="",
                     help="start from this exported head (same --arch; its draft vocabulary is kept), "
                          "e.g. to go on training on a grown shard")
@@ -317,7 +320,9 @@ def main():
     records = []
     hidden, layers = None, None
     for path in args.data:
-        h, lay, recs = read_shard(path)
+        if args.max_records and len(records) >= args.max_records:
+            break
+        h, lay, recs = read_shard(path, args.max_records - len(records) if args.max_records else None)
         if hidden is not None and (h, lay) != (hidden, layers):
             sys.exit(f"{path}: hidden size/layers {h}/{lay} differ from the other shards' {hidden}/{layers}")
         hidden, layers = h, lay
@@ -439,11 +444,22 @@ def main():
             tau += prod
         return tot[0]["v"] / max(tot[0]["n"], 1), tot[0]["p"] / max(tot[0]["n"], 1), accs, tau
 
-    history = []
+    # A run that goes on from an exported head continues that head's history (its steps first), so
+    # the history and the plot cover every stage; a "stage" entry marks where each run began.
+    history, offset = [], 0
+    prior = os.path.join(args.init, "training_history.json") if args.init else ""
+    if prior and os.path.exists(prior):
+        history = json.load(open(prior))
+        offset = max((h["step"] for h in history), default=0)
+        if not any("stage" in h for h in history):  # a head from before stages were recorded
+            history.insert(0, {"step": 0, "stage": 1, "init": ""})
+    history.append({"step": offset, "stage": 1 + sum(1 for h in history if "stage" in h),
+                    "train_records": len(train), "response_tokens": n_resp, "lr": args.lr,
+                    "epochs": args.epochs, "init": args.init})
     step = 0
     start = time.time()
     def val_record(step, vv):
-        return {"step": step, "val_vloss": vv[0], "val_ploss": vv[1], "val_acc": vv[2][0],
+        return {"step": offset + step, "val_vloss": vv[0], "val_ploss": vv[1], "val_acc": vv[2][0],
                 "val_acc_by_depth": vv[2], "val_tau3": vv[3]}
 
     def val_line(step, vv):
@@ -469,7 +485,7 @@ def main():
             sched.step()
             step += 1
             el = time.time() - start
-            rec = {"step": step, "loss": loss.item(), "vloss": v.item(), "ploss": p.item(), "acc": a.item()}
+            rec = {"step": offset + step, "loss": loss.item(), "vloss": v.item(), "ploss": p.item(), "acc": a.item()}
             if step % args.eval_every == 0 or step == total:
                 vv = validate()
                 rec.update(val_record(step, vv))
@@ -563,6 +579,11 @@ def export(model, args, hidden, cfg, vocab, ids, history, elapsed, n_train, n_to
     else:
         title = "EAGLE-1/2 head"
         recipe = f"SmoothL1 on features + {args.p_weight} x soft cross-entropy, uniform noise +-{args.noise}"
+    stages = [h for h in history if "stage" in h]
+    stage_lines = "".join(
+        f"- stage {h['stage']} of {len(stages)} began at step {h['step']}: {h.get('train_records', '?')} training "
+        f"records ({h.get('response_tokens', '?')} response tokens), lr {h.get('lr', '?')}, {h.get('epochs', '?')} epochs"
+        + (f", from {h['init']}" if h["init"] else "") + "\n" for h in stages) if len(stages) > 1 else ""
     with open(os.path.join(args.out, "TRAINING.md"), "w") as f:
         f.write(f"""# {title} for SmolLM2-135M-Instruct
 
@@ -574,8 +595,8 @@ greedy and sampled (T=0.7, top-p 0.95, every third prompt) responses to prompts 
 - draft vocabulary: {len(ids)} most frequent response tokens ({100 * coverage:.2f}% of response tokens)
 - recipe: {recipe},
   AdamW lr {args.lr} (warm-up {args.warmup}, cosine), batch {args.batch_seqs} sequences, max length {args.max_len},
-  clip value 0.5, {args.epochs} epochs = {history[-1]['step']} steps
-- time: {elapsed / 60:.1f} min on {torch.get_num_threads()} CPU threads
+  clip value 0.5, {args.epochs} epochs = {history[-1]['step'] - stages[-1]['step']} steps
+{stage_lines}- time: {elapsed / 60:.1f} min on {torch.get_num_threads()} CPU threads
 - training-time test: {args.ttt_steps} unrolled step(s), weights {args.ttt_decay}^(k-1); bf16 autocast: {args.bf16}
 - final validation: feature SmoothL1 {last['val_vloss']:.4f}, token CE {last['val_ploss']:.3f}, top-1 agreement
   with the target at draft depth 1/2/3 (the head fed its own predictions beyond depth 1)
@@ -599,6 +620,11 @@ greedy and sampled (T=0.7, top-p 0.95, every third prompt) responses to prompts 
         ax2.plot([h["step"] for h in va], [h["val_tau3"] for h in va], "s--", color="k", ms=3, label="implied tau (chain 3)")
         ax2.set_ylabel("tau"); ax2.legend(loc="upper left")
         ax[1].set_xlabel("step"); ax[1].set_title("validation top-1 and implied tau"); ax[1].legend(loc="lower right")
+        for h in stages[1:]:
+            for a in ax:
+                a.axvline(h["step"], color="gray", ls=":", lw=1)
+            ax[1].annotate(f"stage {h['stage']}: {h.get('train_records', '?')} records ", (h["step"], 0.02), ha="right",
+                           xycoords=("data", "axes fraction"), fontsize=7, color="gray")
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "training.png"), dpi=90)
         plt.close(fig)
