@@ -354,7 +354,7 @@ def main():
     if init is not None:
         ids = init[1]
     coverage = counts[ids].sum() / max(1, counts.sum())
-    print(f"draft vocabulary: {nd} tokens cover {100 * coverage:.2f}% of response tokens")
+    print(f"draft vocabulary: {len(ids)} tokens cover {100 * coverage:.2f}% of response tokens")
     lm_sub = torch.from_numpy(lm_head_np[ids])  # [Vd, H]
 
     in_draft = torch.zeros(vocab + 1, dtype=torch.bool)  # index -1 (no next token): False
