@@ -1,9 +1,12 @@
 #include "common/model/llama_model.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -180,8 +183,24 @@ KvCache::KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacit
       num_kv_heads_(num_kv_heads),
       head_dim_(head_dim),
       capacity_(capacity),
-      k_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]),
-      v_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]) {}
+      k_(MapFloats(static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim)),
+      v_(MapFloats(static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim)) {}
+
+KvCache::MappedFloats KvCache::MapFloats(size_t count) {
+  const size_t bytes = std::max<size_t>(count, 1) * sizeof(float);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // Like a failed new: out of address space is not a condition a caller can handle here (the
+  // services bound the KV bytes they admit before creating a cache).
+  if (p == MAP_FAILED) {
+    std::fprintf(stderr, "KV cache: mmap of %zu bytes failed: %s\n", bytes, std::strerror(errno));
+  }
+  EAGLE_CHECK(p != MAP_FAILED);
+  return MappedFloats(static_cast<float*>(p), Unmap{bytes});
+}
+
+void KvCache::Unmap::operator()(float* p) const {
+  if (p != nullptr) munmap(p, bytes);
+}
 
 void KvCache::StoreKeys(int layer, int64_t slot, const float* k) {
   for (int h = 0; h < num_kv_heads_; ++h) {
