@@ -3,6 +3,7 @@
 // deadlines, kills and restarts, SIGTERM drain, bad inputs, and 1,000 sessions.
 #include "tests/testing/services.h"
 
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <atomic>
@@ -14,6 +15,7 @@
 
 #include "common/generate.h"
 #include "common/prompt.h"
+#include "common/rpc/convert.h"
 #include "common/timing.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
@@ -671,6 +673,42 @@ TEST_F(ServicesFaultTest, SilentSessionsAreReaped) {
   while (stream->Read(&resp)) {
   }
   EXPECT_EQ(stream->Finish().error_code(), grpc::CANCELLED);
+}
+
+// Keepalive policy (R20): our own clients' 5 s keepalive is within the servers' ping policy and
+// keeps an idle session open; a client pinging every second is sent GOAWAY (too_many_pings) and
+// the server stays healthy.
+TEST_F(ServicesFaultTest, AbusivePingsGetGoawayAndMatchedKeepaliveDoesNot) {
+  auto v = testing::StartVerifier(dir_, 0, {"--session_idle_seconds", "60"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto idle_session = [&](const grpc::ChannelArguments& args, int seconds) {
+    auto stub = v1::Verifier::NewStub(
+        grpc::CreateCustomChannel(v->address(), grpc::InsecureChannelCredentials(), args));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+    auto stream = stub->Session(&ctx);
+    v1::SessionResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    return stream->Finish();
+  };
+  // Matched: the stream idles until its own deadline.
+  grpc::Status matched = idle_session(rpc::ClientChannelArgs(), 12);
+  EXPECT_EQ(matched.error_code(), grpc::DEADLINE_EXCEEDED) << matched.error_message();
+  // Abusive: a ping every second, even without data.
+  grpc::ChannelArguments abusive;
+  abusive.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+  abusive.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  abusive.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  abusive.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status cut = idle_session(abusive, 30);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(cut.error_code(), grpc::UNAVAILABLE) << cut.error_message();
+  EXPECT_LT(took, 15.0);
+  EXPECT_EQ(testing::Health(v->address()), "SERVING");
+  EXPECT_GE(WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 5), 0);
 }
 
 TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
