@@ -155,7 +155,9 @@ int Main(int argc, char** argv) {
               {"admin", absl::GetFlag(FLAGS_admin)},
               {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
   };
-  return rpc::Serve(&service, so, sigs);
+  const int code = rpc::Serve(&service, so, sigs);
+  rpc::ReleaseAdminAtExit(std::move(*admin));
+  return code;
 }
 
 }  // namespace

@@ -111,6 +111,7 @@ int Main(int argc, char** argv) {
   const int code = rpc::Serve(&service, so, sigs);
   stop_refresh = true;
   if (refresher.joinable()) refresher.join();
+  rpc::ReleaseAdminAtExit(std::move(*admin));
   return code;
 }
 

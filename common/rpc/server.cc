@@ -108,7 +108,13 @@ int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
   });
   server->Wait();
   signals.join();
+  LogEvent("info", "stopped", {});
   return 0;
+}
+
+void ReleaseAdminAtExit(std::unique_ptr<prometheus::Exposer> admin) {
+  // Deliberately not destroyed (see the header); the OS reclaims it at exit.
+  static_cast<void>(admin.release());
 }
 
 }  // namespace eagle::rpc

@@ -50,6 +50,11 @@ sigset_t BlockTerminationSignals();
 absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartAdmin(
     const std::string& address, std::shared_ptr<prometheus::Registry> registry);
 
+// Leaves the admin endpoint to the process's exit instead of stopping it: civetweb's stop joins
+// a listener thread that polls in 2 s quanta, which added up to 2 s to every shutdown after the
+// gRPC server had already stopped. Call it once Serve has returned and the process is exiting.
+void ReleaseAdminAtExit(std::unique_ptr<prometheus::Exposer> admin);
+
 struct ServeOptions {
   std::string listen;     // host:port (port 0 = any)
   std::string port_file;  // written with the bound port once serving (optional)

@@ -711,6 +711,36 @@ TEST_F(ServicesFaultTest, AbusivePingsGetGoawayAndMatchedKeepaliveDoesNot) {
   EXPECT_GE(WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 5), 0);
 }
 
+// A handler that would never return by itself (R9): a session that opened and then says nothing
+// keeps its handler blocked in Read. SIGTERM with a 1 s grace still ends the process within 4 s,
+// and the client's stream ends.
+TEST_F(ServicesFaultTest, SigtermWithAStuckSessionExitsWithinTheGrace) {
+  auto v = testing::StartVerifier(dir_, 0, {"--grace_seconds", "1"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto stub = testing::VerifierStub(v->address());
+  grpc::ClientContext ctx;
+  auto stream = stub->Session(&ctx);
+  v1::SessionRequest open;
+  for (int id : {1, 2, 3, 4}) open.mutable_open()->mutable_prompt()->add_ids(id);
+  open.mutable_open()->set_max_tokens(8);
+  ASSERT_TRUE(stream->Write(open));
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_TRUE(resp.has_opened());
+  while (resp.opened().feature_chunks() > 0 && stream->Read(&resp) && resp.has_prompt_features()) {
+  }
+  EXPECT_EQ(Metric(v->admin_port, "eagle_verifier_active_sessions"), 1);
+  const auto start = std::chrono::steady_clock::now();
+  v->proc->Signal(SIGTERM);
+  EXPECT_EQ(v->proc->Wait(10), 0) << v->proc->log();
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(took, 4.0) << v->proc->log();
+  while (stream->Read(&resp)) {
+  }
+  EXPECT_FALSE(stream->Finish().ok());
+}
+
 TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
   auto v = testing::StartVerifier(dir_);
   ASSERT_TRUE(v.ok()) << v.status();
