@@ -84,6 +84,12 @@ int Main(int argc, char** argv) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
     return 1;
   }
+  // The drafter uses the target's embedding and LM head: check them with a forward pass before
+  // anything serves (a failed warm-up exits).
+  if (absl::Status s = WarmUp(**model); !s.ok()) {
+    LogEvent("error", "warmup_failed", {{"error", std::string(s.message())}});
+    return 1;
+  }
   cfg.model = model->get();
   std::unique_ptr<EagleHead> head;
   if (absl::GetFlag(FLAGS_head) != "none") {

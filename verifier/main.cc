@@ -69,6 +69,16 @@ int Main(int argc, char** argv) {
        {"dtype", (*model)->dtype_summary()},
        {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
 
+  // Readiness only after a forward pass has worked (a failed warm-up exits, it never serves).
+  const auto t1 = std::chrono::steady_clock::now();
+  if (absl::Status s = WarmUp(**model); !s.ok()) {
+    LogEvent("error", "warmup_failed", {{"error", std::string(s.message())}});
+    return 1;
+  }
+  LogEvent(
+      "info", "warmed_up",
+      {{"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()}});
+
   auto registry = std::make_shared<prometheus::Registry>();
   VerifierMetrics metrics(*registry);
   EngineOptions eo;

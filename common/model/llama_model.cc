@@ -643,4 +643,35 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
   return out;
 }
 
+absl::Status WarmUp(const LlamaModel& model) {
+  const LlamaConfig& c = model.config();
+  const int32_t vocab = static_cast<int32_t>(c.vocab_size);
+  std::vector<int32_t> prompt(8);
+  for (size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<int32_t>((i * 7919 + 1) % vocab);
+  const std::vector<int32_t> tree = {prompt[1], prompt[2], prompt[3], prompt[4]};
+  const std::vector<int32_t> parents = {-1, 0, 0, 1};
+  std::unique_ptr<KvCache> cache = model.NewCache(16);
+  auto finite = [](const std::vector<float>& v, const char* what) -> absl::Status {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!std::isfinite(v[i])) {
+        return absl::InternalError(
+            absl::StrCat("warm-up: ", what, " element ", i, " is ", v[i], " (broken weights?)"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  ForwardRequest pre;
+  pre.tokens = prompt;
+  pre.return_features = true;
+  ASSIGN_OR_RETURN(ForwardResult r, model.Forward(*cache, pre));
+  RETURN_IF_ERROR(finite(r.logits, "prefill logit"));
+  RETURN_IF_ERROR(finite(r.features, "prefill feature"));
+  ForwardRequest t;
+  t.tokens = tree;
+  t.parents = parents;
+  ASSIGN_OR_RETURN(ForwardResult tr, model.Forward(*cache, t));
+  return finite(tr.logits, "tree logit");
+}
+
 }  // namespace eagle

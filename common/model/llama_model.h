@@ -184,6 +184,11 @@ class LlamaModel {
   int64_t weight_bytes_ = 0;
 };
 
+// A prefill of a few tokens and a 4-node tree forward on a scratch cache, with every logit and
+// feature checked to be finite. Services run it before they report SERVING, so that a process
+// whose weights or kernels are broken on this CPU exits instead of taking traffic.
+absl::Status WarmUp(const LlamaModel& model);
+
 }  // namespace eagle
 
 #endif  // EAGLE_COMMON_MODEL_LLAMA_MODEL_H_

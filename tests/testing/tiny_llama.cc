@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -85,6 +86,11 @@ std::shared_ptr<Tensors> RandomTensors(const TinyConfig& c) {
     add(p + "mlp.up_proj.weight", c.ffn, c.hidden, s, c.dtype, false);
     add(p + "mlp.down_proj.weight", c.hidden, c.ffn, 1.0f / std::sqrt(static_cast<float>(c.ffn)),
         c.dtype, false);
+  }
+  if (c.nan_weight) {  // the loader checks vectors (norms) for NaN, not matrices
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(t->bytes[c.tied ? "model.embed_tokens.weight" : "lm_head.weight"].data(), &nan,
+                sizeof(nan));
   }
   for (auto& [name, r] : t->refs) r.data = t->bytes[name].data();
   return t;

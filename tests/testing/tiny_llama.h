@@ -34,6 +34,7 @@ struct TinyConfig {
   uint64_t seed = 1;
   int max_position = 512;
   cpu::Precision precision = cpu::Precision::kF32;
+  bool nan_weight = false;  // F32 only: a NaN in the LM head's first row (a corrupted file)
 };
 
 // A random model built in memory (no tokenizer). With `weights`, also returns every tensor

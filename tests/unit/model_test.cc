@@ -374,6 +374,25 @@ TEST(ModelTest, FingerprintDependsOnWeightsNotPrecision) {
   EXPECT_EQ((*a)->Fingerprint().size(), 16u);
 }
 
+TEST(ModelTest, WarmUpPassesOnGoodWeightsAndRefusesANan) {
+  TinyConfig c;
+  auto good = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(good.ok());
+  EXPECT_TRUE(WarmUp(**good).ok());
+  c.dtype = DType::kQ4_1;
+  c.precision = cpu::Precision::kAuto;
+  auto quant = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(quant.ok());
+  EXPECT_TRUE(WarmUp(**quant).ok());
+  c = TinyConfig();
+  c.nan_weight = true;
+  auto bad = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(bad.ok()) << bad.status();
+  absl::Status s = WarmUp(**bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(s.message().find("prefill logit element 0 is nan"), std::string::npos) << s;
+}
+
 TEST(ModelTest, BadInputsAreRejected) {
   TinyConfig c;
   auto m = testing::MakeTinyLlama(c);
