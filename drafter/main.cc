@@ -84,8 +84,8 @@ int Main(int argc, char** argv) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
     return 1;
   }
-  // The drafter uses the target's embedding and LM head: check them with a forward pass before
-  // anything serves (a failed warm-up exits).
+  // The drafter uses the target's embedding and LM head: check them, and the head below, with a
+  // forward pass before anything serves (a failed warm-up exits).
   if (absl::Status s = WarmUp(**model); !s.ok()) {
     LogEvent("error", "warmup_failed", {{"error", std::string(s.message())}});
     return 1;
@@ -97,6 +97,11 @@ int Main(int argc, char** argv) {
     if (!h.ok()) {
       LogEvent("error", "head_load_failed",
                {{"head", absl::GetFlag(FLAGS_head)}, {"error", std::string(h.status().message())}});
+      return 1;
+    }
+    if (absl::Status s = WarmUp(**h); !s.ok()) {
+      LogEvent("error", "warmup_failed",
+               {{"head", absl::GetFlag(FLAGS_head)}, {"error", std::string(s.message())}});
       return 1;
     }
     head = std::move(*h);

@@ -105,8 +105,11 @@ class Engine {
   struct Session;
   struct Work;
   void Loop();
-  void ReleaseLocked(Session& s);  // mu_ held
-  void DoneLocked(Session& s);     // mu_ held: the session's request is over
+  // Both mu_ held. They return the session's KV cache when it is given back, for the caller to
+  // destroy after unlocking (destroying it unmaps several MB, which need not block the engine).
+  [[nodiscard]] std::unique_ptr<KvCache> ReleaseLocked(Session& s);
+  // The session's request is over.
+  [[nodiscard]] std::unique_ptr<KvCache> DoneLocked(Session& s);
   void RunBatch(std::vector<std::unique_ptr<Work>>& batch);
 
   const LlamaModel* model_;

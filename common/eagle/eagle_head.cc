@@ -380,4 +380,29 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
   return absl::OkStatus();
 }
 
+absl::Status WarmUp(const EagleHead& head) {
+  constexpr int kPositions = 4;
+  const int width = head.target_feature_width();
+  std::vector<float> features(static_cast<size_t>(kPositions) * width);
+  for (size_t i = 0; i < features.size(); ++i) {
+    features[i] = 0.01f * static_cast<float>(i % 97) - 0.48f;
+  }
+  const int32_t vocab = head.config().vocab_size;
+  const std::vector<int32_t> tokens = {1 % vocab, 2 % vocab, 3 % vocab, 4 % vocab};
+  const std::vector<int64_t> positions = {0, 1, 2, 3};
+  const std::vector<int64_t> n_prefix = {1, 2, 3, 4};  // causal
+  HeadBatch batch;
+  batch.tokens = tokens;
+  batch.features = features;
+  batch.from_target = true;
+  batch.positions = positions;
+  batch.n_prefix = n_prefix;
+  std::unique_ptr<KvCache> cache = head.NewCache(8);
+  std::vector<float> out_features(static_cast<size_t>(kPositions) * head.config().hidden_size);
+  std::vector<float> logits(static_cast<size_t>(kPositions) * head.draft_vocab_size());
+  RETURN_IF_ERROR(head.Forward(*cache, batch, out_features.data(), logits.data()));
+  RETURN_IF_ERROR(CheckFinite(out_features, "draft-head feature"));
+  return CheckFinite(logits, "draft-head logit");
+}
+
 }  // namespace eagle

@@ -139,6 +139,10 @@ class EagleHead {
   cpu::Linear draft_lm_head_;       // [Vd, H] rows of the target's LM head
 };
 
+// A 4-position draft-head forward on a scratch cache from made-up target features, with every
+// output feature and draft logit checked to be finite (the drafter runs it before SERVING).
+absl::Status WarmUp(const EagleHead& head);
+
 }  // namespace eagle
 
 #endif  // EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_

@@ -1,12 +1,9 @@
 #include "common/model/llama_model.h"
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -183,24 +180,8 @@ KvCache::KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacit
       num_kv_heads_(num_kv_heads),
       head_dim_(head_dim),
       capacity_(capacity),
-      k_(MapFloats(static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim)),
-      v_(MapFloats(static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim)) {}
-
-KvCache::MappedFloats KvCache::MapFloats(size_t count) {
-  const size_t bytes = std::max<size_t>(count, 1) * sizeof(float);
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  // Like a failed new: out of address space is not a condition a caller can handle here (the
-  // services bound the KV bytes they admit before creating a cache).
-  if (p == MAP_FAILED) {
-    std::fprintf(stderr, "KV cache: mmap of %zu bytes failed: %s\n", bytes, std::strerror(errno));
-  }
-  EAGLE_CHECK(p != MAP_FAILED);
-  return MappedFloats(static_cast<float*>(p), Unmap{bytes});
-}
-
-void KvCache::Unmap::operator()(float* p) const {
-  if (p != nullptr) munmap(p, bytes);
-}
+      k_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]),
+      v_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]) {}
 
 void KvCache::StoreKeys(int layer, int64_t slot, const float* k) {
   for (int h = 0; h < num_kv_heads_; ++h) {
@@ -646,32 +627,27 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
 absl::Status WarmUp(const LlamaModel& model) {
   const LlamaConfig& c = model.config();
   const int32_t vocab = static_cast<int32_t>(c.vocab_size);
-  std::vector<int32_t> prompt(8);
-  for (size_t i = 0; i < prompt.size(); ++i)
+  // 8 prompt tokens and a depth-2 tree after them, fewer where the context is that short.
+  const int64_t prompt_len = std::clamp<int64_t>(c.max_position - 3, 1, 8);
+  std::vector<int32_t> prompt(prompt_len);
+  for (int64_t i = 0; i < prompt_len; ++i) {
     prompt[i] = static_cast<int32_t>((i * 7919 + 1) % vocab);
-  const std::vector<int32_t> tree = {prompt[1], prompt[2], prompt[3], prompt[4]};
-  const std::vector<int32_t> parents = {-1, 0, 0, 1};
+  }
   std::unique_ptr<KvCache> cache = model.NewCache(16);
-  auto finite = [](const std::vector<float>& v, const char* what) -> absl::Status {
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (!std::isfinite(v[i])) {
-        return absl::InternalError(
-            absl::StrCat("warm-up: ", what, " element ", i, " is ", v[i], " (broken weights?)"));
-      }
-    }
-    return absl::OkStatus();
-  };
-  ForwardRequest pre;
-  pre.tokens = prompt;
-  pre.return_features = true;
-  ASSIGN_OR_RETURN(ForwardResult r, model.Forward(*cache, pre));
-  RETURN_IF_ERROR(finite(r.logits, "prefill logit"));
-  RETURN_IF_ERROR(finite(r.features, "prefill feature"));
-  ForwardRequest t;
-  t.tokens = tree;
-  t.parents = parents;
-  ASSIGN_OR_RETURN(ForwardResult tr, model.Forward(*cache, t));
-  return finite(tr.logits, "tree logit");
+  ForwardRequest prefill;
+  prefill.tokens = prompt;
+  prefill.return_features = true;
+  ASSIGN_OR_RETURN(ForwardResult prefilled, model.Forward(*cache, prefill));
+  RETURN_IF_ERROR(CheckFinite(prefilled.logits, "prefill logit"));
+  RETURN_IF_ERROR(CheckFinite(prefilled.features, "prefill feature"));
+  if (prompt_len + 3 > c.max_position) return absl::OkStatus();  // no room for the tree
+  const std::vector<int32_t> tree_tokens = {1 % vocab, 2 % vocab, 3 % vocab, 4 % vocab};
+  const std::vector<int32_t> parents = {-1, 0, 0, 1};
+  ForwardRequest tree;
+  tree.tokens = tree_tokens;
+  tree.parents = parents;
+  ASSIGN_OR_RETURN(ForwardResult verified, model.Forward(*cache, tree));
+  return CheckFinite(verified.logits, "tree logit");
 }
 
 }  // namespace eagle

@@ -26,12 +26,6 @@ namespace eagle {
 
 // Per-sequence key/value cache. Slots [0, length) hold committed tokens; a tree forward writes
 // its T tokens at [length, length + T) and KeepPath then keeps one root-to-leaf path.
-//
-// The two buffers are anonymous memory maps of their own, not heap blocks: a cache is several MB
-// and lives as long as a session, and glibc's malloc, once a block of that size has been freed,
-// raises its mmap threshold and serves the next ones from arenas that it seldom gives back, so a
-// server's resident memory kept the peak of its concurrent sessions. A mapping is returned to the
-// system when the cache is destroyed.
 class KvCache {
  public:
   KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacity);
@@ -70,15 +64,8 @@ class KvCache {
   int head_dim_;
   int64_t capacity_;
   int64_t length_ = 0;
-  struct Unmap {
-    size_t bytes;
-    void operator()(float* p) const;
-  };
-  using MappedFloats = std::unique_ptr<float[], Unmap>;
-  static MappedFloats MapFloats(size_t count);
-
-  MappedFloats k_;  // [layers, kv_heads, head_dim, capacity] f32
-  MappedFloats v_;  // [layers, capacity, kv_heads * head_dim] f32
+  std::unique_ptr<float[]> k_;  // [layers, kv_heads, head_dim, capacity] f32
+  std::unique_ptr<float[]> v_;  // [layers, capacity, kv_heads * head_dim] f32
 };
 
 enum class LogitsMode { kNone, kLast, kAll };

@@ -55,4 +55,14 @@ absl::StatusOr<std::vector<float>> VectorFromTensor(const TensorRef* t, const st
   return v;
 }
 
+absl::Status CheckFinite(std::span<const float> values, const std::string& what) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      return absl::InternalError(
+          absl::StrCat("warm-up: ", what, " element ", i, " is ", values[i], " (broken weights?)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace eagle

@@ -3,6 +3,7 @@
 #define EAGLE_COMMON_MODEL_TENSOR_UTILS_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ absl::StatusOr<cpu::Matrix> MatrixFromTensor(const TensorRef* t, const std::stri
 // `n` values of `t` as f32 (non-finite values -> DATA_LOSS).
 absl::StatusOr<std::vector<float>> VectorFromTensor(const TensorRef* t, const std::string& name,
                                                     int64_t n);
+
+// OK when every value is finite; otherwise INTERNAL naming `what` and the first bad element
+// (used by the warm-up passes that gate readiness).
+absl::Status CheckFinite(std::span<const float> values, const std::string& what);
 
 }  // namespace eagle
 

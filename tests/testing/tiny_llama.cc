@@ -10,6 +10,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 
 namespace eagle::testing {
@@ -88,8 +89,9 @@ std::shared_ptr<Tensors> RandomTensors(const TinyConfig& c) {
         c.dtype, false);
   }
   if (c.nan_weight) {  // the loader checks vectors (norms) for NaN, not matrices
+    EAGLE_CHECK(c.dtype == DType::kF32);
     const float nan = std::numeric_limits<float>::quiet_NaN();
-    std::memcpy(t->bytes[c.tied ? "model.embed_tokens.weight" : "lm_head.weight"].data(), &nan,
+    std::memcpy(t->bytes.at(c.tied ? "model.embed_tokens.weight" : "lm_head.weight").data(), &nan,
                 sizeof(nan));
   }
   for (auto& [name, r] : t->refs) r.data = t->bytes[name].data();

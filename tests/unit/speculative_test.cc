@@ -267,6 +267,23 @@ TEST(LosslessTest, LongAcceptedPathsStillMatchVanilla) {
 namespace eagle {
 namespace {
 
+TEST(EagleHeadWarmUpTest, PassesOnAGoodHeadAndRefusesABrokenLmHead) {
+  testing::TinyConfig c;
+  auto target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(target.ok());
+  auto head = testing::MakeRandomEagleHead(**target, 7, true);
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_TRUE(WarmUp(**head).ok());
+  c.nan_weight = true;  // the head drafts through the target's LM head
+  auto broken_target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(broken_target.ok());
+  auto broken = testing::MakeRandomEagleHead(**broken_target, 7, true);
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  absl::Status s = WarmUp(**broken);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(s.message().find("draft-head logit element 0 is nan"), std::string::npos) << s;
+}
+
 TEST(EagleHeadLoadTest, PublishedLayoutLoadsAndMismatchesAreRefused) {
   testing::TinyConfig c;
   auto target = testing::MakeTinyLlama(c);
