@@ -650,13 +650,9 @@ TEST_F(ServicesFaultTest, SessionsBeyondTheLimitGetResourceExhausted) {
   EXPECT_GE(refused, 1);
 }
 
-// A client that opens a session and then says nothing is cut off after --session_idle_seconds.
-TEST_F(ServicesFaultTest, SilentSessionsAreReaped) {
-  auto v = testing::StartVerifier(dir_, 0, {"--session_idle_seconds", "1"});
-  ASSERT_TRUE(v.ok()) << v.status();
-  auto stub = testing::VerifierStub(v->address());
-  grpc::ClientContext ctx;
-  auto stream = stub->Session(&ctx);
+// Opens a verifier session on a 4-token prompt and reads its Opened message and prompt
+// features; the caller then leaves the stream silent.
+void OpenSilentSession(grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>* stream) {
   v1::SessionRequest open;
   for (int id : {1, 2, 3, 4}) open.mutable_open()->mutable_prompt()->add_ids(id);
   open.mutable_open()->set_max_tokens(8);
@@ -666,6 +662,17 @@ TEST_F(ServicesFaultTest, SilentSessionsAreReaped) {
   ASSERT_TRUE(resp.has_opened());
   const int chunks = resp.opened().feature_chunks();
   for (int k = 0; k < chunks; ++k) ASSERT_TRUE(stream->Read(&resp) && resp.has_prompt_features());
+}
+
+// A client that opens a session and then says nothing is cut off after --session_idle_seconds.
+TEST_F(ServicesFaultTest, SilentSessionsAreReaped) {
+  auto v = testing::StartVerifier(dir_, 0, {"--session_idle_seconds", "1"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto stub = testing::VerifierStub(v->address());
+  grpc::ClientContext ctx;
+  auto stream = stub->Session(&ctx);
+  ASSERT_NO_FATAL_FAILURE(OpenSilentSession(stream.get()));
+  v1::SessionResponse resp;
   EXPECT_EQ(Metric(v->admin_port, "eagle_verifier_active_sessions"), 1);
   const double t = WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 10);
   EXPECT_GE(t, 0);
@@ -723,15 +730,8 @@ TEST_F(ServicesFaultTest, SigtermWithAStuckSessionExitsWithinTheGrace) {
   auto stub = testing::VerifierStub(v->address());
   grpc::ClientContext ctx;
   auto stream = stub->Session(&ctx);
-  v1::SessionRequest open;
-  for (int id : {1, 2, 3, 4}) open.mutable_open()->mutable_prompt()->add_ids(id);
-  open.mutable_open()->set_max_tokens(8);
-  ASSERT_TRUE(stream->Write(open));
+  ASSERT_NO_FATAL_FAILURE(OpenSilentSession(stream.get()));
   v1::SessionResponse resp;
-  ASSERT_TRUE(stream->Read(&resp));
-  ASSERT_TRUE(resp.has_opened());
-  const int chunks = resp.opened().feature_chunks();
-  for (int k = 0; k < chunks; ++k) ASSERT_TRUE(stream->Read(&resp) && resp.has_prompt_features());
   EXPECT_EQ(Metric(v->admin_port, "eagle_verifier_active_sessions"), 1);
   const auto start = std::chrono::steady_clock::now();
   v->proc->Signal(SIGTERM);
