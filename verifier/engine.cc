@@ -225,28 +225,27 @@ std::future<absl::StatusOr<VerifyOutput>> Engine::Verify(uint64_t id, int64_t st
   return fut;
 }
 
-std::unique_ptr<KvCache> Engine::ReleaseLocked(Session& s) {
-  if (s.released) return nullptr;
+void Engine::ReleaseLocked(Session& s) {
+  if (s.released) return;
   s.released = true;
   kv_bytes_ -= s.bytes;
-  return std::move(s.cache);
+  s.cache.reset();
 }
 
-std::unique_ptr<KvCache> Engine::DoneLocked(Session& s) {
+void Engine::DoneLocked(Session& s) {
   s.busy = false;
   s.last_active = Clock::now();
-  return s.closed ? ReleaseLocked(s) : nullptr;
+  if (s.closed) ReleaseLocked(s);
 }
 
 void Engine::Close(uint64_t id) {
-  std::unique_ptr<KvCache> freed;  // destroyed after the lock is released
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   s.closed = true;
   // A session with work queued or running gives its KV back when the engine drops that work.
-  if (!s.busy) freed = ReleaseLocked(s);
+  if (!s.busy) ReleaseLocked(s);
   sessions_.erase(it);
 }
 
@@ -297,12 +296,11 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
   // Sessions closed while queued are dropped here. Finished work is reset to null in `batch`;
   // what remains (prefills with tokens left) is queued again by the caller.
   std::vector<Work*> live;
-  std::vector<std::unique_ptr<KvCache>> freed;  // destroyed after the lock is released
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& w : batch) {
       if (w->session->closed) {
-        freed.push_back(DoneLocked(*w->session));
+        DoneLocked(*w->session);
         w->Fail(absl::CancelledError("session closed"));
         w.reset();
       } else {
@@ -369,12 +367,11 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
         o.prompt_tokens = static_cast<int>(w.tokens().size());
         o.feature_width = width;
         o.features = std::move(w.features);
-        std::unique_ptr<KvCache> freed;  // destroyed after the lock is released
         {
           std::lock_guard<std::mutex> lock(mu_);
           s.opened = true;
           s.root = next;
-          freed = DoneLocked(s);
+          DoneLocked(s);
         }
         w.open_done.set_value(std::move(o));
         finished(&w);
@@ -398,12 +395,11 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
         if (hooks_.on_verify) {
           hooks_.on_verify(static_cast<int>(v.accepted_tokens.size()), w.tree.size() - 1);
         }
-        std::unique_ptr<KvCache> freed;  // destroyed after the lock is released
         {
           std::lock_guard<std::mutex> lock(mu_);
           ++s.next_step;
           s.root = acc.next_token;
-          freed = DoneLocked(s);
+          DoneLocked(s);
         }
         w.verify_done.set_value(std::move(v));
         finished(&w);
@@ -412,10 +408,9 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
     }
     // The session's cache is in an unknown state: it is closed.
     Close(s.id);
-    std::unique_ptr<KvCache> freed;  // destroyed after the lock is released
     {
       std::lock_guard<std::mutex> lock(mu_);
-      freed = DoneLocked(s);
+      DoneLocked(s);
     }
     w.Fail(absl::InternalError(absl::StrCat("forward pass failed: ", failed.message())));
     finished(&w);

@@ -105,11 +105,8 @@ class Engine {
   struct Session;
   struct Work;
   void Loop();
-  // Both mu_ held. They return the session's KV cache when it is given back, for the caller to
-  // destroy after unlocking (destroying it unmaps several MB, which need not block the engine).
-  [[nodiscard]] std::unique_ptr<KvCache> ReleaseLocked(Session& s);
-  // The session's request is over.
-  [[nodiscard]] std::unique_ptr<KvCache> DoneLocked(Session& s);
+  void ReleaseLocked(Session& s);  // mu_ held
+  void DoneLocked(Session& s);     // mu_ held: the session's request is over
   void RunBatch(std::vector<std::unique_ptr<Work>>& batch);
 
   const LlamaModel* model_;
