@@ -43,39 +43,64 @@ Distribution ProcessLogits(const float* logits, int n, const SamplingParams& p) 
   auto better = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
-  int keep = n;
-  if (p.top_k > 0 && p.top_k < n) {
-    keep = p.top_k;
-    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), better);
-  } else if (p.top_p < 1.0f) {
-    std::sort(idx.begin(), idx.end(), better);
-  } else {
-    // No truncation: keep id order; only the maximum is needed for a stable softmax.
-    std::swap(idx[0], idx[Argmax(logits, n)]);
-  }
-  idx.resize(keep);
   const double inv_t = 1.0 / p.temperature;
-  const double mx = logits[idx[0]] * inv_t;
-  std::vector<double> e(keep);
-  double sum = 0;
-  for (int i = 0; i < keep; ++i) {
-    e[i] = std::exp(logits[idx[i]] * inv_t - mx);
-    sum += e[i];
-  }
-  if (p.top_p < 1.0f) {
+  std::vector<double> e;
+  int keep = n;
+  if (p.top_k == 0 && p.top_p < 1.0f) {
+    // Top-p alone: the shortest prefix of the tokens in `better` order whose mass reaches top_p,
+    // found without sorting the whole vocabulary. The total mass is summed in id order; then the
+    // best `sorted` tokens are selected (nth_element) and sorted, 8x more each time until their
+    // mass reaches top_p (one round for a peaked distribution; a full sort at worst).
+    const double mx = logits[Argmax(logits, n)] * inv_t;
+    double total = 0;
+    for (int i = 0; i < n; ++i) total += std::exp(logits[i] * inv_t - mx);
     double cum = 0;
-    int cut = keep;
+    int sorted = 0;
+    keep = -1;
+    while (keep < 0 && sorted < n) {
+      const int next = std::min(n, std::max(256, sorted * 8));
+      if (next < n) std::nth_element(idx.begin() + sorted, idx.begin() + next, idx.end(), better);
+      std::sort(idx.begin() + sorted, idx.begin() + next, better);
+      for (int i = sorted; i < next; ++i) {
+        e.push_back(std::exp(logits[idx[i]] * inv_t - mx));
+        cum += e.back() / total;
+        if (cum >= p.top_p) {
+          keep = i + 1;
+          break;
+        }
+      }
+      sorted = next;
+    }
+    if (keep < 0) keep = n;
+    e.resize(keep);
+  } else {
+    if (p.top_k > 0 && p.top_k < n) {
+      keep = p.top_k;
+      std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), better);
+    } else {
+      // No truncation by rank: keep id order; only the maximum is needed for a stable softmax.
+      std::swap(idx[0], idx[Argmax(logits, n)]);
+    }
+    const double mx = logits[idx[0]] * inv_t;
+    e.resize(keep);
+    double sum = 0;
     for (int i = 0; i < keep; ++i) {
-      cum += e[i] / sum;
-      if (cum >= p.top_p) {
-        cut = i + 1;
-        break;
+      e[i] = std::exp(logits[idx[i]] * inv_t - mx);
+      sum += e[i];
+    }
+    if (p.top_p < 1.0f) {  // top-k, then top-p within it
+      double cum = 0;
+      for (int i = 0; i < keep; ++i) {
+        cum += e[i] / sum;
+        if (cum >= p.top_p) {
+          keep = i + 1;
+          break;
+        }
       }
     }
-    keep = cut;
-    sum = 0;
-    for (int i = 0; i < keep; ++i) sum += e[i];
   }
+  double sum = 0;
+  for (int i = 0; i < keep; ++i) sum += e[i];
   d.ids.assign(idx.begin(), idx.begin() + keep);
   d.probs.resize(keep);
   for (int i = 0; i < keep; ++i) d.probs[i] = static_cast<float>(e[i] / sum);

@@ -295,19 +295,31 @@ void AttendGroupT(const float* q, const float* kt, int64_t kt_stride, const floa
                   int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
                   int n_extra, float scale, float* scores, float* out) {
   const int64_t n = n_prefix + n_extra;
-  // Scores of the contiguous slots, 16 at a time: one fma chain over d per lane.
-  for (int64_t s0 = 0; s0 < n_prefix; s0 += 16) {
-    const __mmask16 m = TailMask(static_cast<int>(std::min<int64_t>(16, n_prefix - s0)));
-    __m512 acc[G];
-    for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+  // Scores of the contiguous slots, one fma chain over d per lane, 64 slots (4 vectors) at a
+  // time so that 4 * G chains are in flight (a single vector's G chains wait on fma latency).
+  // Vectors past the end have an empty mask: they load nothing and store nothing.
+  for (int64_t s0 = 0; s0 < n_prefix; s0 += 64) {
+    __mmask16 m[4];
+    for (int b = 0; b < 4; ++b) {
+      m[b] = TailMask(static_cast<int>(std::clamp<int64_t>(n_prefix - s0 - 16 * b, 0, 16)));
+    }
+    __m512 acc[4][G];
+    for (int b = 0; b < 4; ++b)
+      for (int g = 0; g < G; ++g) acc[b][g] = _mm512_setzero_ps();
     for (int d = 0; d < head_dim; ++d) {
-      const __m512 kv = _mm512_maskz_loadu_ps(m, kt + d * kt_stride + s0);
-      for (int g = 0; g < G; ++g) {
-        acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * head_dim + d]), kv, acc[g]);
+      const float* krow = kt + d * kt_stride + s0;
+      for (int b = 0; b < 4; ++b) {
+        const __m512 kv = _mm512_maskz_loadu_ps(m[b], krow + 16 * b);
+        for (int g = 0; g < G; ++g) {
+          acc[b][g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * head_dim + d]), kv, acc[b][g]);
+        }
       }
     }
-    for (int g = 0; g < G; ++g) {
-      _mm512_mask_storeu_ps(scores + g * n + s0, m, _mm512_mul_ps(acc[g], _mm512_set1_ps(scale)));
+    for (int b = 0; b < 4; ++b) {
+      for (int g = 0; g < G; ++g) {
+        _mm512_mask_storeu_ps(scores + g * n + s0 + 16 * b, m[b],
+                              _mm512_mul_ps(acc[b][g], _mm512_set1_ps(scale)));
+      }
     }
   }
   // The listed slots, with the same chain per score. Listed slots are usually a tree's nodes,

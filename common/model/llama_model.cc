@@ -552,7 +552,8 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
 #pragma omp parallel
     {
       std::vector<float> scores(static_cast<size_t>(group) * max_visible);
-#pragma omp for collapse(2) schedule(static)
+      // Dynamic: rows differ in visible length (prefill rows beside long decode rows).
+#pragma omp for collapse(2) schedule(dynamic, 1)
       for (int64_t i = 0; i < t_len; ++i) {
         for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
           const Row& r = rows[i];

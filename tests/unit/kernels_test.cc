@@ -126,48 +126,53 @@ TEST(KernelsTest, AttendGroupMatchesScalarAndDoubleReference) {
     SetIsaForTesting(isa);
     for (int hd : {64, 80, 128}) {
       for (int num_q : {1, 3, 4, 6}) {
-        const int64_t cap = 64, n_prefix = 37;
-        // Keys transposed: [hd, cap]; values [cap, 2 * hd] (this head at offset hd).
-        const auto kt = RandomNormal(hd * cap, 4), v = RandomNormal(cap * 2 * hd, 5);
-        const auto q = RandomNormal(num_q * hd, 6);
-        const int32_t extra[3] = {40, 45, 59};
-        const int64_t n = n_prefix + 3;
-        std::vector<float> s1(num_q * n), s2(num_q * n), o1(num_q * hd), o2(num_q * hd);
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        scalar::AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix,
-                            extra, 3, scale, s1.data(), o1.data());
-        AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix, extra, 3,
-                    scale, s2.data(), o2.data());
-        std::vector<int64_t> slots;
-        for (int64_t s = 0; s < n_prefix; ++s) slots.push_back(s);
-        for (int32_t e : extra) slots.push_back(e);
-        for (int g = 0; g < num_q; ++g) {
-          std::vector<double> sc;
-          double mx = -1e300, sum = 0;
-          for (int64_t s : slots) {
-            double d = 0;
-            for (int i = 0; i < hd; ++i) d += double(q[g * hd + i]) * kt[i * cap + s];
-            sc.push_back(d * scale);
-            mx = std::max(mx, sc.back());
+        for (int64_t n_prefix : {37, 150}) {  // one and several 64-slot score tiles, with tails
+          const int64_t cap = n_prefix + 27;
+          // Keys transposed: [hd, cap]; values [cap, 2 * hd] (this head at offset hd).
+          const auto kt = RandomNormal(hd * cap, 4), v = RandomNormal(cap * 2 * hd, 5);
+          const auto q = RandomNormal(num_q * hd, 6);
+          const int32_t extra[3] = {static_cast<int32_t>(n_prefix + 3),
+                                    static_cast<int32_t>(n_prefix + 8),
+                                    static_cast<int32_t>(n_prefix + 22)};
+          const int64_t n = n_prefix + 3;
+          std::vector<float> s1(num_q * n), s2(num_q * n), o1(num_q * hd), o2(num_q * hd);
+          const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+          scalar::AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix,
+                              extra, 3, scale, s1.data(), o1.data());
+          AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix, extra,
+                      3, scale, s2.data(), o2.data());
+          std::vector<int64_t> slots;
+          for (int64_t s = 0; s < n_prefix; ++s) slots.push_back(s);
+          for (int32_t e : extra) slots.push_back(e);
+          for (int g = 0; g < num_q; ++g) {
+            std::vector<double> sc;
+            double mx = -1e300, sum = 0;
+            for (int64_t s : slots) {
+              double d = 0;
+              for (int i = 0; i < hd; ++i) d += double(q[g * hd + i]) * kt[i * cap + s];
+              sc.push_back(d * scale);
+              mx = std::max(mx, sc.back());
+            }
+            for (double& x : sc) sum += (x = std::exp(x - mx));
+            for (int i = 0; i < hd; ++i) {
+              double ref = 0;
+              for (size_t j = 0; j < slots.size(); ++j)
+                ref += sc[j] / sum * v[slots[j] * 2 * hd + hd + i];
+              ASSERT_NEAR(o1[g * hd + i], ref, 1e-5) << hd << " " << num_q;
+              ASSERT_NEAR(o2[g * hd + i], ref, 1e-5) << hd << " " << num_q;
+            }
           }
-          for (double& x : sc) sum += (x = std::exp(x - mx));
-          for (int i = 0; i < hd; ++i) {
-            double ref = 0;
-            for (size_t j = 0; j < slots.size(); ++j)
-              ref += sc[j] / sum * v[slots[j] * 2 * hd + hd + i];
-            ASSERT_NEAR(o1[g * hd + i], ref, 1e-5) << hd << " " << num_q;
-            ASSERT_NEAR(o2[g * hd + i], ref, 1e-5) << hd << " " << num_q;
-          }
+          // A slot's score does not depend on whether it is in the contiguous part or listed.
+          int32_t listed[5];
+          for (int i = 0; i < 5; ++i) listed[i] = static_cast<int32_t>(n_prefix - 5 + i);
+          std::vector<float> s3(num_q * n), o3(num_q * hd);
+          AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix - 5,
+                      listed, 5, scale, s3.data(), o3.data());
+          std::vector<float> s4(num_q * n_prefix), o4(num_q * hd);
+          AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, n_prefix, nullptr,
+                      0, scale, s4.data(), o4.data());
+          EXPECT_EQ(o3, o4);
         }
-        // A slot's score does not depend on whether it is in the contiguous part or listed.
-        const int32_t listed[5] = {32, 33, 34, 35, 36};
-        std::vector<float> s3(num_q * n), o3(num_q * hd);
-        AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, 32, listed, 5,
-                    scale, s3.data(), o3.data());
-        std::vector<float> s4(num_q * 37), o4(num_q * hd);
-        AttendGroup(q.data(), num_q, kt.data(), cap, v.data() + hd, 2 * hd, hd, 37, nullptr, 0,
-                    scale, s4.data(), o4.data());
-        EXPECT_EQ(o3, o4);
       }
     }
   }

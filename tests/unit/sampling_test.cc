@@ -1,7 +1,11 @@
 #include "common/sampling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <numeric>
+#include <random>
+#include <vector>
 
 #include "common/generate.h"
 #include "gtest/gtest.h"
@@ -36,6 +40,39 @@ TEST(SamplingTest, TopKTopPAndTemperature) {
   double sum = 0;
   for (float x : d.probs) sum += x;
   EXPECT_NEAR(sum, 1.0, 1e-6);
+}
+
+// Top-p over a whole vocabulary against a full sort: peaked, moderate and flat logits, so the
+// selection takes one round, several, and all of the vocabulary.
+TEST(SamplingTest, TopPMatchesAFullSortOnALargeVocabulary) {
+  const int n = 49152;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (float spread : {8.0f, 2.0f, 0.0f}) {
+    std::vector<float> l(n);
+    for (float& x : l) x = spread * normal(rng);
+    for (float top_p : {0.5f, 0.95f}) {
+      SamplingParams p;
+      p.temperature = 0.7f;
+      p.top_p = top_p;
+      const Distribution d = ProcessLogits(l.data(), n, p);
+      std::vector<int32_t> idx(n);
+      std::iota(idx.begin(), idx.end(), 0);
+      std::sort(idx.begin(), idx.end(),
+                [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+      const double mx = l[idx[0]] / 0.7;
+      double total = 0;
+      for (float x : l) total += std::exp(x / 0.7 - mx);
+      double cum = 0;
+      size_t keep = 0;
+      while (keep < idx.size() && cum < top_p) cum += std::exp(l[idx[keep++]] / 0.7 - mx) / total;
+      ASSERT_EQ(d.ids.size(), keep) << spread << " " << top_p;
+      EXPECT_TRUE(std::equal(d.ids.begin(), d.ids.end(), idx.begin())) << spread << " " << top_p;
+      for (size_t i = 0; i < keep; i += keep / 7 + 1) {
+        EXPECT_NEAR(d.probs[i], std::exp(l[idx[i]] / 0.7 - mx) / (total * cum), 1e-6);
+      }
+    }
+  }
 }
 
 TEST(SamplingTest, SeededAndMatchesDistribution) {

@@ -177,6 +177,14 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "\nerror: %s\n", std::string(out.status().message()).c_str());
       return 1;
     }
+    // Sampling (a top-p selection over the vocabulary per sampled sequence) on all threads.
+    std::vector<int32_t> next_token(active.size(), -1);
+#pragma omp parallel for schedule(dynamic)
+    for (size_t k = 0; k < active.size(); ++k) {
+      if (active[k]->finished) continue;
+      next_token[k] =
+          active[k]->sampler->Sample((*out)[k].logits.data(), (*model)->config().vocab_size);
+    }
     for (size_t k = 0; k < active.size(); ++k) {
       Seq& q = *active[k];
       ForwardResult& fr = (*out)[k];
@@ -185,7 +193,7 @@ int Main(int argc, char** argv) {
                               fr.layer_features.end());
       q.fed = static_cast<int64_t>(q.tokens.size());
       if (q.finished) continue;
-      const int32_t next = q.sampler->Sample(fr.logits.data(), (*model)->config().vocab_size);
+      const int32_t next = next_token[k];
       q.tokens.push_back(next);
       ++q.generated;
       if (tok->IsEndOfGeneration(next) || q.generated >= max_tokens) q.finished = true;
