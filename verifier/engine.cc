@@ -95,6 +95,7 @@ EngineStats Engine::stats() const {
   EngineStats s;
   s.active_sessions = static_cast<int>(sessions_.size());
   s.kv_bytes = kv_bytes_;
+  s.kv_bytes_released = kv_bytes_released_;
   s.queue_depth = static_cast<int>(queue_.size());
   return s;
 }
@@ -229,6 +230,7 @@ void Engine::ReleaseLocked(Session& s) {
   if (s.released) return;
   s.released = true;
   kv_bytes_ -= s.bytes;
+  kv_bytes_released_ += s.bytes;
   s.cache.reset();
 }
 

@@ -62,7 +62,8 @@ struct VerifyOutput {
 
 struct EngineStats {
   int active_sessions = 0;
-  int64_t kv_bytes = 0;  // reserved by open sessions
+  int64_t kv_bytes = 0;           // reserved by open sessions
+  int64_t kv_bytes_released = 0;  // given back by closed sessions since the engine started
   int queue_depth = 0;   // requests waiting for the engine thread
   int64_t forward_passes = 0;
   int64_t tokens_forwarded = 0;
@@ -119,6 +120,7 @@ class Engine {
   bool draining_ = false;
   uint64_t next_id_ = 1;
   int64_t kv_bytes_ = 0;
+  int64_t kv_bytes_released_ = 0;
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   std::deque<std::unique_ptr<Work>> queue_;
   std::thread thread_;

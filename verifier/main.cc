@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cstdio>
 #include <thread>
+#if __has_include(<malloc.h>)
+#include <malloc.h>  // malloc_trim (glibc)
+#endif
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -107,9 +110,22 @@ int Main(int argc, char** argv) {
   so.on_serving = [&](int port) {
     refresher = std::thread([&] {
       const double idle = absl::GetFlag(FLAGS_session_idle_seconds);
+      // Closed sessions' KV caches go back to the OS once 16 MiB have been freed, or when the
+      // last session closes. glibc keeps freed blocks in its per-thread arenas (and raises its
+      // mmap threshold after the first large free), so without a trim the resident size keeps
+      // the high-water mark of past sessions.
+      int64_t trimmed_at = 0;
       while (!stop_refresh) {
         metrics.Refresh(engine);
         if (idle > 0) service.ReapIdle(idle);
+        const EngineStats st = engine.stats();
+        const int64_t freed = st.kv_bytes_released - trimmed_at;
+        if (freed >= (int64_t{16} << 20) || (freed > 0 && st.active_sessions == 0)) {
+#ifdef __GLIBC__
+          malloc_trim(0);
+#endif
+          trimmed_at = st.kv_bytes_released;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
     });
