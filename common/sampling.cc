@@ -46,11 +46,12 @@ Distribution ProcessLogits(const float* logits, int n, const SamplingParams& p) 
   const double inv_t = 1.0 / p.temperature;
   std::vector<double> e;
   int keep = n;
-  if (p.top_k == 0 && p.top_p < 1.0f) {
-    // Top-p alone: the shortest prefix of the tokens in `better` order whose mass reaches top_p,
-    // found without sorting the whole vocabulary. The total mass is summed in id order; then the
-    // best `sorted` tokens are selected (nth_element) and sorted, 8x more each time until their
-    // mass reaches top_p (one round for a peaked distribution; a full sort at worst).
+  if ((p.top_k == 0 || p.top_k >= n) && p.top_p < 1.0f) {
+    // Top-p alone (or with top_k = n): the shortest prefix of the tokens in `better` order whose
+    // mass reaches top_p, found without sorting the whole vocabulary. The total mass is summed in
+    // id order; then the best `sorted` tokens are selected (nth_element) and sorted, 8x more each
+    // time until their mass reaches top_p (one round for a peaked distribution; a full sort at
+    // worst).
     const double mx = logits[Argmax(logits, n)] * inv_t;
     double total = 0;
     for (int i = 0; i < n; ++i) total += std::exp(logits[i] * inv_t - mx);

@@ -55,21 +55,23 @@ TEST(SamplingTest, TopPMatchesAFullSortOnALargeVocabulary) {
       SamplingParams p;
       p.temperature = 0.7f;
       p.top_p = top_p;
+      p.top_k = spread == 2.0f ? n : 0;  // top_k = n is no truncation by rank
       const Distribution d = ProcessLogits(l.data(), n, p);
       std::vector<int32_t> idx(n);
       std::iota(idx.begin(), idx.end(), 0);
       std::sort(idx.begin(), idx.end(),
                 [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
-      const double mx = l[idx[0]] / 0.7;
+      const double inv_t = 1.0 / p.temperature;
+      const double mx = l[idx[0]] * inv_t;
       double total = 0;
-      for (float x : l) total += std::exp(x / 0.7 - mx);
+      for (float x : l) total += std::exp(x * inv_t - mx);
       double cum = 0;
       size_t keep = 0;
-      while (keep < idx.size() && cum < top_p) cum += std::exp(l[idx[keep++]] / 0.7 - mx) / total;
+      while (keep < idx.size() && cum < top_p) cum += std::exp(l[idx[keep++]] * inv_t - mx) / total;
       ASSERT_EQ(d.ids.size(), keep) << spread << " " << top_p;
       EXPECT_TRUE(std::equal(d.ids.begin(), d.ids.end(), idx.begin())) << spread << " " << top_p;
       for (size_t i = 0; i < keep; i += keep / 7 + 1) {
-        EXPECT_NEAR(d.probs[i], std::exp(l[idx[i]] / 0.7 - mx) / (total * cum), 1e-6);
+        EXPECT_NEAR(d.probs[i], std::exp(l[idx[i]] * inv_t - mx) / (total * cum), 1e-6);
       }
     }
   }
