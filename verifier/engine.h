@@ -64,7 +64,7 @@ struct EngineStats {
   int active_sessions = 0;
   int64_t kv_bytes = 0;           // reserved by open sessions
   int64_t kv_bytes_released = 0;  // given back by closed sessions since the engine started
-  int queue_depth = 0;   // requests waiting for the engine thread
+  int queue_depth = 0;            // requests waiting for the engine thread
   int64_t forward_passes = 0;
   int64_t tokens_forwarded = 0;
 };

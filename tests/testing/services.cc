@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -141,29 +142,42 @@ absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const
 }
 }  // namespace
 
+// A port from FreePort() can be taken before the service binds it (by a test running beside
+// this one, or as the ephemeral port of some connection): such a start is retried on new ports.
+bool PortTaken(const absl::Status& s) {
+  return absl::StrContains(s.message(), "listen_failed");  // also "admin_listen_failed"
+}
+
 absl::StatusOr<Service> StartVerifier(const std::string& dir, int port,
                                       const std::vector<std::string>& extra) {
-  if (port == 0) port = FreePort();
-  const int admin = FreePort();
-  std::vector<std::string> argv = {EAGLE_VERIFIER, "--listen", absl::StrCat("127.0.0.1:", port),
-                                   "--admin", absl::StrCat("127.0.0.1:", admin)};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return StartAndWait(argv, dir + "/verifier.log", port, admin);
+  const bool pick = port == 0;
+  for (int attempt = 0;; ++attempt) {
+    if (pick) port = FreePort();
+    const int admin = FreePort();
+    std::vector<std::string> argv = {EAGLE_VERIFIER, "--listen", absl::StrCat("127.0.0.1:", port),
+                                     "--admin", absl::StrCat("127.0.0.1:", admin)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto s = StartAndWait(argv, dir + "/verifier.log", port, admin);
+    if (s.ok() || attempt == 4 || !PortTaken(s.status())) return s;
+  }
 }
 
 absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& verifier,
                                      const std::vector<std::string>& extra) {
-  const int port = FreePort();
-  const int admin = FreePort();
-  std::vector<std::string> argv = {EAGLE_DRAFTER,
-                                   "--verifier",
-                                   verifier,
-                                   "--listen",
-                                   absl::StrCat("127.0.0.1:", port),
-                                   "--admin",
-                                   absl::StrCat("127.0.0.1:", admin)};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return StartAndWait(argv, dir + "/drafter.log", port, admin);
+  for (int attempt = 0;; ++attempt) {
+    const int port = FreePort();
+    const int admin = FreePort();
+    std::vector<std::string> argv = {EAGLE_DRAFTER,
+                                     "--verifier",
+                                     verifier,
+                                     "--listen",
+                                     absl::StrCat("127.0.0.1:", port),
+                                     "--admin",
+                                     absl::StrCat("127.0.0.1:", admin)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto s = StartAndWait(argv, dir + "/drafter.log", port, admin);
+    if (s.ok() || attempt == 4 || !PortTaken(s.status())) return s;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
