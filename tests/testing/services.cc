@@ -140,44 +140,40 @@ absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const
   }
   return absl::DeadlineExceededError(absl::StrCat(argv[0], " not serving after 60 s"));
 }
-}  // namespace
 
-// A port from FreePort() can be taken before the service binds it (by a test running beside
-// this one, or as the ephemeral port of some connection): such a start is retried on new ports.
-bool PortTaken(const absl::Status& s) {
-  return absl::StrContains(s.message(), "listen_failed");  // also "admin_listen_failed"
-}
-
-absl::StatusOr<Service> StartVerifier(const std::string& dir, int port,
-                                      const std::vector<std::string>& extra) {
+// Starts `binary` with `args`, then --listen on `port` (0: a free one) and --admin on a free
+// port, then `extra`. A port from FreePort() can be taken before the service binds it (by a test
+// running beside this one, or as the ephemeral port of some connection): a start that logs
+// listen_failed or admin_listen_failed is retried on new ports, up to 5 times.
+absl::StatusOr<Service> StartOnPorts(const std::string& binary,
+                                     const std::vector<std::string>& args, int port,
+                                     const std::vector<std::string>& extra,
+                                     const std::string& log) {
   const bool pick = port == 0;
   for (int attempt = 0;; ++attempt) {
     if (pick) port = FreePort();
     const int admin = FreePort();
-    std::vector<std::string> argv = {EAGLE_VERIFIER, "--listen", absl::StrCat("127.0.0.1:", port),
-                                     "--admin", absl::StrCat("127.0.0.1:", admin)};
+    std::vector<std::string> argv = {binary};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--listen", absl::StrCat("127.0.0.1:", port), "--admin",
+                             absl::StrCat("127.0.0.1:", admin)});
     argv.insert(argv.end(), extra.begin(), extra.end());
-    auto s = StartAndWait(argv, dir + "/verifier.log", port, admin);
-    if (s.ok() || attempt == 4 || !PortTaken(s.status())) return s;
+    auto s = StartAndWait(argv, log, port, admin);
+    if (s.ok() || attempt == 4 || !absl::StrContains(s.status().message(), "listen_failed")) {
+      return s;
+    }
   }
+}
+}  // namespace
+
+absl::StatusOr<Service> StartVerifier(const std::string& dir, int port,
+                                      const std::vector<std::string>& extra) {
+  return StartOnPorts(EAGLE_VERIFIER, {}, port, extra, dir + "/verifier.log");
 }
 
 absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& verifier,
                                      const std::vector<std::string>& extra) {
-  for (int attempt = 0;; ++attempt) {
-    const int port = FreePort();
-    const int admin = FreePort();
-    std::vector<std::string> argv = {EAGLE_DRAFTER,
-                                     "--verifier",
-                                     verifier,
-                                     "--listen",
-                                     absl::StrCat("127.0.0.1:", port),
-                                     "--admin",
-                                     absl::StrCat("127.0.0.1:", admin)};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto s = StartAndWait(argv, dir + "/drafter.log", port, admin);
-    if (s.ok() || attempt == 4 || !PortTaken(s.status())) return s;
-  }
+  return StartOnPorts(EAGLE_DRAFTER, {"--verifier", verifier}, 0, extra, dir + "/drafter.log");
 }
 
 absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
