@@ -150,6 +150,28 @@ def ttt_attention(q, keys, values, k, d):
     return att
 
 
+class SoftCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy of logits [N, V] against target distributions [N, V] (rows summing to
+    1): logsumexp(l) - sum(t * l). The gradient softmax(l) - t is formed in place from the saved
+    exponentials, which saves log_softmax's output, the product tensor and two [N, V] passes of the
+    autograd formulation (float32 arithmetic for 16-bit logits)."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        lf = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+        mx = lf.amax(-1, keepdim=True)
+        e = torch.exp(lf - mx)
+        s = e.sum(-1, keepdim=True)
+        ctx.save_for_backward(e, s, target)
+        ctx.dtype = logits.dtype
+        return (mx + s.log()).squeeze(-1) - (target * lf).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        e, s, target = ctx.saved_tensors
+        return e.div(s).sub_(target).mul_(grad[:, None]).to(ctx.dtype), None
+
+
 class EagleHead(torch.nn.Module):
     """EAGLE-1/2 head: fc([E(x); f]) -> decoder layer without input norm; target embedding.
     Its outputs are features; the target's LM head turns them into tokens."""
@@ -395,6 +417,10 @@ def main():
             tgt_logits_all = ftgt.reshape(-1, ftgt.shape[-1])[sel_all] @ lm_sub.T
             tgt_p_all = torch.softmax(tgt_logits_all, -1)
             tgt_top_all = tgt_logits_all.argmax(-1)
+        # Every step's token loss runs over the same rows (sel_all); step k weighs out its first k-1
+        # positions instead of indexing them away, so the [N, Vd] target rows are never copied.
+        pos_all = torch.arange(mask.shape[1]).expand_as(mask).reshape(-1)[sel_all]
+        ok_all = in_draft[nxt.reshape(-1)[sel_all]] if eagle3 else None
         for k, pred in enumerate(preds, start=1):
             pred = pred.float()
             m = mask.clone()
@@ -403,22 +429,19 @@ def main():
                 vloss = torch.zeros(())
             else:
                 vloss = (F.smooth_l1_loss(pred, ftgt, reduction="none").mean(-1) * m).sum() / m.sum().clamp(min=1)
-            # The token losses only at response positions (the LM head dominates the cost).
-            sel = m.reshape(-1) > 0
-            keep = sel[sel_all]
-            p_sel = pred.reshape(-1, pred.shape[-1])[sel]
-            tgt_p, tgt_top = tgt_p_all[keep], tgt_top_all[keep]
+            keep = pos_all >= k - 1
+            n = max(int(keep.sum()), 1)
+            p_sel = pred.reshape(-1, pred.shape[-1])[sel_all]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 logits = model.logits(p_sel) if eagle3 else p_sel @ lm_sub.T
-            logp = torch.log_softmax(logits.float(), -1)
-            n = max(int(sel.sum()), 1)
-            if eagle3:
-                w = in_draft[nxt.reshape(-1)[sel]].float()
-                ploss = -((tgt_p * logp).sum(-1) * w).sum() / w.sum().clamp(min=1)
-            else:
-                ploss = -(tgt_p * logp).sum() / n
-            acc = (logits.argmax(-1) == tgt_top).float().sum() / n
-            out.append((vloss, ploss, acc, float(sel.sum())))
+            row = SoftCrossEntropy.apply(logits, tgt_p_all)
+            # eagle3, as EAGLE-3's trainer: the token loss skips positions whose next token is
+            # outside the draft vocabulary.
+            w = (keep & ok_all).float() if eagle3 else keep.float()
+            ploss = (row * w).sum() / w.sum().clamp(min=1)
+            hit = (logits.detach().max(-1).indices == tgt_top_all) & keep
+            acc = hit.float().sum() / n
+            out.append((vloss, ploss, acc, float(n)))
         return out
 
     def validate():
@@ -508,7 +531,8 @@ def main():
 def load_head(path, eagle3, vocab):
     """(state dict in this trainer's names, draft vocabulary ids) of a head exported by export()."""
     from safetensors.torch import load_file
-    cfg = json.load(open(os.path.join(path, "config.json")))
+    with open(os.path.join(path, "config.json")) as f:
+        cfg = json.load(f)
     if ("draft_vocab_size" in cfg) != eagle3:
         sys.exit(f"{path}: not an {'EAGLE-3' if eagle3 else 'EAGLE-1/2'} head (see --arch)")
     t = load_file(os.path.join(path, "model.safetensors"))
