@@ -7,8 +7,13 @@ namespace eagle::drafter {
 
 GrpcVerifierSession::GrpcVerifierSession(v1::Verifier::Stub* stub,
                                          const grpc::ServerContext* parent, std::string request_id,
-                                         v1::Features::DType dtype)
-    : stub_(stub), parent_(parent), request_id_(std::move(request_id)), dtype_(dtype) {}
+                                         v1::Features::DType dtype,
+                                         const rpc::ClientCredentials* credentials)
+    : stub_(stub),
+      parent_(parent),
+      credentials_(credentials),
+      request_id_(std::move(request_id)),
+      dtype_(dtype) {}
 
 GrpcVerifierSession::~GrpcVerifierSession() { Close(); }
 
@@ -38,6 +43,7 @@ absl::StatusOr<VerifierSession::Opened> GrpcVerifierSession::Open(
   ctx_ = parent_ != nullptr ? grpc::ClientContext::FromServerContext(*parent_)
                             : std::make_unique<grpc::ClientContext>();
   ctx_->AddMetadata("x-request-id", request_id_);
+  if (credentials_ != nullptr) credentials_->Attach(ctx_.get());
   stream_ = stub_->Session(ctx_.get());
   finished_ = false;
   width_ = width;

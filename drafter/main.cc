@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/rpc/convert.h"
+#include "common/rpc/security.h"
 #include "common/rpc/server.h"
 #include "drafter/service.h"
 
@@ -37,6 +38,15 @@ ABSL_FLAG(double, reconnect_seconds, 30, "resume window when the verifier goes a
 ABSL_FLAG(int, max_generations, 256, "concurrent Generate calls at most");
 ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+ABSL_FLAG(std::string, verifier_tls_ca, "",
+          "reach the verifier over TLS; its certificate must be signed by this CA (PEM)");
+ABSL_FLAG(std::string, verifier_tls_cert, "",
+          "client certificate (PEM) for a verifier that requires mutual TLS");
+ABSL_FLAG(std::string, verifier_tls_key, "", "the private key (PEM) of --verifier_tls_cert");
+ABSL_FLAG(std::string, verifier_tls_server_name, "",
+          "the name the verifier's certificate must carry (default: the host of --verifier)");
+ABSL_FLAG(std::string, verifier_token_file, "",
+          "send the first token of this file as 'authorization: Bearer' to the verifier");
 
 namespace eagle::drafter {
 namespace {
@@ -72,6 +82,22 @@ int Main(int argc, char** argv) {
   }
   cfg.reconnect_seconds = absl::GetFlag(FLAGS_reconnect_seconds);
   cfg.max_generations = absl::GetFlag(FLAGS_max_generations);
+  auto security = rpc::ServerSecurityFromFlags();
+  if (!security.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  cfg.auth = std::move(security->auth);
+  auto to_verifier = rpc::ClientCredentials::Make(
+      {absl::GetFlag(FLAGS_verifier_tls_ca), absl::GetFlag(FLAGS_verifier_tls_cert),
+       absl::GetFlag(FLAGS_verifier_tls_key), absl::GetFlag(FLAGS_verifier_tls_server_name),
+       absl::GetFlag(FLAGS_verifier_token_file)});
+  if (!to_verifier.ok()) {
+    std::fprintf(stderr, "error: --verifier_*: %s\n",
+                 std::string(to_verifier.status().message()).c_str());
+    return 2;
+  }
+  cfg.verifier_credentials = std::move(*to_verifier);
   auto precision = cpu::ParsePrecision(absl::GetFlag(FLAGS_precision));
   if (!precision.ok()) {
     std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());
@@ -109,14 +135,14 @@ int Main(int argc, char** argv) {
   }
 
   // The verifier must serve the same model: compare fingerprints (waits for it to come up).
-  auto channel = grpc::CreateCustomChannel(
-      absl::GetFlag(FLAGS_verifier), grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs());
+  auto channel = cfg.verifier_credentials.Channel(absl::GetFlag(FLAGS_verifier));
   {
     auto stub = v1::Verifier::NewStub(channel);
     const auto give_up = std::chrono::system_clock::now() +
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
                              std::chrono::duration<double>(absl::GetFlag(FLAGS_connect_seconds)));
     grpc::ClientContext ctx;
+    cfg.verifier_credentials.Attach(&ctx);
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(give_up);
     v1::ModelInfoResponse info;
@@ -156,6 +182,7 @@ int Main(int argc, char** argv) {
   }
   rpc::ServeOptions so;
   so.listen = absl::GetFlag(FLAGS_listen);
+  so.credentials = security->credentials;
   so.port_file = absl::GetFlag(FLAGS_port_file);
   so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
   so.drain = [&] { service.Drain(); };

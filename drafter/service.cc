@@ -143,6 +143,10 @@ DrafterService::DrafterService(DrafterConfig config, std::shared_ptr<grpc::Chann
 
 grpc::Status DrafterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                       grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (grpc::Status a = config_.auth.Check(*ctx); !a.ok()) {
+    metrics_->Request(a);
+    return a;
+  }
   rpc::InFlight in_flight(in_flight_);
   metrics_->active.Increment();
   grpc::Status s = Run(ctx, req, writer);
@@ -175,8 +179,8 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
   ro.cancelled = [ctx] { return ctx->IsCancelled(); };
   ro.on_step = [this](double d, double n, double v, int a) { metrics_->Step(d, n, v, a); };
   SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
-    return std::make_unique<GrpcVerifierSession>(stub_.get(), ctx, request_id,
-                                                 config_.feature_dtype);
+    return std::make_unique<GrpcVerifierSession>(
+        stub_.get(), ctx, request_id, config_.feature_dtype, &config_.verifier_credentials);
   };
   bool client_gone = false;
   const TokenCallback on_token = rpc::StreamTokens(writer, &client_gone);

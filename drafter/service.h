@@ -17,6 +17,7 @@
 #include "common/eagle/eagle_head.h"
 #include "common/eagle/remote.h"
 #include "common/model/llama_model.h"
+#include "common/rpc/security.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 
@@ -29,6 +30,8 @@ struct DrafterConfig {
   v1::Features::DType feature_dtype = v1::Features::F16;
   double reconnect_seconds = 30;
   int max_generations = 256;  // concurrent Generate calls; beyond: RESOURCE_EXHAUSTED
+  rpc::TokenCheck auth;       // bearer tokens clients must send (none: open)
+  rpc::ClientCredentials verifier_credentials;  // TLS and token towards the verifier
 };
 
 class DrafterMetrics {

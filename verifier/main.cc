@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/rpc/security.h"
 #include "common/rpc/server.h"
 #include "verifier/service.h"
 
@@ -58,6 +59,11 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());
     return 2;
   }
+  auto security = rpc::ServerSecurityFromFlags();
+  if (!security.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
   ModelOptions mo;
   mo.precision = *precision;
   const auto t0 = std::chrono::steady_clock::now();
@@ -91,7 +97,7 @@ int Main(int argc, char** argv) {
   eo.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   Engine engine(model->get(), eo, metrics.Hooks());
   metrics.Refresh(engine);
-  VerifierService service(&engine, &metrics);
+  VerifierService service(&engine, &metrics, std::move(security->auth));
   auto admin = rpc::StartAdmin(absl::GetFlag(FLAGS_admin), registry);
   if (!admin.ok()) {
     LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});
@@ -103,6 +109,7 @@ int Main(int argc, char** argv) {
   std::thread refresher;
   rpc::ServeOptions so;
   so.listen = absl::GetFlag(FLAGS_listen);
+  so.credentials = security->credentials;
   so.port_file = absl::GetFlag(FLAGS_port_file);
   so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
   so.drain = [&] { engine.Drain(); };

@@ -134,11 +134,18 @@ void VerifierMetrics::Refresh(const Engine& engine) {
   queue_depth_.Set(s.queue_depth);
 }
 
-VerifierService::VerifierService(Engine* engine, VerifierMetrics* metrics)
-    : engine_(engine), metrics_(metrics), fingerprint_(engine->model().Fingerprint()) {}
+VerifierService::VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::TokenCheck auth)
+    : engine_(engine),
+      metrics_(metrics),
+      auth_(std::move(auth)),
+      fingerprint_(engine->model().Fingerprint()) {}
 
-grpc::Status VerifierService::ModelInfo(grpc::ServerContext*, const v1::ModelInfoRequest*,
+grpc::Status VerifierService::ModelInfo(grpc::ServerContext* ctx, const v1::ModelInfoRequest*,
                                         v1::ModelInfoResponse* resp) {
+  if (grpc::Status a = auth_.Check(*ctx); !a.ok()) {
+    metrics_->Request("model_info", a);
+    return a;
+  }
   const LlamaConfig& c = engine_->model().config();
   resp->set_architecture("llama");
   resp->set_vocab_size(c.vocab_size);
@@ -155,6 +162,10 @@ grpc::Status VerifierService::ModelInfo(grpc::ServerContext*, const v1::ModelInf
 grpc::Status VerifierService::Session(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream) {
+  if (grpc::Status a = auth_.Check(*ctx); !a.ok()) {
+    metrics_->Request("session", a);
+    return a;
+  }
   rpc::InFlight in_flight(in_flight_);
   int steps = 0;
   int64_t accepted = 0;
@@ -307,6 +318,10 @@ int VerifierService::ReapIdle(double seconds) {
 
 grpc::Status VerifierService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                        grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (grpc::Status a = auth_.Check(*ctx); !a.ok()) {
+    metrics_->Request("generate", a);
+    return a;
+  }
   rpc::InFlight in_flight(in_flight_);
   grpc::Status s = RunGenerate(ctx, req, writer);
   metrics_->Request("generate", s);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/rpc/security.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 #include "verifier/engine.h"
 
@@ -48,7 +49,8 @@ class VerifierMetrics {
 
 class VerifierService final : public v1::Verifier::Service {
  public:
-  VerifierService(Engine* engine, VerifierMetrics* metrics);
+  // `auth`: the bearer tokens callers must send (default: none needed).
+  VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::TokenCheck auth = {});
 
   grpc::Status Session(
       grpc::ServerContext* ctx,
@@ -79,6 +81,7 @@ class VerifierService final : public v1::Verifier::Service {
                            grpc::ServerWriter<v1::GenerateResponse>* writer);
   Engine* engine_;
   VerifierMetrics* metrics_;
+  const rpc::TokenCheck auth_;
   const std::string fingerprint_;
   std::atomic<int> in_flight_{0};
   std::mutex contexts_mu_;

@@ -34,6 +34,10 @@ const char* StatusLabel(grpc::StatusCode c) {
       return "out_of_range";
     case grpc::UNAVAILABLE:
       return "unavailable";
+    case grpc::UNAUTHENTICATED:
+      return "unauthenticated";
+    case grpc::PERMISSION_DENIED:
+      return "permission_denied";
     default:
       return "error";
   }
@@ -75,7 +79,9 @@ int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(
+      o.listen, o.credentials != nullptr ? o.credentials : grpc::InsecureServerCredentials(),
+      &port);
   builder.RegisterService(service);
   ConfigureServer(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

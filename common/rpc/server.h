@@ -58,6 +58,7 @@ void ReleaseAdminAtExit(std::unique_ptr<prometheus::Exposer> admin);
 struct ServeOptions {
   std::string listen;     // host:port (port 0 = any)
   std::string port_file;  // written with the bound port once serving (optional)
+  std::shared_ptr<grpc::ServerCredentials> credentials;  // null: plaintext
   double grace_seconds = 20;
   std::function<void(int port)> on_serving;  // after the server is up
   std::function<void()> drain;               // on SIGTERM/SIGINT: refuse new work

@@ -109,9 +109,8 @@ int FreePort() {
   return port;
 }
 
-std::string Health(const std::string& address) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+std::string Health(const std::string& address, const rpc::ClientCredentials& creds) {
+  auto stub = grpc::health::v1::Health::NewStub(creds.Channel(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   grpc::health::v1::HealthCheckResponse resp;
@@ -123,7 +122,7 @@ std::string Health(const std::string& address) {
 
 namespace {
 absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const std::string& log,
-                                     int port, int admin) {
+                                     int port, int admin, const rpc::ClientCredentials& health) {
   Service s;
   s.port = port;
   s.admin_port = admin;
@@ -135,7 +134,7 @@ absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const
     if (!s.proc->running()) {
       return absl::InternalError(absl::StrCat(argv[0], " exited: ", s.proc->log()));
     }
-    if (Health(s.address()) == "SERVING") return s;
+    if (Health(s.address(), health) == "SERVING") return s;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return absl::DeadlineExceededError(absl::StrCat(argv[0], " not serving after 60 s"));
@@ -147,8 +146,8 @@ absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const
 // listen_failed or admin_listen_failed is retried on new ports, up to 5 times.
 absl::StatusOr<Service> StartOnPorts(const std::string& binary,
                                      const std::vector<std::string>& args, int port,
-                                     const std::vector<std::string>& extra,
-                                     const std::string& log) {
+                                     const std::vector<std::string>& extra, const std::string& log,
+                                     const rpc::ClientCredentials& health) {
   const bool pick = port == 0;
   for (int attempt = 0;; ++attempt) {
     if (pick) port = FreePort();
@@ -158,7 +157,7 @@ absl::StatusOr<Service> StartOnPorts(const std::string& binary,
     argv.insert(argv.end(), {"--listen", absl::StrCat("127.0.0.1:", port), "--admin",
                              absl::StrCat("127.0.0.1:", admin)});
     argv.insert(argv.end(), extra.begin(), extra.end());
-    auto s = StartAndWait(argv, log, port, admin);
+    auto s = StartAndWait(argv, log, port, admin, health);
     if (s.ok() || attempt == 4 || !absl::StrContains(s.status().message(), "listen_failed")) {
       return s;
     }
@@ -167,13 +166,16 @@ absl::StatusOr<Service> StartOnPorts(const std::string& binary,
 }  // namespace
 
 absl::StatusOr<Service> StartVerifier(const std::string& dir, int port,
-                                      const std::vector<std::string>& extra) {
-  return StartOnPorts(EAGLE_VERIFIER, {}, port, extra, dir + "/verifier.log");
+                                      const std::vector<std::string>& extra,
+                                      const rpc::ClientCredentials& health) {
+  return StartOnPorts(EAGLE_VERIFIER, {}, port, extra, dir + "/verifier.log", health);
 }
 
 absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& verifier,
-                                     const std::vector<std::string>& extra) {
-  return StartOnPorts(EAGLE_DRAFTER, {"--verifier", verifier}, 0, extra, dir + "/drafter.log");
+                                     const std::vector<std::string>& extra,
+                                     const rpc::ClientCredentials& health) {
+  return StartOnPorts(EAGLE_DRAFTER, {"--verifier", verifier}, 0, extra, dir + "/drafter.log",
+                      health);
 }
 
 absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
@@ -181,6 +183,13 @@ absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
   std::vector<std::string> argv = {EAGLE_DRAFTER};
   argv.insert(argv.end(), args.begin(), args.end());
   return Process::Start(argv, dir + "/drafter_raw.log");
+}
+
+absl::StatusOr<std::unique_ptr<Process>> StartVerifierRaw(const std::string& dir,
+                                                          const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {EAGLE_VERIFIER};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Process::Start(argv, dir + "/verifier_raw.log");
 }
 
 double Metric(int admin_port, const std::string& name) {

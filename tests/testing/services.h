@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/rpc/security.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 
@@ -45,17 +46,23 @@ struct Service {
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
-// `port` 0 = any free port. Extra flags are appended. Waits until health says SERVING.
+// `port` 0 = any free port. Extra flags are appended. Waits until health (asked with `health`'s
+// credentials: a service started with TLS flags needs them) says SERVING.
 absl::StatusOr<Service> StartVerifier(const std::string& dir, int port = 0,
-                                      const std::vector<std::string>& extra = {});
+                                      const std::vector<std::string>& extra = {},
+                                      const rpc::ClientCredentials& health = {});
 absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& verifier,
-                                     const std::vector<std::string>& extra = {});
-// Starts without waiting for health (for binaries expected to fail at start).
+                                     const std::vector<std::string>& extra = {},
+                                     const rpc::ClientCredentials& health = {});
+// Start without waiting for health (for binaries expected to fail at start, or whose health
+// cannot be asked).
 absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
                                                          const std::vector<std::string>& args);
+absl::StatusOr<std::unique_ptr<Process>> StartVerifierRaw(const std::string& dir,
+                                                          const std::vector<std::string>& args);
 
 // Health status: "SERVING", "NOT_SERVING" or the error.
-std::string Health(const std::string& address);
+std::string Health(const std::string& address, const rpc::ClientCredentials& creds = {});
 // The value of a metric line `name` (with its labels, e.g. `foo{a="b"}`) from /metrics; -1 if
 // absent or the scrape failed.
 double Metric(int admin_port, const std::string& name);

@@ -77,6 +77,11 @@ services (eagle-drafter / eagle-verifier):
                        --compare-vanilla, the vanilla reference for the speedup
   --timeout S          deadline for the call, seconds
   --request-id ID      carried to both services' logs
+  --tls-ca FILE        TLS: the CA (PEM) that signed the servers' certificates
+  --tls-cert FILE      with --tls-key: client certificate for mutual TLS
+  --tls-server-name N  the name the server certificate must carry (default: the host)
+  --token-file FILE    send its first line as 'authorization: Bearer <token>'
+  (these apply to health as well)
 )";
 
 struct Args {
@@ -112,6 +117,11 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
     }
   }
   return a;
+}
+
+rpc::ClientSecurity Security(const Args& a) {
+  return {a.Get("--tls-ca"), a.Get("--tls-cert"), a.Get("--tls-key"), a.Get("--tls-server-name"),
+          a.Get("--token-file")};
 }
 
 template <typename T>
@@ -310,10 +320,12 @@ int Main(int argc, char** argv) {
     double wait = 0;
     if (args->Has("--wait") && !absl::SimpleAtod(args->Get("--wait"), &wait)) wait = -1;
     if (!args->Has("--server") || wait < 0) {
-      std::fprintf(stderr, "usage: eagle-cli health --server HOST:PORT [--wait SECONDS]\n");
+      std::fprintf(stderr,
+                   "usage: eagle-cli health --server HOST:PORT [--wait SECONDS] [--tls-ca FILE "
+                   "...]\n");
       return 2;
     }
-    absl::Status s = cli::RunHealth(args->Get("--server"), wait);
+    absl::Status s = cli::RunHealth(args->Get("--server"), wait, Security(*args));
     std::fprintf(stderr, "%s\n", s.ok() ? "SERVING" : std::string(s.message()).c_str());
     return s.ok() ? 0 : 1;
   }
@@ -323,6 +335,7 @@ int Main(int argc, char** argv) {
     ra.verifier = args->Get("--verifier");
     ra.kv = args->kv;
     ra.stops = args->stops;
+    ra.security = Security(*args);
     absl::Status s = cli::RunRemoteGenerate(ra);
     if (!s.ok()) {
       std::fprintf(stderr, "error: %s (%s)\n", std::string(s.message()).c_str(),

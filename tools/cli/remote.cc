@@ -101,8 +101,9 @@ absl::StatusOr<v1::GenerateRequest> BuildRequest(const RemoteArgs& a) {
 
 template <typename Stub>
 absl::StatusOr<Outcome> Call(Stub* stub, const v1::GenerateRequest& req, bool print, bool json,
-                             double timeout) {
+                             double timeout, const rpc::ClientCredentials& creds) {
   grpc::ClientContext ctx;
+  creds.Attach(&ctx);
   if (timeout > 0) {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
@@ -147,27 +148,25 @@ absl::Status RunRemoteGenerate(const RemoteArgs& a) {
   if (a.kv.count("--timeout") && !absl::SimpleAtod(a.kv.at("--timeout"), &timeout)) {
     return absl::InvalidArgumentError("--timeout: not a number");
   }
+  auto creds = rpc::ClientCredentials::Make(a.security);
+  if (!creds.ok()) return creds.status();
   std::optional<Outcome> vanilla;
   std::unique_ptr<v1::Verifier::Stub> vstub;
-  if (!a.verifier.empty()) {
-    vstub = v1::Verifier::NewStub(grpc::CreateCustomChannel(
-        a.verifier, grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
-  }
+  if (!a.verifier.empty()) vstub = v1::Verifier::NewStub(creds->Channel(a.verifier));
   if (a.drafter.empty()) {
     if (!vstub) return absl::InvalidArgumentError("--server or --verifier is required");
-    auto o = Call(vstub.get(), *req, true, json, timeout);
+    auto o = Call(vstub.get(), *req, true, json, timeout, *creds);
     if (!o.ok()) return o.status();
     vanilla = std::move(*o);
   } else if (vstub && a.kv.count("--compare-vanilla")) {
-    auto o = Call(vstub.get(), *req, false, json, timeout);
+    auto o = Call(vstub.get(), *req, false, json, timeout, *creds);
     if (!o.ok()) return o.status();
     vanilla = std::move(*o);
   }
   std::optional<Outcome> spec;
   if (!a.drafter.empty()) {
-    auto dstub = v1::Drafter::NewStub(grpc::CreateCustomChannel(
-        a.drafter, grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
-    auto o = Call(dstub.get(), *req, true, json, timeout);
+    auto dstub = v1::Drafter::NewStub(creds->Channel(a.drafter));
+    auto o = Call(dstub.get(), *req, true, json, timeout, *creds);
     if (!o.ok()) return o.status();
     spec = std::move(*o);
   }
@@ -227,9 +226,11 @@ absl::Status RunRemoteGenerate(const RemoteArgs& a) {
   return absl::OkStatus();
 }
 
-absl::Status RunHealth(const std::string& target, double wait_seconds) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+absl::Status RunHealth(const std::string& target, double wait_seconds,
+                       const rpc::ClientSecurity& security) {
+  auto creds = rpc::ClientCredentials::Make(security);
+  if (!creds.ok()) return creds.status();
+  auto stub = grpc::health::v1::Health::NewStub(creds->Channel(target));
   const auto give_up = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                           std::chrono::duration<double>(wait_seconds));
   grpc::Status last;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/rpc/security.h"
 
 namespace eagle::cli {
 
@@ -16,12 +17,14 @@ struct RemoteArgs {
   std::string verifier;                   // host:port, or empty
   std::map<std::string, std::string> kv;  // the generate flags (--prompt, --max-tokens, ...)
   std::vector<std::string> stops;
+  rpc::ClientSecurity security;  // TLS and bearer token, for both servers
 };
 
 // generate --server/--verifier: streams the answer to stdout and a summary to stderr (or JSON).
 absl::Status RunRemoteGenerate(const RemoteArgs& a);
 // health --server HOST:PORT [--wait SECONDS]: OK once the server reports SERVING.
-absl::Status RunHealth(const std::string& target, double wait_seconds);
+absl::Status RunHealth(const std::string& target, double wait_seconds,
+                       const rpc::ClientSecurity& security = {});
 
 }  // namespace eagle::cli
 
