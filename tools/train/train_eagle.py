@@ -528,6 +528,39 @@ def main():
     export(model, args, hidden, cfg, vocab, ids, history, elapsed, len(train), n_tok, n_resp, coverage, len(val))
 
 
+def plot_history(plt, history, p_weight, path):
+    """Loss (raw and a 200-step running mean) and validation top-1 by depth and implied tau
+    against the step; dotted lines and labels mark where each later stage began."""
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    tr = [h for h in history if "loss" in h]
+    va = [h for h in history if "val_acc" in h]
+    stages = [h for h in history if "stage" in h]
+    steps, loss = np.array([h["step"] for h in tr]), np.array([h["loss"] for h in tr])
+    ax[0].plot(steps, loss, lw=0.4, alpha=0.35, color="tab:blue", label="train loss")
+    if len(loss) >= 200:
+        mean = np.convolve(loss, np.ones(200) / 200, mode="valid")
+        ax[0].plot(steps[199:], mean, lw=1.2, color="tab:blue", label="train loss, 200-step mean")
+    ax[0].plot([h["step"] for h in va], [h["val_vloss"] + p_weight * h["val_ploss"] for h in va], "o-", ms=3,
+               color="tab:orange", label="val loss")
+    ax[0].set_xlabel("step"); ax[0].set_yscale("log"); ax[0].legend(loc="upper right"); ax[0].set_title("loss")
+    for d in range(len(va[-1]["val_acc_by_depth"])):
+        ax[1].plot([h["step"] for h in va], [h["val_acc_by_depth"][d] for h in va], "o-", ms=3,
+                   label=f"val top-1, depth {d + 1}")
+    ax2 = ax[1].twinx()
+    ax2.plot([h["step"] for h in va], [h["val_tau3"] for h in va], "s--", color="k", ms=3, label="implied tau (chain 3)")
+    ax2.set_ylabel("tau"); ax2.legend(loc="upper left")
+    ax[1].set_xlabel("step"); ax[1].set_title("validation top-1 and implied tau"); ax[1].legend(loc="lower right")
+    for h in stages[1:]:
+        for a in ax:
+            a.axvline(h["step"], color="gray", ls=":", lw=1)
+        ax[0].annotate(f" stage {h['stage']}: {h.get('train_records', '?')} records", (h["step"], 0.03),
+                       xycoords=("data", "axes fraction"), rotation=90, va="bottom", ha="left", fontsize=7,
+                       color="dimgray", bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def load_head(path, eagle3, vocab):
     """(state dict in this trainer's names, draft vocabulary ids) of a head exported by export()."""
     from safetensors.torch import load_file
@@ -631,27 +664,7 @@ greedy and sampled (T=0.7, top-p 0.95, every third prompt) responses to prompts 
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-        tr = [h for h in history if "loss" in h]
-        va = [h for h in history if "val_acc" in h]
-        ax[0].plot([h["step"] for h in tr], [h["loss"] for h in tr], lw=0.6, label="train loss")
-        ax[0].plot([h["step"] for h in va], [h["val_vloss"] + args.p_weight * h["val_ploss"] for h in va], "o-", label="val loss")
-        ax[0].set_xlabel("step"); ax[0].set_yscale("log"); ax[0].legend(); ax[0].set_title("loss")
-        for d in range(len(va[-1]["val_acc_by_depth"])):
-            ax[1].plot([h["step"] for h in va], [h["val_acc_by_depth"][d] for h in va], "o-", ms=3,
-                       label=f"val top-1, depth {d + 1}")
-        ax2 = ax[1].twinx()
-        ax2.plot([h["step"] for h in va], [h["val_tau3"] for h in va], "s--", color="k", ms=3, label="implied tau (chain 3)")
-        ax2.set_ylabel("tau"); ax2.legend(loc="upper left")
-        ax[1].set_xlabel("step"); ax[1].set_title("validation top-1 and implied tau"); ax[1].legend(loc="lower right")
-        for h in stages[1:]:
-            for a in ax:
-                a.axvline(h["step"], color="gray", ls=":", lw=1)
-            ax[1].annotate(f"stage {h['stage']}: {h.get('train_records', '?')} records ", (h["step"], 0.02), ha="right",
-                           xycoords=("data", "axes fraction"), fontsize=7, color="gray")
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "training.png"), dpi=90)
-        plt.close(fig)
+        plot_history(plt, history, args.p_weight, os.path.join(args.out, "training.png"))
     except ImportError:
         print("matplotlib not installed: no plot")
     if not quiet:
