@@ -33,6 +33,11 @@ absl::Status GrpcVerifierSession::StreamError() {
   finished_ = true;
   grpc::Status s = stream_->Finish();
   if (s.ok()) return absl::UnavailableError("the verifier ended the session");
+  if (s.error_code() == grpc::UNAUTHENTICATED || s.error_code() == grpc::PERMISSION_DENIED) {
+    // The drafter's own credentials, not the client's: a deployment error, not retried.
+    return absl::InternalError("the verifier rejected the drafter's credentials: " +
+                               s.error_message());
+  }
   return rpc::FromGrpc(s);
 }
 

@@ -98,6 +98,13 @@ int Main(int argc, char** argv) {
     return 2;
   }
   cfg.verifier_credentials = std::move(*to_verifier);
+  if (cfg.verifier_credentials.token_in_cleartext()) {
+    LogEvent("warn", "token_in_cleartext",
+             {{"verifier", absl::GetFlag(FLAGS_verifier)},
+              {"hint",
+               "the verifier token travels unencrypted: add --verifier_tls_ca unless the "
+               "network is loopback or encrypted by a mesh"}});
+  }
   auto precision = cpu::ParsePrecision(absl::GetFlag(FLAGS_precision));
   if (!precision.ok()) {
     std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());

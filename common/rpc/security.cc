@@ -25,9 +25,20 @@ absl::StatusOr<std::vector<std::string>> ReadTokens(const std::string& path) {
   auto text = ReadFile(path, "token file");
   if (!text.ok()) return text.status();
   std::vector<std::string> tokens;
+  int number = 0;
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++number;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
+    for (char c : line) {
+      // What an HTTP/2 header value can carry as a bearer token (printable ASCII, no space).
+      if (c < 0x21 || c > 0x7e) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token file ", path, " line ", number,
+                         ": a token is printable ASCII without spaces (found byte ",
+                         static_cast<int>(static_cast<unsigned char>(c)), ")"));
+      }
+    }
     tokens.emplace_back(line);
   }
   if (tokens.empty()) {
@@ -140,6 +151,7 @@ absl::StatusOr<ClientCredentials> ClientCredentials::Make(const ClientSecurity& 
     }
     c.channel_ = grpc::SslCredentials(o);
     c.server_name_ = s.server_name;
+    c.tls_ = true;
   }
   if (!s.token_file.empty()) {
     auto tokens = ReadTokens(s.token_file);

@@ -70,11 +70,15 @@ class ClientCredentials {
   std::shared_ptr<grpc::Channel> Channel(const std::string& target) const;
   // Adds the bearer token (if any) to a call.
   void Attach(grpc::ClientContext* ctx) const;
+  // A token that would travel unencrypted (no TLS): fine on loopback or inside a mesh that
+  // encrypts, a leak elsewhere; the drafter warns at start.
+  bool token_in_cleartext() const { return token_ != nullptr && !tls_; }
 
  private:
   std::shared_ptr<grpc::ChannelCredentials> channel_;
   std::shared_ptr<grpc::CallCredentials> token_;
   std::string server_name_;
+  bool tls_ = false;
 };
 
 }  // namespace eagle::rpc

@@ -6,11 +6,14 @@
 #include "common/rpc/security.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -243,7 +246,9 @@ TEST_F(SecurityTest, BadSecurityFlagsStopTheServicesWithAPreciseError) {
       {{"--auth_token_file", dir_ + "/no_such_file"}, "cannot be read"},
       {{"--verifier_tls_cert", Cert("client.pem"), "--verifier_tls_key", Cert("client.key")},
        "needs the CA of the server"},
+      {{"--auth_token_file", dir_ + "/spaced_token"}, "printable ASCII without spaces"},
   };
+  std::ofstream(dir_ + "/spaced_token") << "two words\n";
   for (const auto& c : cases) {
     std::vector<std::string> args = {"--verifier", VerifierAddress(), "--listen", "127.0.0.1:0"};
     args.insert(args.end(), c.args.begin(), c.args.end());
@@ -261,6 +266,41 @@ TEST_F(SecurityTest, BadSecurityFlagsStopTheServicesWithAPreciseError) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ((*p)->Wait(60), 1);
   EXPECT_NE((*p)->log().find("unknown bearer token"), std::string::npos) << (*p)->log();
+}
+
+// Runs eagle-cli with `args`; returns its exit code and output (stdout and stderr).
+std::pair<int, std::string> Cli(const std::string& args) {
+  const std::string cmd = absl::StrCat(EAGLE_CLI, " ", args, " 2>&1");
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST_F(SecurityTest, TheCliTalksTlsAndTokens) {
+  const std::string mtls = absl::StrCat(" --tls-ca ", Cert("ca.pem"), " --tls-cert ",
+                                        Cert("client.pem"), " --tls-key ", Cert("client.key"));
+  auto [code, out] = Cli("health --server " + VerifierAddress() + mtls);
+  EXPECT_EQ(code, 0) << out;
+  std::tie(code, out) = Cli("health --server " + VerifierAddress() + " --wait 0");
+  EXPECT_NE(code, 0) << "a plaintext health check of a TLS server: " << out;
+  const std::string gen =
+      absl::StrCat("generate --server localhost:", drafter_->port,
+                   " --chat --prompt Hello --max-tokens 6 --tls-ca ", Cert("ca.pem"));
+  std::tie(code, out) = Cli(gen + " --token-file " + dir_ + "/client_token");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("tau"), std::string::npos) << out;
+  std::tie(code, out) = Cli(gen);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("UNAUTHENTICATED"), std::string::npos) << out;
+  // Plain generation on the verifier, mutual TLS and token.
+  std::tie(code, out) = Cli(absl::StrCat("generate --verifier ", VerifierAddress(), mtls,
+                                         " --chat --prompt Hello --max-tokens 6 --token-file ",
+                                         dir_, "/client_token"));
+  EXPECT_EQ(code, 0) << out;
 }
 
 }  // namespace

@@ -80,8 +80,9 @@ services (eagle-drafter / eagle-verifier):
   --tls-ca FILE        TLS: the CA (PEM) that signed the servers' certificates
   --tls-cert FILE      with --tls-key: client certificate for mutual TLS
   --tls-server-name N  the name the server certificate must carry (default: the host)
-  --token-file FILE    send its first line as 'authorization: Bearer <token>'
-  (these apply to health as well)
+  --token-file FILE    send its first token (first line that is not blank or a #
+                       comment) as 'authorization: Bearer <token>'
+  (these apply to health as well, and to both servers of --server/--verifier alike)
 )";
 
 struct Args {
