@@ -261,6 +261,57 @@ TEST(LosslessTest, LongAcceptedPathsStillMatchVanilla) {
   }
 }
 
+// Reliability test R24: 200 prompts on a deterministic toy target, byte-compared with plain
+// greedy decoding. Three of four prompts draft with an oracle that knows the answer but makes
+// mistakes and adds distractors (long accepted paths, rejections at every depth), every fourth
+// with a random EAGLE head in an EAGLE-2 dynamic tree.
+TEST(LosslessTest, TwoHundredPromptsEqualGreedyDecoding) {
+  testing::TinyConfig c;
+  c.seed = 21;
+  c.dtype = DType::kQ4_1;
+  auto target = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(target.ok()) << target.status();
+  auto head = testing::MakeRandomEagleHead(**target, 77, false);
+  ASSERT_TRUE(head.ok()) << head.status();
+  std::mt19937_64 rng(2024);
+  int identical = 0;
+  int64_t steps = 0, tokens = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::vector<int32_t> prompt(1 + rng() % 40);
+    for (auto& t : prompt) t = static_cast<int32_t>(rng() % c.vocab);
+    GenerateOptions o;
+    o.max_tokens = 16 + static_cast<int>(rng() % 32);
+    o.ignore_eos = true;
+    auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
+    ASSERT_TRUE(vanilla.ok());
+    TreeOptions to;
+    SpeculativeStats stats;
+    absl::StatusOr<GenerateResult> spec;
+    if (i % 4 == 3) {
+      EagleDrafter drafter(head->get(), 512);
+      to.mode = TreeMode::kDynamic;
+      to.depth = 4;
+      to.top_k = 4;
+      to.total_tokens = 16;
+      spec = GenerateSpeculative(**target, drafter, prompt, o, to, nullptr, &stats);
+    } else {
+      CountingOracle oracle(vanilla->token_ids, c.vocab, 1000 + i);
+      to.mode = TreeMode::kChain;
+      to.depth = 1 + i % 7;
+      spec = GenerateSpeculative(**target, oracle, prompt, o, to, nullptr, &stats);
+    }
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    identical += spec->token_ids == vanilla->token_ids;
+    EXPECT_EQ(spec->token_ids, vanilla->token_ids) << "prompt " << i;
+    steps += stats.steps;
+    tokens += static_cast<int64_t>(spec->token_ids.size());
+  }
+  EXPECT_EQ(identical, 200);
+  std::printf("200 prompts: %d identical, %lld tokens in %lld steps\n", identical,
+              static_cast<long long>(tokens), static_cast<long long>(steps));
+  EXPECT_LT(steps, tokens * 3 / 4) << "the oracle's drafts should be accepted often";
+}
+
 }  // namespace
 }  // namespace eagle
 
