@@ -1,5 +1,9 @@
 // The verifier engine on a tiny random model: sessions, continuous batching, admission control
 // and the protocol's error cases.
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "common/generate.h"
@@ -277,6 +281,162 @@ TEST(VerifierEngineTest, SessionLimit) {
   EXPECT_EQ(e.Open(p).get().status().code(), absl::StatusCode::kResourceExhausted);
   e.Close(a->session_id);
   EXPECT_TRUE(e.Open(p).get().ok());
+}
+
+// A fuzzer of the session protocol (reliability test R15's action-sequence target, run as a
+// seeded test): random interleavings of opens (valid and mutated: empty or huge prompts, ids out
+// of range, NaN or out-of-range sampling parameters, bad lengths and layers), verifies (valid
+// trees and mutated ones: wrong root, bad or cyclic parents, mismatched sizes, bad ids, too many
+// nodes, wrong steps, unknown sessions), several in flight at once, and closes (of live, closed
+// and unknown sessions). Every result must carry a documented code, an OK verify must return
+// in-range tokens; afterwards nothing is held and a fresh session still equals vanilla decoding.
+TEST(VerifierEngineTest, RandomActionSequencesGetDocumentedCodesAndReleaseEverything) {
+  auto m = Tiny();
+  const int vocab = m->config().vocab_size;
+  EngineOptions eo;
+  eo.max_sessions = 6;
+  eo.max_tree_nodes = 24;
+  eo.kv_budget_bytes = 400000;
+  Engine e(m.get(), eo);
+  std::mt19937_64 rng(99);
+  auto pick = [&](int n) { return static_cast<int>(rng() % n); };
+  const std::set<absl::StatusCode> documented = {
+      absl::StatusCode::kOk,         absl::StatusCode::kInvalidArgument,
+      absl::StatusCode::kNotFound,   absl::StatusCode::kFailedPrecondition,
+      absl::StatusCode::kOutOfRange, absl::StatusCode::kResourceExhausted};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Live {
+    uint64_t id;
+    int64_t step;
+    int32_t root;
+  };
+  std::vector<Live> live;
+  std::map<absl::StatusCode, int> seen;
+  auto check = [&](const absl::Status& s, const char* what) {
+    ++seen[s.code()];
+    EXPECT_TRUE(documented.count(s.code())) << what << ": " << s;
+  };
+  auto random_tree = [&](int32_t root) {
+    DraftTree t;
+    const int n = 1 + pick(pick(5) == 0 ? 40 : 12);
+    t.tokens = {root};
+    t.parents = {-1};
+    for (int i = 1; i < n; ++i) {
+      t.tokens.push_back(pick(vocab));
+      t.parents.push_back(pick(i));
+    }
+    switch (pick(10)) {
+      case 0:
+        t.tokens[0] = (root + 1) % vocab;
+        break;
+      case 1:
+        t.parents[pick(n)] = n + pick(3);
+        break;
+      case 2:
+        if (n > 1) t.parents[1 + pick(n - 1)] = -1 - pick(3);
+        break;
+      case 3:
+        t.parents.pop_back();
+        break;
+      case 4:
+        t.tokens[pick(n)] = pick(2) ? vocab + pick(1000) : -1 - pick(1000);
+        break;
+      case 5:
+        t = DraftTree();
+        break;
+      default:
+        break;  // valid
+    }
+    return t;
+  };
+  for (int action = 0; action < 3000; ++action) {
+    const int kind = pick(10);
+    if (kind < 3) {  // open
+      OpenParams p;
+      p.prompt = Prompt(1 + pick(30), action);
+      p.max_tokens = 1 + pick(40);
+      if (pick(2)) {
+        p.sampling.temperature = 0.8f;
+        p.sampling.seed = action;
+      }
+      switch (pick(12)) {
+        case 0:
+          p.prompt.clear();
+          break;
+        case 1:
+          p.prompt[pick(p.prompt.size())] = pick(2) ? vocab : -7;
+          break;
+        case 2:
+          p.sampling.temperature = pick(2) ? nan : -2.0f;
+          break;
+        case 3:
+          p.sampling.top_p = pick(2) ? nan : 1.5f;
+          break;
+        case 4:
+          p.sampling.top_k = -3;
+          break;
+        case 5:
+          p.max_tokens = pick(2) ? -1 : 1 << 30;
+          break;
+        case 6:
+          p.feature_layers = {pick(2) ? -1 : 999};
+          break;
+        case 7:
+          p.prompt.assign(5000, 3);
+          break;
+        default:
+          break;
+      }
+      uint64_t id = 0;
+      auto r = e.Open(p, &id).get();
+      check(r.status(), "open");
+      if (r.ok()) {
+        EXPECT_GE(r->first_token, 0);
+        EXPECT_LT(r->first_token, vocab);
+        live.push_back({r->session_id, 0, r->first_token});
+      }
+    } else if (kind < 8 && !live.empty()) {  // verifies, up to three sessions at once
+      std::vector<std::pair<size_t, std::future<absl::StatusOr<VerifyOutput>>>> inflight;
+      std::set<size_t> used;
+      for (int k = 0, n = 1 + pick(3); k < n; ++k) {
+        const size_t i = pick(live.size());
+        if (!used.insert(i).second) continue;
+        int64_t step = live[i].step;
+        if (pick(12) == 0) step += pick(2) ? 1 : -1;
+        if (pick(40) == 0) step = std::numeric_limits<int64_t>::max();
+        inflight.emplace_back(i, e.Verify(live[i].id, step, random_tree(live[i].root)));
+      }
+      for (auto& [i, f] : inflight) {
+        auto r = f.get();
+        check(r.status(), "verify");
+        if (!r.ok()) continue;
+        for (int32_t t : r->accepted_tokens) EXPECT_TRUE(t >= 0 && t < vocab);
+        EXPECT_TRUE(r->next_token >= 0 && r->next_token < vocab);
+        live[i].root = r->next_token;
+        ++live[i].step;
+      }
+    } else if (kind == 8) {  // a verify for a session that is not (or no longer) open
+      DraftTree t{{1, 2}, {-1, 0}};
+      check(e.Verify(pick(2) ? 0 : 1000000 + pick(1000), 0, t).get().status(), "verify unknown");
+    } else if (!live.empty()) {  // close (sometimes twice)
+      const size_t i = pick(live.size());
+      e.Close(live[i].id);
+      if (pick(2)) e.Close(live[i].id);
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  for (const Live& l : live) e.Close(l.id);
+  EXPECT_EQ(e.stats().active_sessions, 0);
+  EXPECT_EQ(e.stats().kv_bytes, 0);
+  for (const auto& [code, n] : seen) {
+    std::printf("%s: %d\n", absl::StatusCodeToString(code).c_str(), n);
+  }
+  EXPECT_GT(seen[absl::StatusCode::kOk], 500);
+  EXPECT_GT(seen[absl::StatusCode::kInvalidArgument], 200);
+  // The engine is unharmed.
+  const auto prompt = Prompt(7, 3);
+  const auto truth = Vanilla(*m, prompt, 20);
+  EXPECT_EQ(Drive(e, prompt, truth, 20), truth);
 }
 
 }  // namespace
