@@ -16,6 +16,14 @@
 namespace eagle {
 namespace {
 
+// Entry i of an int64 d2t tensor. Safetensors data offsets need not be 8-byte aligned, so the
+// value is copied out rather than loaded through an int64_t pointer.
+int64_t D2tOffset(const TensorRef& d2t, int64_t i) {
+  int64_t v;
+  std::memcpy(&v, d2t.data + i * sizeof(int64_t), sizeof v);
+  return v;
+}
+
 namespace fs = std::filesystem;
 
 }  // namespace
@@ -176,9 +184,8 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
       if (d2t->dtype != DType::kI64 || d2t->numel() != vd) {
         return absl::InvalidArgumentError("d2t must be int64 [draft_vocab_size]");
       }
-      const auto* off = reinterpret_cast<const int64_t*>(d2t->data);
       for (int i = 0; i < vd; ++i) {
-        const int64_t id = i + off[i];
+        const int64_t id = i + D2tOffset(*d2t, i);
         if (id < 0 || id >= tc.vocab_size || (i > 0 && id <= ids[i - 1])) {
           return absl::InvalidArgumentError("d2t must map to increasing target ids");
         }
@@ -199,9 +206,8 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
       return absl::InvalidArgumentError("d2t must be a 1-D int64 tensor");
     }
     std::vector<int32_t> ids(d2t->dims[0]);
-    const auto* off = reinterpret_cast<const int64_t*>(d2t->data);
     for (size_t i = 0; i < ids.size(); ++i) {
-      const int64_t id = static_cast<int64_t>(i) + off[i];
+      const int64_t id = static_cast<int64_t>(i) + D2tOffset(*d2t, static_cast<int64_t>(i));
       if (id < 0 || id >= tc.vocab_size)
         return absl::InvalidArgumentError("d2t maps outside the vocabulary");
       ids[i] = static_cast<int32_t>(id);

@@ -67,8 +67,10 @@ absl::StatusOr<long> ScanRecords(FILE* f, const std::string& path, TrainDataInfo
       r.features.resize(tokens * hidden);
       std::memcpy(r.features.data(), payload.data() + tokens * 4, r.features.size() * 2);
       r.layer_features.resize(tokens * (row - hidden));
-      std::memcpy(r.layer_features.data(), payload.data() + tokens * 4 + r.features.size() * 2,
-                  r.layer_features.size() * 2);
+      if (!r.layer_features.empty()) {  // memcpy from/to null is undefined even for 0 bytes
+        std::memcpy(r.layer_features.data(), payload.data() + tokens * 4 + r.features.size() * 2,
+                    r.layer_features.size() * 2);
+      }
       out->push_back(std::move(r));
     }
     good = std::ftell(f);
@@ -137,7 +139,7 @@ absl::StatusOr<std::unique_ptr<TrainDataWriter>> TrainDataWriter::Open(const std
   std::vector<uint32_t> ids(layers.begin(), layers.end());
   std::fwrite(kMagic, 1, 8, f);
   std::fwrite(meta, 4, 4, f);
-  std::fwrite(ids.data(), 4, ids.size(), f);
+  if (!ids.empty()) std::fwrite(ids.data(), 4, ids.size(), f);
   if (std::fflush(f) != 0) {
     std::fclose(f);
     return absl::InternalError(absl::StrCat(path, ": cannot write the header"));

@@ -90,9 +90,11 @@ absl::StatusOr<std::vector<float>> UnpackFeatures(const v1::Features& f, int64_t
     std::memcpy(out.data(), f.data().data(), n * sizeof(float));
     return out;
   }
-  const auto* src = reinterpret_cast<const uint16_t*>(f.data().data());
+  const char* src = f.data().data();
   for (int64_t i = 0; i < n; ++i) {
-    out[i] = f.dtype() == v1::Features::F16 ? HalfToFloat(src[i]) : Bf16ToFloat(src[i]);
+    uint16_t h;  // the bytes field's buffer carries no alignment promise
+    std::memcpy(&h, src + 2 * i, sizeof h);
+    out[i] = f.dtype() == v1::Features::F16 ? HalfToFloat(h) : Bf16ToFloat(h);
   }
   return out;
 }
