@@ -16,7 +16,7 @@ n1=${1:-11515}
 e1=${2:-7}
 ttt=${3:-2}
 later=("${@:4}")
-if ((${#later[@]} == 0)); then later=(22000:2:3e-4 28000:2:2e-4); fi
+if ((${#later[@]} == 0)); then later=(22000:2:3e-4 28000:2:2e-4 40000:2:1.5e-4); fi
 if [[ "${later[*]}" == none ]]; then later=(); fi
 out=heads/smollm2-135m-eagle
 bash scripts/install_deps.sh

@@ -22,10 +22,10 @@ enum class TreeMode { kChain, kStatic, kDynamic };
 
 // Defaults chosen by measurement on the 2-core development VM with the shipped SmolLM2 head
 // (eagle-spec-bench, 20 held-out prompts x 128 tokens): chains of depth 3 run at 0.92-1.21x of
-// plain decoding (tau 2.14), ahead of dynamic trees (top-k 4, 12 nodes: 0.78x, tau 2.75), static
-// trees (0.44x, tau 2.91) and EAGLE-2's 60-node tree (0.19-0.24x, tau 3.49): on a CPU a tree's
-// verification costs more than its extra accepted tokens bring (a forward over 4 rows costs 1.45x
-// one row, over 64 rows ~17x).
+// plain decoding (tau 2.16), ahead of dynamic trees (top-k 4, 12 nodes: 0.76-0.78x, tau 2.81),
+// static trees (0.44x, tau 2.99) and EAGLE-2's 60-node tree (0.19-0.25x, tau 3.56): on a CPU a
+// tree's verification costs more than its extra accepted tokens bring (a forward over 4 rows
+// costs 1.45x one row, over 64 rows ~17x).
 struct TreeOptions {
   TreeMode mode = TreeMode::kChain;
   int depth = 3;          // chain length; dynamic: expansion levels after the first
