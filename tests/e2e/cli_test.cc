@@ -13,20 +13,8 @@
 
 namespace {
 
-struct RunResult {
-  int code;
-  std::string out;
-};
-
-RunResult Exec(const std::string& args) {
-  const std::string cmd = std::string(EAGLE_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+eagle::testing::CommandResult Exec(const std::string& args) {
+  return eagle::testing::RunCommand(std::string(EAGLE_CLI) + " " + args);
 }
 
 class CliTest : public ::testing::Test {
@@ -37,7 +25,7 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, GenerateJsonStreamsTokensThenSummary) {
-  RunResult r = Exec("generate --prompt 'What is 2+2?' --chat --max-tokens 12 --json");
+  auto r = Exec("generate --prompt 'What is 2+2?' --chat --max-tokens 12 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
   ASSERT_GE(lines.size(), 2u);
@@ -60,7 +48,7 @@ TEST_F(CliTest, GenerateIsReproducibleWithSeed) {
   const std::string args =
       "generate --prompt 'Tell me a story.' --chat --max-tokens 16 --temperature 0.8 "
       "--top-p 0.9 --top-k 40 --seed 123 --json";
-  RunResult a = Exec(args), b = Exec(args);
+  auto a = Exec(args), b = Exec(args);
   ASSERT_EQ(a.code, 0) << a.out;
   std::vector<std::string> out_a = absl::StrSplit(a.out, '\n', absl::SkipEmpty());
   std::vector<std::string> out_b = absl::StrSplit(b.out, '\n', absl::SkipEmpty());
@@ -70,13 +58,13 @@ TEST_F(CliTest, GenerateIsReproducibleWithSeed) {
 }
 
 TEST_F(CliTest, TextModePrintsSummary) {
-  RunResult r = Exec("generate --prompt 'Hello' --max-tokens 8");
+  auto r = Exec("generate --prompt 'Hello' --max-tokens 8");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "tok/s")) << r.out;
 }
 
 TEST_F(CliTest, ScorePrintsTopK) {
-  RunResult r = Exec("score --prompt 'The capital of France is' --top-k 3 --json");
+  auto r = Exec("score --prompt 'The capital of France is' --top-k 3 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
   ASSERT_GE(lines.size(), 3u);
@@ -85,7 +73,7 @@ TEST_F(CliTest, ScorePrintsTopK) {
 }
 
 TEST_F(CliTest, BadInputGivesCleanErrors) {
-  RunResult r = Exec("generate --model /nonexistent.gguf --prompt hi");
+  auto r = Exec("generate --model /nonexistent.gguf --prompt hi");
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(absl::StrContains(r.out, "/nonexistent.gguf")) << r.out;
   r = Exec("generate --prompt hi --temperature -3");
@@ -108,9 +96,9 @@ TEST_F(CliTest, SpeculativeOutputEqualsVanilla) {
   const std::string dir = eagle::testing::TempDir();
   ASSERT_TRUE(eagle::testing::WriteEagleHeadDir(dir, 576, 1536, 9, 3, 49152, true, 7).ok());
   for (const char* tree : {"chain", "static", "dynamic"}) {
-    RunResult r = Exec(std::string("generate --prompt 'Name three colors.' --chat --max-tokens 32 "
-                                   "--ignore-eos --json --compare-vanilla --draft ") +
-                       dir + " --tree " + tree + " --depth 4");
+    auto r = Exec(std::string("generate --prompt 'Name three colors.' --chat --max-tokens 32 "
+                              "--ignore-eos --json --compare-vanilla --draft ") +
+                  dir + " --tree " + tree + " --depth 4");
     ASSERT_EQ(r.code, 0) << r.out;
     std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
     auto last = nlohmann::json::parse(lines.back());
@@ -118,7 +106,7 @@ TEST_F(CliTest, SpeculativeOutputEqualsVanilla) {
     EXPECT_EQ(last["token_ids"].size(), 32u);
     EXPECT_GE(last["speculative"]["tau"].get<double>(), 1.0);
   }
-  RunResult bad = Exec("generate --prompt hi --draft /nonexistent");
+  auto bad = Exec("generate --prompt hi --draft /nonexistent");
   EXPECT_EQ(bad.code, 1);
   EXPECT_TRUE(absl::StrContains(bad.out, "/nonexistent")) << bad.out;
   bad = Exec("generate --prompt hi --draft " + dir + " --tree banana");

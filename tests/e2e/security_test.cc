@@ -6,7 +6,6 @@
 #include "common/rpc/security.h"
 
 #include <grpcpp/grpcpp.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -270,14 +269,8 @@ TEST_F(SecurityTest, BadSecurityFlagsStopTheServicesWithAPreciseError) {
 
 // Runs eagle-cli with `args`; returns its exit code and output (stdout and stderr).
 std::pair<int, std::string> Cli(const std::string& args) {
-  const std::string cmd = absl::StrCat(EAGLE_CLI, " ", args, " 2>&1");
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const int status = pclose(f);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  auto r = testing::RunCommand(absl::StrCat(EAGLE_CLI, " ", args));
+  return {r.code, r.out};
 }
 
 TEST_F(SecurityTest, TheCliTalksTlsAndTokens) {

@@ -1,8 +1,10 @@
 #include "tests/testing/tiny_llama.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -548,6 +550,17 @@ std::string TempDir() {
       (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/eagle_test_XXXXXX";
   char* p = mkdtemp(tmpl.data());
   return p ? std::string(p) : std::string("/tmp");
+}
+
+CommandResult RunCommand(const std::string& command) {
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 }  // namespace eagle::testing

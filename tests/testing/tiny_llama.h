@@ -96,6 +96,13 @@ std::vector<float> RandomNormal(int64_t n, uint64_t seed, float scale = 1.0f);
 // A fresh temporary directory for one test.
 std::string TempDir();
 
+// Runs `command` with the shell, stderr merged into stdout.
+struct CommandResult {
+  int code;  // exit status, or -1 if it did not exit normally
+  std::string out;
+};
+CommandResult RunCommand(const std::string& command);
+
 }  // namespace eagle::testing
 
 #endif  // EAGLE_TESTS_TESTING_TINY_LLAMA_H_
