@@ -8,6 +8,8 @@
 // Start the services first (scripts/bench_services.sh does it all).
 //   eagle-service-bench --server ADDR --verifier ADDR --drafter-admin PORT [--limit N]
 //                       [--max-tokens N] [--concurrency N] [--threads N] [--report FILE]
+//                       [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name N]]
+//                       [--token-file F]   (secured services: as eagle-cli's flags)
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <omp.h>
@@ -26,6 +28,7 @@
 #include "common/generate.h"
 #include "common/prompt.h"
 #include "common/rpc/convert.h"
+#include "common/rpc/security.h"
 #include "common/timing.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
@@ -55,9 +58,11 @@ struct Run {
 };
 
 template <typename Stub>
-std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req, bool* ok,
+std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req,
+                          const rpc::ClientCredentials& creds, bool* ok,
                           double* first_token = nullptr) {
   grpc::ClientContext ctx;
+  creds.Attach(&ctx);
   const auto t0 = Clock::now();
   auto reader = stub->Generate(&ctx, req);
   std::vector<int32_t> ids;
@@ -77,14 +82,14 @@ std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req, bool* ok,
 // Sequential (concurrency 1) or concurrent over the prompts; every prompt once.
 template <typename MakeStub>
 Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, int concurrency,
-          bool* ok) {
+          const rpc::ClientCredentials& creds, bool* ok) {
   Run r;
   r.outputs.resize(reqs.size());
   if (concurrency <= 1) {
     auto stub = make();
     for (size_t i = 0; i < reqs.size(); ++i) {
       const auto t0 = Clock::now();
-      r.outputs[i] = Call(stub.get(), reqs[i], ok, &r.first_token_seconds);
+      r.outputs[i] = Call(stub.get(), reqs[i], creds, ok, &r.first_token_seconds);
       r.seconds += SecondsSince(t0);
       r.tokens += static_cast<double>(r.outputs[i].size());
     }
@@ -97,7 +102,7 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
     threads.emplace_back([&] {
       auto stub = make();
       for (size_t i = next++; i < reqs.size(); i = next++)
-        r.outputs[i] = Call(stub.get(), reqs[i], ok);
+        r.outputs[i] = Call(stub.get(), reqs[i], creds, ok);
     });
   }
   for (auto& t : threads) t.join();
@@ -117,7 +122,12 @@ int Main(int argc, char** argv) {
                                           {"--max-tokens", "64"},
                                           {"--concurrency", "8"},
                                           {"--threads", "0"},
-                                          {"--report", ""}};
+                                          {"--report", ""},
+                                          {"--tls-ca", ""},
+                                          {"--tls-cert", ""},
+                                          {"--tls-key", ""},
+                                          {"--tls-server-name", ""},
+                                          {"--token-file", ""}};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!a.count(argv[i])) {
       std::fprintf(stderr, "unknown flag %s (see the source header)\n", argv[i]);
@@ -190,28 +200,28 @@ int Main(int argc, char** argv) {
   }
   std::fprintf(stderr, "in-process runs done\n");
   bool ok = true;
-  auto drafter = [&] {
-    return v1::Drafter::NewStub(grpc::CreateCustomChannel(
-        a["--server"], grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
-  };
-  auto verifier = [&] {
-    return v1::Verifier::NewStub(grpc::CreateCustomChannel(
-        a["--verifier"], grpc::InsecureChannelCredentials(), rpc::ClientChannelArgs()));
-  };
+  auto creds = rpc::ClientCredentials::Make(
+      {a["--tls-ca"], a["--tls-cert"], a["--tls-key"], a["--tls-server-name"], a["--token-file"]});
+  if (!creds.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(creds.status().message()).c_str());
+    return 2;
+  }
+  auto drafter = [&] { return v1::Drafter::NewStub(creds->Channel(a["--server"])); };
+  auto verifier = [&] { return v1::Verifier::NewStub(creds->Channel(a["--verifier"])); };
   const int admin = std::stoi(a["--drafter-admin"]);
-  Serve(drafter, std::vector<v1::GenerateRequest>(reqs.begin(), reqs.begin() + 1), 1, &ok);
+  Serve(drafter, std::vector<v1::GenerateRequest>(reqs.begin(), reqs.begin() + 1), 1, *creds, &ok);
   const double sent0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}");
   const double recv0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}");
   const double steps0 = Scrape(admin, "eagle_drafter_steps_total");
-  Run remote1 = Serve(drafter, reqs, 1, &ok);
+  Run remote1 = Serve(drafter, reqs, 1, *creds, &ok);
   const double sent =
       Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}") - sent0;
   const double recv =
       Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}") - recv0;
   const double steps = Scrape(admin, "eagle_drafter_steps_total") - steps0;
-  Run remoteN = Serve(drafter, reqs, concurrency, &ok);
-  Run plain1 = Serve(verifier, reqs, 1, &ok);
-  Run plainN = Serve(verifier, reqs, concurrency, &ok);
+  Run remoteN = Serve(drafter, reqs, concurrency, *creds, &ok);
+  Run plain1 = Serve(verifier, reqs, 1, *creds, &ok);
+  Run plainN = Serve(verifier, reqs, concurrency, *creds, &ok);
   if (!ok) return 1;
   int identical = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
