@@ -8,7 +8,7 @@ namespace eagle::drafter {
 GrpcVerifierSession::GrpcVerifierSession(v1::Verifier::Stub* stub,
                                          const grpc::ServerContext* parent, std::string request_id,
                                          v1::Features::DType dtype,
-                                         const rpc::ClientCredentials* credentials)
+                                         const rpc::ClientCredentials& credentials)
     : stub_(stub),
       parent_(parent),
       credentials_(credentials),
@@ -48,7 +48,7 @@ absl::StatusOr<VerifierSession::Opened> GrpcVerifierSession::Open(
   ctx_ = parent_ != nullptr ? grpc::ClientContext::FromServerContext(*parent_)
                             : std::make_unique<grpc::ClientContext>();
   ctx_->AddMetadata("x-request-id", request_id_);
-  if (credentials_ != nullptr) credentials_->Attach(ctx_.get());
+  credentials_.Attach(ctx_.get());
   stream_ = stub_->Session(ctx_.get());
   finished_ = false;
   width_ = width;

@@ -17,10 +17,10 @@ namespace eagle::drafter {
 class GrpcVerifierSession final : public VerifierSession {
  public:
   // `parent` (may be null) is the client's call on the drafter.
-  // `credentials` (may be null) adds the verifier's bearer token to the stream.
+  // `credentials` adds the verifier's bearer token (if any) to the stream; it must outlive this.
   GrpcVerifierSession(v1::Verifier::Stub* stub, const grpc::ServerContext* parent,
                       std::string request_id, v1::Features::DType dtype,
-                      const rpc::ClientCredentials* credentials = nullptr);
+                      const rpc::ClientCredentials& credentials);
   ~GrpcVerifierSession() override;
 
   absl::StatusOr<Opened> Open(std::span<const int32_t> prompt, std::span<const int32_t> resume,
@@ -38,7 +38,7 @@ class GrpcVerifierSession final : public VerifierSession {
 
   v1::Verifier::Stub* stub_;
   const grpc::ServerContext* parent_;
-  const rpc::ClientCredentials* credentials_;
+  const rpc::ClientCredentials& credentials_;
   std::string request_id_;
   v1::Features::DType dtype_;
   int64_t width_ = 0;

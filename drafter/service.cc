@@ -180,7 +180,7 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
   ro.on_step = [this](double d, double n, double v, int a) { metrics_->Step(d, n, v, a); };
   SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
     return std::make_unique<GrpcVerifierSession>(
-        stub_.get(), ctx, request_id, config_.feature_dtype, &config_.verifier_credentials);
+        stub_.get(), ctx, request_id, config_.feature_dtype, config_.verifier_credentials);
   };
   bool client_gone = false;
   const TokenCallback on_token = rpc::StreamTokens(writer, &client_gone);

@@ -140,12 +140,15 @@ VerifierService::VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::
       auth_(std::move(auth)),
       fingerprint_(engine->model().Fingerprint()) {}
 
+grpc::Status VerifierService::Authorize(const grpc::ServerContext& ctx, const char* rpc) {
+  grpc::Status a = auth_.Check(ctx);
+  if (!a.ok()) metrics_->Request(rpc, a);
+  return a;
+}
+
 grpc::Status VerifierService::ModelInfo(grpc::ServerContext* ctx, const v1::ModelInfoRequest*,
                                         v1::ModelInfoResponse* resp) {
-  if (grpc::Status a = auth_.Check(*ctx); !a.ok()) {
-    metrics_->Request("model_info", a);
-    return a;
-  }
+  if (grpc::Status a = Authorize(*ctx, "model_info"); !a.ok()) return a;
   const LlamaConfig& c = engine_->model().config();
   resp->set_architecture("llama");
   resp->set_vocab_size(c.vocab_size);
@@ -162,10 +165,7 @@ grpc::Status VerifierService::ModelInfo(grpc::ServerContext* ctx, const v1::Mode
 grpc::Status VerifierService::Session(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream) {
-  if (grpc::Status a = auth_.Check(*ctx); !a.ok()) {
-    metrics_->Request("session", a);
-    return a;
-  }
+  if (grpc::Status a = Authorize(*ctx, "session"); !a.ok()) return a;
   rpc::InFlight in_flight(in_flight_);
   int steps = 0;
   int64_t accepted = 0;
@@ -318,10 +318,7 @@ int VerifierService::ReapIdle(double seconds) {
 
 grpc::Status VerifierService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                        grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  if (grpc::Status a = auth_.Check(*ctx); !a.ok()) {
-    metrics_->Request("generate", a);
-    return a;
-  }
+  if (grpc::Status a = Authorize(*ctx, "generate"); !a.ok()) return a;
   rpc::InFlight in_flight(in_flight_);
   grpc::Status s = RunGenerate(ctx, req, writer);
   metrics_->Request("generate", s);

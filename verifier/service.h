@@ -74,6 +74,8 @@ class VerifierService final : public v1::Verifier::Service {
     VerifierService* service;
     uint64_t id;
   };
+  // auth_'s verdict on a call of `rpc`; a refusal is counted in the request metrics.
+  grpc::Status Authorize(const grpc::ServerContext& ctx, const char* rpc);
   grpc::Status RunSession(grpc::ServerContext* ctx,
                           grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream,
                           int* steps, int64_t* accepted);

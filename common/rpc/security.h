@@ -34,7 +34,6 @@ class TokenCheck {
  public:
   TokenCheck() = default;
   static absl::StatusOr<TokenCheck> FromFile(const std::string& path);
-  bool enabled() const { return !tokens_.empty(); }
   // OK, or UNAUTHENTICATED (missing header, not "Bearer ...", or unknown token). The comparison
   // takes the same time wherever the token differs.
   grpc::Status Check(const grpc::ServerContext& ctx) const;
