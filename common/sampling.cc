@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu/kernels.h"
 
 namespace eagle {
 
@@ -23,13 +24,7 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
   return absl::OkStatus();
 }
 
-int32_t Argmax(const float* logits, int n) {
-  int32_t best = 0;
-  for (int i = 1; i < n; ++i) {
-    if (logits[i] > logits[best]) best = i;
-  }
-  return best;
-}
+int32_t Argmax(const float* logits, int n) { return cpu::Argmax(logits, n); }
 
 Distribution ProcessLogits(const float* logits, int n, const SamplingParams& p) {
   Distribution d;

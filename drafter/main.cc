@@ -1,7 +1,6 @@
 // eagle-drafter: the client-facing service. Tokenizes, drafts with an EAGLE head and verifies
 // through an eagle-verifier over one gRPC channel. See drafter/README.md.
 #include <grpcpp/grpcpp.h>
-#include <omp.h>
 
 #include <chrono>
 #include <cstdio>
@@ -32,7 +31,13 @@ ABSL_FLAG(int, top_k, 4, "default dynamic-tree branching");
 ABSL_FLAG(int, total_tokens, 12, "default dynamic-tree size (root included)");
 ABSL_FLAG(std::string, feature_dtype, "f16", "features on the wire: f16 | bf16 | f32");
 ABSL_FLAG(std::string, precision, "auto", "draft head precision: auto | int16 | int8 | f32");
-ABSL_FLAG(int, threads, 1, "CPU threads per draft step");
+ABSL_FLAG(int, threads, 1,
+          "threads of the draft head's pool, shared by all sessions; a session's step runs on "
+          "its handler thread and uses the workers when no other session holds them (0 = every "
+          "CPU the process may use)");
+ABSL_FLAG(double, spin_us, 200,
+          "a pool worker's spin after its last chunk before it parks, microseconds");
+ABSL_FLAG(bool, pin_threads, false, "pin the pool's workers to CPUs of the affinity mask");
 ABSL_FLAG(double, connect_seconds, 60, "wait this long for the verifier at start");
 ABSL_FLAG(double, reconnect_seconds, 30, "resume window when the verifier goes away");
 ABSL_FLAG(int, max_generations, 256, "concurrent Generate calls at most");
@@ -52,12 +57,16 @@ namespace eagle::drafter {
 namespace {
 
 int Main(int argc, char** argv) {
-  rpc::BoundOpenMpSpinning(argv);
   absl::SetProgramUsageMessage("eagle-drafter [--verifier HOST:PORT] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   SetLogService("drafter");
   const sigset_t sigs = rpc::BlockTerminationSignals();
-  omp_set_num_threads(std::max(1, absl::GetFlag(FLAGS_threads)));
+  auto pool = cpu::ThreadPool::ForThreads(
+      absl::GetFlag(FLAGS_threads), absl::GetFlag(FLAGS_pin_threads), absl::GetFlag(FLAGS_spin_us));
+  if (!pool.ok()) {
+    std::fprintf(stderr, "error: --%s\n", std::string(pool.status().message()).c_str());
+    return 2;
+  }
 
   DrafterConfig cfg;
   const std::string dt = absl::GetFlag(FLAGS_feature_dtype);
@@ -112,6 +121,7 @@ int Main(int argc, char** argv) {
   }
   ModelOptions mo;
   mo.precision = *precision;
+  mo.pool = *pool;
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});

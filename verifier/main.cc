@@ -1,7 +1,5 @@
 // eagle-verifier: holds the target model and verifies the draft trees of many drafter sessions
 // in batched forward passes; also serves plain generation. See verifier/README.md.
-#include <omp.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -25,7 +23,14 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address (host:port; port
 ABSL_FLAG(std::string, admin, "127.0.0.1:9091",
           "admin HTTP address for Prometheus /metrics (empty = off)");
 ABSL_FLAG(std::string, precision, "auto", "auto | int16 | int8 | f32 (see eagle-cli --help)");
-ABSL_FLAG(int, threads, 0, "CPU threads for the forward passes (0 = all cores)");
+ABSL_FLAG(int, threads, 0,
+          "threads of the forward passes' pool, the engine thread included (0 = every CPU the "
+          "process may use)");
+ABSL_FLAG(double, spin_us, 200,
+          "a pool worker's spin after its last chunk before it parks, microseconds");
+ABSL_FLAG(bool, pin_threads, false,
+          "pin the pool's workers to CPUs of the affinity mask (leave off when other processes "
+          "share the cores)");
 ABSL_FLAG(int64_t, kv_budget_mb, 4096, "KV cache budget over all sessions, MiB");
 ABSL_FLAG(int, max_sessions, 256, "open sessions at most");
 ABSL_FLAG(int, max_tree_nodes, 256, "nodes per verified tree at most");
@@ -40,13 +45,17 @@ namespace eagle::verifier {
 namespace {
 
 int Main(int argc, char** argv) {
-  rpc::BoundOpenMpSpinning(argv);
   absl::SetProgramUsageMessage("eagle-verifier [--model PATH] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   SetLogService("verifier");
   // SIGTERM/SIGINT are handled by rpc::Serve (blocked here, before any thread starts).
   const sigset_t sigs = rpc::BlockTerminationSignals();
-  if (absl::GetFlag(FLAGS_threads) > 0) omp_set_num_threads(absl::GetFlag(FLAGS_threads));
+  auto pool = cpu::ThreadPool::ForThreads(
+      absl::GetFlag(FLAGS_threads), absl::GetFlag(FLAGS_pin_threads), absl::GetFlag(FLAGS_spin_us));
+  if (!pool.ok()) {
+    std::fprintf(stderr, "error: --%s\n", std::string(pool.status().message()).c_str());
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_max_batch_tokens) < 1 || absl::GetFlag(FLAGS_max_tree_nodes) < 1 ||
       absl::GetFlag(FLAGS_max_sessions) < 1 || absl::GetFlag(FLAGS_kv_budget_mb) < 1) {
     std::fprintf(stderr,
@@ -66,6 +75,7 @@ int Main(int argc, char** argv) {
   }
   ModelOptions mo;
   mo.precision = *precision;
+  mo.pool = *pool;
   const auto t0 = std::chrono::steady_clock::now();
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
@@ -76,6 +86,7 @@ int Main(int argc, char** argv) {
       "info", "model_loaded",
       {{"path", absl::GetFlag(FLAGS_model)},
        {"dtype", (*model)->dtype_summary()},
+       {"threads", mo.pool->Describe()},
        {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
 
   // Readiness only after a forward pass has worked (a failed warm-up exits, it never serves).

@@ -1,7 +1,5 @@
 #include "common/cpu/kernels.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -59,8 +57,8 @@ void DequantizeRow(const Matrix& w, int64_t r, float* out) {
    : ActiveIsa() == Isa::kAvx2 ? avx2::fn(__VA_ARGS__)   \
                                : scalar::fn(__VA_ARGS__))
 
-void MatMul(const Matrix& w, const float* x, int64_t t, float* y) {
-  EAGLE_DISPATCH(MatMul, w, x, t, y);
+void MatMul(const Matrix& w, const float* x, int64_t t, float* y, ThreadPool* pool) {
+  EAGLE_DISPATCH(MatMul, w, x, t, y, pool);
 }
 void RmsNorm(const float* x, const float* wt, float eps, int n, float* out) {
   EAGLE_DISPATCH(RmsNorm, x, wt, eps, n, out);
@@ -71,6 +69,7 @@ void SwiGlu(const float* g, const float* u, int n, float* out) {
 float Dot(const float* a, const float* b, int n) { return EAGLE_DISPATCH(Dot, a, b, n); }
 void Axpy(float a, const float* x, float* y, int n) { EAGLE_DISPATCH(Axpy, a, x, y, n); }
 float ExpShiftSum(float* x, int n, float max) { return EAGLE_DISPATCH(ExpShiftSum, x, n, max); }
+int32_t Argmax(const float* x, int n) { return EAGLE_DISPATCH(Argmax, x, n); }
 
 void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
@@ -106,13 +105,12 @@ void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, 
   }
 }
 
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, ThreadPool* pool) {
   const int64_t k_len = w.cols;
-#pragma omp parallel
-  {
-    std::vector<float> row(k_len);
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < w.rows; ++n) {
+  ParallelFor(pool, w.rows, GrainFor(pool, w.rows), [&](int64_t n0, int64_t n1) {
+    thread_local std::vector<float> row;
+    row.resize(k_len);
+    for (int64_t n = n0; n < n1; ++n) {
       DequantizeRowScalar(w.dtype, w.row(n), row.data(), k_len);
       for (int64_t t = 0; t < num_tokens; ++t) {
         const float* xt = x + t * k_len;
@@ -125,7 +123,7 @@ void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
         y[t * w.rows + n] = s;
       }
     }
-  }
+  });
 }
 
 void RmsNorm(const float* x, const float* weight, float eps, int n, float* out) {
@@ -147,6 +145,18 @@ float Dot(const float* a, const float* b, int n) {
 
 void Axpy(float a, const float* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
+int32_t Argmax(const float* x, int n) {
+  int32_t best = 0;
+  float top = x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] > top) {
+      top = x[i];
+      best = i;
+    }
+  }
+  return best;
 }
 
 float ExpShiftSum(float* x, int n, float max) {

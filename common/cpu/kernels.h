@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/cpu/thread_pool.h"
 #include "common/dtype.h"
 
 namespace eagle::cpu {
@@ -33,8 +34,9 @@ void SetIsaForTesting(Isa isa);
 std::string CpuFeatureString();
 
 // y[t, n] = sum_k x[t, k] * w[n, k] for t < num_tokens. x: [num_tokens, cols] f32 contiguous;
-// y: [num_tokens, rows] f32 contiguous. Multi-threaded over row tiles (OpenMP).
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
+// y: [num_tokens, rows] f32 contiguous. Row tiles run on `pool` (null: the calling thread).
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y,
+            ThreadPool* pool = nullptr);
 
 // Dequantizes row r of w into out[cols].
 void DequantizeRow(const Matrix& w, int64_t r, float* out);
@@ -48,6 +50,10 @@ float Dot(const float* a, const float* b, int n);
 void Axpy(float a, const float* x, float* y, int n);
 // x[i] = exp(x[i] - max); returns the sum (in a fixed order).
 float ExpShiftSum(float* x, int n, float max);
+// The first index of the largest of x[0..n) (n >= 1), NaNs skipped; 0 if x[0] is NaN. Exactly
+// `best = 0; for i: if (x[i] > x[best]) best = i`, in two vector passes (the maximum, then its
+// first index).
+int32_t Argmax(const float* x, int n);
 
 // `num_q` query heads that share one key/value head (grouped-query attention) attending over
 // cached slots: [0, n_prefix) followed by the `n_extra` slots listed in `extra` (increasing).
@@ -64,12 +70,13 @@ namespace scalar {
 void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
                  int n_extra, float scale, float* scores, float* out);
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, ThreadPool* pool);
 void RmsNorm(const float* x, const float* weight, float eps, int n, float* out);
 void SwiGlu(const float* gate, const float* up, int n, float* out);
 float Dot(const float* a, const float* b, int n);
 void Axpy(float a, const float* x, float* y, int n);
 float ExpShiftSum(float* x, int n, float max);
+int32_t Argmax(const float* x, int n);
 }  // namespace scalar
 
 namespace avx2 {
@@ -77,12 +84,13 @@ bool Supported();
 void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
                  int n_extra, float scale, float* scores, float* out);
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, ThreadPool* pool);
 void RmsNorm(const float* x, const float* weight, float eps, int n, float* out);
 void SwiGlu(const float* gate, const float* up, int n, float* out);
 float Dot(const float* a, const float* b, int n);
 void Axpy(float a, const float* x, float* y, int n);
 float ExpShiftSum(float* x, int n, float max);
+int32_t Argmax(const float* x, int n);
 }  // namespace avx2
 
 namespace avx512 {
@@ -90,12 +98,13 @@ bool Supported();
 void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
                  int n_extra, float scale, float* scores, float* out);
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y);
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, ThreadPool* pool);
 void RmsNorm(const float* x, const float* weight, float eps, int n, float* out);
 void SwiGlu(const float* gate, const float* up, int n, float* out);
 float Dot(const float* a, const float* b, int n);
 void Axpy(float a, const float* x, float* y, int n);
 float ExpShiftSum(float* x, int n, float max);
+int32_t Argmax(const float* x, int n);
 // GFLOP/s of one thread issuing independent FMAs (registers only): the compute roof.
 double FmaProbeGflops(int64_t iters);
 }  // namespace avx512

@@ -2,7 +2,6 @@
 // when the CPU has them). Same contracts as the AVX-512 kernels with 8-lane accumulators: per
 // output the operation sequence depends on that output alone (batch invariance).
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -133,15 +132,15 @@ void PanelRows(const float* const* w, const float* x, int64_t num_tokens, int64_
 // Every token count goes through f32 rows expanded by LoadBlock (or the scalar dequantizer for
 // other types), so one token alone and one among many see identical weights and FMA sequences.
 template <DType T>
-void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool native) {
+void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool native,
+             ThreadPool* pool) {
   constexpr int kRows = 4;
   const int64_t k_len = w.cols;
   const int64_t num_tiles = (w.rows + kRows - 1) / kRows;
-#pragma omp parallel
-  {
-    std::vector<float> buf(kRows * k_len);
-#pragma omp for schedule(static)
-    for (int64_t tile = 0; tile < num_tiles; ++tile) {
+  ParallelFor(pool, num_tiles, GrainFor(pool, num_tiles), [&](int64_t tile0, int64_t tile1) {
+    thread_local std::vector<float> buf;
+    buf.resize(kRows * k_len);
+    for (int64_t tile = tile0; tile < tile1; ++tile) {
       const int64_t n0 = tile * kRows;
       const int nr = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
       if (tile + 2 < num_tiles) {
@@ -171,7 +170,7 @@ void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool
           PanelRows<1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -182,18 +181,18 @@ bool Supported() {
          __builtin_cpu_supports("f16c");
 }
 
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, ThreadPool* pool) {
   switch (w.dtype) {
     case DType::kF32:
-      return MatMulT<DType::kF32>(w, x, num_tokens, y, true);
+      return MatMulT<DType::kF32>(w, x, num_tokens, y, true, pool);
     case DType::kQ4_0:
-      return MatMulT<DType::kQ4_0>(w, x, num_tokens, y, true);
+      return MatMulT<DType::kQ4_0>(w, x, num_tokens, y, true, pool);
     case DType::kQ4_1:
-      return MatMulT<DType::kQ4_1>(w, x, num_tokens, y, true);
+      return MatMulT<DType::kQ4_1>(w, x, num_tokens, y, true, pool);
     case DType::kQ8_0:
-      return MatMulT<DType::kQ8_0>(w, x, num_tokens, y, true);
+      return MatMulT<DType::kQ8_0>(w, x, num_tokens, y, true, pool);
     default:
-      return MatMulT<DType::kF32>(w, x, num_tokens, y, false);
+      return MatMulT<DType::kF32>(w, x, num_tokens, y, false, pool);
   }
 }
 
@@ -239,6 +238,31 @@ void Axpy(float a, const float* x, float* y, int n) {
     _mm256_maskstore_ps(
         y + i, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m)));
   }
+}
+
+int32_t Argmax(const float* x, int n) {
+  if (n < 16 || std::isnan(x[0])) return scalar::Argmax(x, n);
+  // As avx512::Argmax: the largest value (MAXPS keeps its second operand over a NaN first), then
+  // its first index.
+  __m256 acc = _mm256_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_max_ps(_mm256_loadu_ps(x + i), acc);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float top = lanes[0];
+  for (int l = 1; l < 8; ++l) top = lanes[l] > top ? lanes[l] : top;
+  for (; i < n; ++i) {
+    if (x[i] > top) top = x[i];
+  }
+  const __m256 t = _mm256_set1_ps(top);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), t, _CMP_EQ_OQ));
+    if (m != 0) return i + __builtin_ctz(static_cast<unsigned>(m));
+  }
+  for (; i < n; ++i) {
+    if (x[i] == top) return i;
+  }
+  return 0;
 }
 
 float ExpShiftSum(float* x, int n, float max) {

@@ -1,7 +1,6 @@
 // AVX-512 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mfma -mf16c; called only when
 // the CPU reports those features).
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -164,16 +163,16 @@ void ExpandRow(const uint8_t* row, int64_t k_len, float* out) {
 // `fused`: L can read the stored blocks directly (one-token path in registers); otherwise rows
 // are expanded to f32 by the scalar dequantizer first.
 template <class L>
-void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool fused) {
+void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool fused,
+             ThreadPool* pool) {
   const int64_t k_len = w.cols;
   const int64_t num_tiles = (w.rows + kRows - 1) / kRows;
   const bool is_f32 = w.dtype == DType::kF32;
   const bool use_fused = fused && num_tokens == 1;
-#pragma omp parallel
-  {
-    std::vector<float> buf(use_fused || is_f32 ? 0 : kRows * k_len);
-#pragma omp for schedule(static)
-    for (int64_t tile = 0; tile < num_tiles; ++tile) {
+  ParallelFor(pool, num_tiles, GrainFor(pool, num_tiles), [&](int64_t tile0, int64_t tile1) {
+    thread_local std::vector<float> buf;
+    if (!use_fused && !is_f32) buf.resize(kRows * k_len);
+    for (int64_t tile = tile0; tile < tile1; ++tile) {
       const int64_t n0 = tile * kRows;
       const int nr = static_cast<int>(std::min<int64_t>(kRows, w.rows - n0));
       if (use_fused) {
@@ -213,7 +212,7 @@ void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool
           PanelRows<1>(rows + r, x, num_tokens, k_len, y + n0 + r, w.rows);
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -225,18 +224,18 @@ bool Supported() {
          __builtin_cpu_supports("f16c");
 }
 
-void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y) {
+void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, ThreadPool* pool) {
   switch (w.dtype) {
     case DType::kF32:
-      return MatMulT<LoadF32>(w, x, num_tokens, y, true);
+      return MatMulT<LoadF32>(w, x, num_tokens, y, true, pool);
     case DType::kQ4_0:
-      return MatMulT<LoadQ4_0>(w, x, num_tokens, y, true);
+      return MatMulT<LoadQ4_0>(w, x, num_tokens, y, true, pool);
     case DType::kQ4_1:
-      return MatMulT<LoadQ4_1>(w, x, num_tokens, y, true);
+      return MatMulT<LoadQ4_1>(w, x, num_tokens, y, true, pool);
     case DType::kQ8_0:
-      return MatMulT<LoadQ8_0>(w, x, num_tokens, y, true);
+      return MatMulT<LoadQ8_0>(w, x, num_tokens, y, true, pool);
     default:
-      return MatMulT<LoadF32>(w, x, num_tokens, y, false);
+      return MatMulT<LoadF32>(w, x, num_tokens, y, false, pool);
   }
 }
 
@@ -441,6 +440,29 @@ void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, 
         break;
     }
   }
+}
+
+int32_t Argmax(const float* x, int n) {
+  if (n < 32 || std::isnan(x[0])) return scalar::Argmax(x, n);
+  // Pass 1: the largest value; MAXPS returns its second operand when the first is NaN, so NaNs
+  // never enter the accumulator (which starts at -inf, not NaN).
+  __m512 acc = _mm512_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_max_ps(_mm512_loadu_ps(x + i), acc);
+  float top = _mm512_reduce_max_ps(acc);
+  for (; i < n; ++i) {
+    if (x[i] > top) top = x[i];
+  }
+  // Pass 2: its first index (== holds for -0 and +0 alike, which > never separates either).
+  const __m512 t = _mm512_set1_ps(top);
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), t, _CMP_EQ_OQ);
+    if (m != 0) return i + __builtin_ctz(m);
+  }
+  for (; i < n; ++i) {
+    if (x[i] == top) return i;
+  }
+  return 0;
 }
 
 float ExpShiftSum(float* x, int n, float max) {

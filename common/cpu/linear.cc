@@ -46,19 +46,19 @@ int64_t Linear::bytes() const {
   return n;
 }
 
-void Linear::Apply(const float* x, int64_t num_tokens, float* y) const {
+void Linear::Apply(const float* x, int64_t num_tokens, float* y, ThreadPool* pool) const {
   if (packed_ != nullptr) {
     thread_local QuantizedActs acts;
-    QuantizeActs(x, num_tokens, cols(), activation_bits_, &acts);
-    QMatMul(*packed_, acts, y);
+    QuantizeActs(x, num_tokens, cols(), activation_bits_, &acts, pool);
+    QMatMul(*packed_, acts, y, pool);
     return;
   }
-  if (parts_.size() == 1) return MatMul(parts_[0], x, num_tokens, y);
+  if (parts_.size() == 1) return MatMul(parts_[0], x, num_tokens, y, pool);
   thread_local std::vector<float> part;
   int64_t offset = 0;
   for (const Matrix& m : parts_) {
     part.resize(num_tokens * m.rows);
-    MatMul(m, x, num_tokens, part.data());
+    MatMul(m, x, num_tokens, part.data(), pool);
     for (int64_t t = 0; t < num_tokens; ++t) {
       std::copy(part.begin() + t * m.rows, part.begin() + (t + 1) * m.rows, y + t * rows_ + offset);
     }

@@ -34,8 +34,8 @@ class Linear {
   // path they are packed together (one matmul, one activation quantization).
   static absl::StatusOr<Linear> CreateStacked(std::span<const Matrix> parts, Precision precision);
 
-  // y[T, rows] = x[T, cols] . W^T
-  void Apply(const float* x, int64_t num_tokens, float* y) const;
+  // y[T, rows] = x[T, cols] . W^T, on `pool` (null: the calling thread).
+  void Apply(const float* x, int64_t num_tokens, float* y, ThreadPool* pool = nullptr) const;
   bool packed() const { return packed_ != nullptr; }
   // The first (or only) stacked matrix.
   const Matrix& raw() const { return parts_[0]; }

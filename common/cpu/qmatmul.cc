@@ -148,13 +148,14 @@ void PackedMatrix::DequantizeRow(int64_t r, float* out) const {
 
 bool QMatMulAccelerated() { return ActiveIsa() == Isa::kAvx512 && avx512::VnniSupported(); }
 
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out) {
-  if (QMatMulAccelerated()) return avx512::QuantizeActs(x, tokens, cols, bits, out);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
+                  ThreadPool* pool) {
+  if (QMatMulAccelerated()) return avx512::QuantizeActs(x, tokens, cols, bits, out, pool);
   scalar::QuantizeActs(x, tokens, cols, bits, out);
 }
 
-void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
-  if (QMatMulAccelerated()) return avx512::QMatMul(w, x, y);
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool) {
+  if (QMatMulAccelerated()) return avx512::QMatMul(w, x, y, pool);
   scalar::QMatMul(w, x, y);
 }
 

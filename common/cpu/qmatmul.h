@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/cpu/kernels.h"
+#include "common/cpu/thread_pool.h"
 
 namespace eagle::cpu {
 
@@ -69,10 +70,13 @@ struct QuantizedActs {
   std::vector<float> d;    // [tokens, cols / 32] scale
   std::vector<float> s;    // [tokens, cols / 32] d * sum(q) of the block
 };
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out);
+// Rows run on `pool` (null: the calling thread).
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
+                  ThreadPool* pool = nullptr);
 
-// y[t, n] = sum_k x[t, k] * w[n, k] with quantized activations. Multi-threaded over row groups.
-void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
+// y[t, n] = sum_k x[t, k] * w[n, k] with quantized activations. Groups of 16 rows run on `pool`
+// (null: the calling thread).
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
 
 // True where the AVX-512 VNNI kernel runs (else the scalar reference does).
 bool QMatMulAccelerated();
@@ -85,8 +89,9 @@ namespace avx512 {
 bool VnniSupported();
 // GMAC/s of one thread issuing independent vpdpbusd (registers only): the int8 compute roof.
 double DpbusdProbeGmacs(int64_t iters);
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out);
-void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y);
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
+                  ThreadPool* pool = nullptr);
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
 }  // namespace avx512
 
 }  // namespace eagle::cpu

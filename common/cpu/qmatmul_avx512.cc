@@ -1,7 +1,6 @@
 // AVX-512 VNNI int8 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mf16c;
 // called only when the CPU has them). Operation for operation the same as scalar::QMatMul.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -135,7 +134,8 @@ bool VnniSupported() {
   return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
 }
 
-void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out) {
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
+                  ThreadPool* pool) {
   const int64_t nb = cols / 32;
   const bool wide = bits == 15;
   const int qmax = wide ? 16383 : 127;
@@ -149,56 +149,63 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
   out->s.resize(tokens * nb);
   const __m512i lim = _mm512_set1_epi32(qmax), nlim = _mm512_set1_epi32(-qmax);
   const __m512i low7 = _mm512_set1_epi32(127);
-#pragma omp parallel for schedule(static) if (tokens >= 4)
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* v = x + t * cols + b * 32;
-      const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      const float d = amax / static_cast<float>(qmax);
-      const float id = d != 0.0f ? 1.0f / d : 0.0f;
-      const __m512 vid = _mm512_set1_ps(id);
-      // cvtps rounds to nearest even (default MXCSR), like nearbyint.
-      __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
-      __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
-      q0 = _mm512_max_epi32(_mm512_min_epi32(q0, lim), nlim);
-      q1 = _mm512_max_epi32(_mm512_min_epi32(q1, lim), nlim);
-      const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-      const int64_t at = t * cols + b * 32;
-      if (wide) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + at),
-                            _mm512_cvtepi32_epi16(q0));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + at + 16),
-                            _mm512_cvtepi32_epi16(q1));
-        const __m512i h0 = _mm512_srai_epi32(q0, 7), h1 = _mm512_srai_epi32(q1, 7);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at), _mm512_cvtepi32_epi8(h0));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at + 16),
-                         _mm512_cvtepi32_epi8(h1));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->ql.data() + at),
-                         _mm512_cvtepi32_epi8(_mm512_and_si512(q0, low7)));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->ql.data() + at + 16),
-                         _mm512_cvtepi32_epi8(_mm512_and_si512(q1, low7)));
-      } else {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at + 16),
-                         _mm512_cvtepi32_epi8(q1));
+  // Rows are cheap: spread them only when there are enough to pay for a hand-off.
+  ThreadPool* rows_pool = tokens >= 4 ? pool : nullptr;
+  ParallelFor(rows_pool, tokens, GrainFor(rows_pool, tokens, 2), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* v = x + t * cols + b * 32;
+        const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+        const float amax =
+            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float d = amax / static_cast<float>(qmax);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        // cvtps rounds to nearest even (default MXCSR), like nearbyint.
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        q0 = _mm512_max_epi32(_mm512_min_epi32(q0, lim), nlim);
+        q1 = _mm512_max_epi32(_mm512_min_epi32(q1, lim), nlim);
+        const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        const int64_t at = t * cols + b * 32;
+        if (wide) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + at),
+                              _mm512_cvtepi32_epi16(q0));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + at + 16),
+                              _mm512_cvtepi32_epi16(q1));
+          const __m512i h0 = _mm512_srai_epi32(q0, 7), h1 = _mm512_srai_epi32(q1, 7);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at),
+                           _mm512_cvtepi32_epi8(h0));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at + 16),
+                           _mm512_cvtepi32_epi8(h1));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out->ql.data() + at),
+                           _mm512_cvtepi32_epi8(_mm512_and_si512(q0, low7)));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out->ql.data() + at + 16),
+                           _mm512_cvtepi32_epi8(_mm512_and_si512(q1, low7)));
+        } else {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at),
+                           _mm512_cvtepi32_epi8(q0));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out->qs.data() + at + 16),
+                           _mm512_cvtepi32_epi8(q1));
+        }
+        out->d[t * nb + b] = d;
+        out->s[t * nb + b] = d * static_cast<float>(sum);
       }
-      out->d[t * nb + b] = d;
-      out->s[t * nb + b] = d * static_cast<float>(sum);
     }
-  }
+  });
 }
 
-void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y) {
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool) {
   const int64_t groups = w.num_groups();
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < groups; ++g) {
-    if (w.nibbles) {
-      x.bits == 15 ? Group<true, true>(w, g, x, y) : Group<true, false>(w, g, x, y);
-    } else {
-      x.bits == 15 ? Group<false, true>(w, g, x, y) : Group<false, false>(w, g, x, y);
+  ParallelFor(pool, groups, GrainFor(pool, groups), [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      if (w.nibbles) {
+        x.bits == 15 ? Group<true, true>(w, g, x, y) : Group<true, false>(w, g, x, y);
+      } else {
+        x.bits == 15 ? Group<false, true>(w, g, x, y) : Group<false, false>(w, g, x, y);
+      }
     }
-  }
+  });
 }
 
 }  // namespace eagle::cpu::avx512

@@ -201,6 +201,7 @@ absl::StatusOr<std::unique_ptr<EagleHead>> EagleHead::Create(const EagleHeadConf
   h->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling,
                   std::max(config.max_position, tc.max_position), /*interleaved=*/false);
   h->precision_ = options.precision;
+  h->pool_ = options.pool != nullptr ? options.pool : target.shared_pool();
   if (const TensorRef* d2t = lookup("d2t"); d2t != nullptr && !e3) {
     if (d2t->dtype != DType::kI64 || d2t->dims.size() != 1) {
       return absl::InvalidArgumentError("d2t must be a 1-D int64 tensor");
@@ -307,16 +308,16 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
       target_->Embed(b.tokens[i], in.data() + i * 2 * hs);
       std::memcpy(in.data() + i * 2 * hs + hs, b.features.data() + i * hs, hs * sizeof(float));
     }
-    fc_.Apply(in.data(), n, u.data());
+    fc_.Apply(in.data(), n, u.data(), pool_.get());
     if (!fc_bias_.empty()) {
       for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
     }
-    wqkv_.Apply(u.data(), n, qkv.data());
+    wqkv_.Apply(u.data(), n, qkv.data(), pool_.get());
   } else {
     // x = fc(fused target features) or the previous draft output; z = [norm(E) ; norm(x)].
     if (b.from_target) {
-      fc_.Apply(b.features.data(), n, u.data());
+      fc_.Apply(b.features.data(), n, u.data(), pool_.get());
       if (!fc_bias_.empty()) {
         for (int64_t i = 0; i < n; ++i)
           for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
@@ -332,7 +333,7 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
       cpu::RmsNorm(u.data() + i * hs, hidden_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
                    z.data() + i * 2 * hs + hs);
     }
-    wqkv_.Apply(z.data(), n, qkv.data());
+    wqkv_.Apply(z.data(), n, qkv.data(), pool_.get());
   }
   for (int64_t i = 0; i < n; ++i) {
     float* row = qkv.data() + i * qkv_dim;
@@ -353,7 +354,7 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
                        att.data() + i * qd + kvh * group * hd);
     }
   }
-  wo_.Apply(att.data(), n, tmp.data());
+  wo_.Apply(att.data(), n, tmp.data(), pool_.get());
   for (int64_t e = 0; e < n * hs; ++e) u[e] += tmp[e];  // u is now a
   // g = a + MLP(RMSNorm_post(a))
   std::vector<float> xn(n * hs), gate_up(n * 2 * ffn), act(n * ffn);
@@ -361,12 +362,12 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
     cpu::RmsNorm(u.data() + i * hs, post_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
                  xn.data() + i * hs);
   }
-  w_gate_up_.Apply(xn.data(), n, gate_up.data());
+  w_gate_up_.Apply(xn.data(), n, gate_up.data(), pool_.get());
   for (int64_t i = 0; i < n; ++i) {
     const float* gu = gate_up.data() + i * 2 * ffn;
     cpu::SwiGlu(gu, gu + ffn, static_cast<int>(ffn), act.data() + i * ffn);
   }
-  w_down_.Apply(act.data(), n, tmp.data());
+  w_down_.Apply(act.data(), n, tmp.data(), pool_.get());
   for (int64_t e = 0; e < n * hs; ++e) out_features[e] = u[e] + tmp[e];
   cache.set_length(base + n);
   if (out_logits != nullptr) {
@@ -376,11 +377,11 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
         cpu::RmsNorm(out_features + i * hs, final_norm_.data(), c.rms_norm_eps,
                      static_cast<int>(hs), normed.data() + i * hs);
       }
-      draft_lm_head_.Apply(normed.data(), n, out_logits);
+      draft_lm_head_.Apply(normed.data(), n, out_logits, pool_.get());
     } else if (draft_ids_.empty()) {
-      target_->lm_head().Apply(out_features, n, out_logits);
+      target_->lm_head().Apply(out_features, n, out_logits, pool_.get());
     } else {
-      draft_lm_head_.Apply(out_features, n, out_logits);
+      draft_lm_head_.Apply(out_features, n, out_logits, pool_.get());
     }
   }
   return absl::OkStatus();

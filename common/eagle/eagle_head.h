@@ -20,7 +20,8 @@
 // Names: d2t, t2d, fc.weight, midlayer.self_attn.*, midlayer.{input_layernorm,hidden_norm,
 // post_attention_layernorm}.weight, midlayer.mlp.*, norm.weight, lm_head.weight.
 //
-// Thread contract: immutable after Load; Forward is const (one caller per KvCache).
+// Thread contract: immutable after Load; Forward is const (one caller per KvCache). Its matrix
+// products run on ModelOptions::pool, or on the target's pool when none is given.
 #ifndef EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
 #define EAGLE_COMMON_EAGLE_EAGLE_HEAD_H_
 
@@ -135,8 +136,9 @@ class EagleHead {
   std::vector<float> input_norm_, hidden_norm_, final_norm_;  // [H] each, EAGLE-3 only
   Rope rope_;
   cpu::Precision precision_ = cpu::Precision::kAuto;
-  std::vector<int32_t> draft_ids_;  // [Vd] target ids of the draft vocabulary, or empty
-  cpu::Linear draft_lm_head_;       // [Vd, H] rows of the target's LM head
+  std::shared_ptr<cpu::ThreadPool> pool_;  // options.pool, else the target's
+  std::vector<int32_t> draft_ids_;         // [Vd] target ids of the draft vocabulary, or empty
+  cpu::Linear draft_lm_head_;              // [Vd, H] rows of the target's LM head
 };
 
 // A 4-position draft-head forward on a scratch cache from made-up target features, with every

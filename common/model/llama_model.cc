@@ -1,7 +1,5 @@
 #include "common/model/llama_model.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -130,15 +128,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Runs fn(i) for every token; on several threads when there are enough tokens to pay for it.
+// Runs fn(i) for every token; on the pool when there are enough tokens to pay for it.
 template <typename Fn>
-void ForTokens(int64_t num_tokens, const Fn& fn) {
-  if (num_tokens < 4) {
-    for (int64_t i = 0; i < num_tokens; ++i) fn(i);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < num_tokens; ++i) fn(i);
+void ForTokens(cpu::ThreadPool* pool, int64_t num_tokens, const Fn& fn) {
+  cpu::ThreadPool* p = num_tokens >= 4 ? pool : nullptr;
+  cpu::ParallelFor(p, num_tokens, cpu::GrainFor(p, num_tokens, 2), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) fn(i);
+  });
 }
 
 }  // namespace
@@ -340,6 +336,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
 
   m->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
                   config.rope_interleaved);
+  m->pool_ = options.pool;
   return m;
 }
 
@@ -534,11 +531,11 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
       }
     }
     // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
-    ForTokens(t_len, [&](int64_t i) {
+    ForTokens(pool_.get(), t_len, [&](int64_t i) {
       cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
     });
-    L.wqkv.Apply(xn.data(), t_len, qkv.data());  // per token: [q | k | v]
-    ForTokens(t_len, [&](int64_t i) {
+    L.wqkv.Apply(xn.data(), t_len, qkv.data(), pool_.get());  // per token: [q | k | v]
+    ForTokens(pool_.get(), t_len, [&](int64_t i) {
       float* row = qkv.data() + i * qkv_dim;
       KvCache& cache = *caches[rows[i].seq];
       rope_.Apply(row, nh, rows[i].pos);
@@ -549,45 +546,46 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
     // Attention: each (token, kv head) pair attends for the query heads that share the kv head.
     // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and the
     // node itself, or (chain) the earlier tokens of this request and itself.
-#pragma omp parallel
-    {
-      std::vector<float> scores(static_cast<size_t>(group) * max_visible);
-      // Dynamic: rows differ in visible length (prefill rows beside long decode rows).
-#pragma omp for collapse(2) schedule(dynamic, 1)
-      for (int64_t i = 0; i < t_len; ++i) {
-        for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
-          const Row& r = rows[i];
-          const KvCache& cache = *caches[r.seq];
-          const int64_t base = cache.length();
-          const float* qi = qkv.data() + i * qkv_dim + kvh * group * hd;
-          float* o = att.data() + i * qd + kvh * group * hd;
-          const float* kt = cache.kt(l, kvh);
-          const float* vb = cache.v(l, 0) + kvh * hd;
-          if (r.tree) {
-            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, r.slots.data(),
-                             static_cast<int>(r.slots.size()), scale, scores.data(), o);
-          } else {
-            cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, r.slot + 1, nullptr, 0,
-                             scale, scores.data(), o);
-          }
+    // One item per (token, kv head), claimed one at a time: rows differ in visible length
+    // (prefill rows beside long decode rows).
+    const int64_t items = t_len * c.num_kv_heads;
+    cpu::ParallelFor(pool_.get(), items, 1, [&](int64_t item0, int64_t item1) {
+      thread_local std::vector<float> scores;
+      scores.resize(static_cast<size_t>(group) * max_visible);
+      for (int64_t item = item0; item < item1; ++item) {
+        const int64_t i = item / c.num_kv_heads;
+        const int kvh = static_cast<int>(item % c.num_kv_heads);
+        const Row& r = rows[i];
+        const KvCache& cache = *caches[r.seq];
+        const int64_t base = cache.length();
+        const float* qi = qkv.data() + i * qkv_dim + kvh * group * hd;
+        float* o = att.data() + i * qd + kvh * group * hd;
+        const float* kt = cache.kt(l, kvh);
+        const float* vb = cache.v(l, 0) + kvh * hd;
+        if (r.tree) {
+          cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, r.slots.data(),
+                           static_cast<int>(r.slots.size()), scale, scores.data(), o);
+        } else {
+          cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, r.slot + 1, nullptr, 0,
+                           scale, scores.data(), o);
         }
       }
-    }
-    L.wo.Apply(att.data(), t_len, tmp.data());
+    });
+    L.wo.Apply(att.data(), t_len, tmp.data(), pool_.get());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
     // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
-    ForTokens(t_len, [&](int64_t i) {
+    ForTokens(pool_.get(), t_len, [&](int64_t i) {
       cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
     });
-    L.w_gate_up.Apply(xn.data(), t_len, gate_up.data());  // per token: [gate | up]
-    ForTokens(t_len, [&](int64_t i) {
+    L.w_gate_up.Apply(xn.data(), t_len, gate_up.data(), pool_.get());  // per token: [gate | up]
+    ForTokens(pool_.get(), t_len, [&](int64_t i) {
       const float* gu = gate_up.data() + i * 2 * ffn;
       cpu::SwiGlu(gu, gu + ffn, ffn, act.data() + i * ffn);
     });
-    L.w_down.Apply(act.data(), t_len, tmp.data());
+    L.w_down.Apply(act.data(), t_len, tmp.data(), pool_.get());
     for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
   }
-  ForTokens(t_len, [&](int64_t i) {
+  ForTokens(pool_.get(), t_len, [&](int64_t i) {
     cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
   });
   // LM head over the rows that want logits, gathered so that one matmul serves the batch.
@@ -609,7 +607,7 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
     for (int64_t j = 0; j < n; ++j) {
       std::memcpy(gathered.data() + j * h, xn.data() + logit_rows[j] * h, h * sizeof(float));
     }
-    lm_head_.Apply(gathered.data(), n, logits.data());
+    lm_head_.Apply(gathered.data(), n, logits.data(), pool_.get());
     int64_t j = 0;
     for (int64_t s = 0; s < n_seq; ++s) {
       const int64_t rows_s = reqs[s].logits == LogitsMode::kAll    ? out[s].num_tokens

@@ -2,8 +2,9 @@
 // a token tree appended to a cached prefix, returning logits and, on request, EAGLE features.
 //
 // Ownership: the model owns its (memory-mapped) weights; a KvCache belongs to one sequence and
-// is owned by the caller. Thread contract: after Load, Forward is const and may be called from
-// one thread at a time per KvCache (kernels use OpenMP internally).
+// is owned by the caller; the thread pool is shared (ModelOptions::pool). Thread contract: after
+// Load, Forward is const and may be called from one thread at a time per KvCache; its parallel
+// loops run on the model's pool with the calling thread taking part (common/cpu/thread_pool.h).
 #ifndef EAGLE_COMMON_MODEL_LLAMA_MODEL_H_
 #define EAGLE_COMMON_MODEL_LLAMA_MODEL_H_
 
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "common/cpu/kernels.h"
 #include "common/cpu/linear.h"
+#include "common/cpu/thread_pool.h"
 #include "common/io/tensor_ref.h"
 #include "common/model/llama_config.h"
 #include "common/model/rope.h"
@@ -99,6 +101,9 @@ struct ModelOptions {
   // (fast path), f32 otherwise. kInt8 is faster and less accurate (llama.cpp's scheme). kF32 is
   // the numerical reference (matches Hugging Face transformers to ~1e-4).
   cpu::Precision precision = cpu::Precision::kAuto;
+  // The threads that run the forward pass's parallel loops, shared by everything a process
+  // loads (a drafter's target and head use one pool). Null: the calling thread alone.
+  std::shared_ptr<cpu::ThreadPool> pool;
 };
 
 class LlamaModel {
@@ -145,6 +150,10 @@ class LlamaModel {
   // The checks Forward applies to one request: token ids, tree parents, KV capacity, context.
   absl::Status CheckRequest(const KvCache& cache, const ForwardRequest& request) const;
 
+  // The pool the forward pass runs on (null: the calling thread alone).
+  cpu::ThreadPool* pool() const { return pool_.get(); }
+  const std::shared_ptr<cpu::ThreadPool>& shared_pool() const { return pool_; }
+
   // Embedding row and LM head, for draft heads that share them.
   void Embed(int32_t token, float* out) const;
   const cpu::Linear& lm_head() const { return lm_head_; }
@@ -169,6 +178,7 @@ class LlamaModel {
   std::vector<Layer> layers_;
   Rope rope_;
   int64_t weight_bytes_ = 0;
+  std::shared_ptr<cpu::ThreadPool> pool_;
 };
 
 // A prefill of a few tokens and a 4-node tree forward on a scratch cache, with every logit and

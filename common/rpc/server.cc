@@ -2,11 +2,9 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <thread>
 
 #include "common/log.h"
@@ -41,15 +39,6 @@ const char* StatusLabel(grpc::StatusCode c) {
     default:
       return "error";
   }
-}
-
-void BoundOpenMpSpinning(char** argv) {
-  if (std::getenv("GOMP_SPINCOUNT") != nullptr || std::getenv("OMP_WAIT_POLICY") != nullptr) {
-    return;
-  }
-  setenv("GOMP_SPINCOUNT", "10000", 1);
-  execv("/proc/self/exe", argv);
-  // exec failed: carry on with the default spinning.
 }
 
 sigset_t BlockTerminationSignals() {

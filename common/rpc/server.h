@@ -32,15 +32,6 @@ class InFlight {
   std::atomic<int>& n_;
 };
 
-// OpenMP worker threads spin ~300k iterations (libgomp's default) after each parallel region
-// before they sleep. A service shares its cores with gRPC threads and, on small machines, with
-// the other service: the spinning steals their CPU (measured on 2 cores: one speculative session
-// through the services ran at 0.54x of the in-process generator, 0.83x with a bounded spin).
-// libgomp reads the setting only at start-up, so when neither GOMP_SPINCOUNT nor
-// OMP_WAIT_POLICY is set this sets GOMP_SPINCOUNT=10000 and re-executes the binary (call first in
-// main). Setting either variable yourself keeps yours.
-void BoundOpenMpSpinning(char** argv);
-
 // Blocks SIGTERM and SIGINT in the calling thread and every thread started after it (call first
 // in main), ignores SIGPIPE, and returns the set for Serve to wait on.
 sigset_t BlockTerminationSignals();

@@ -21,6 +21,14 @@
 namespace eagle {
 namespace {
 
+// The model-level tests take both ctest slots: their forward passes use every core.
+ModelOptions OnAllCores(cpu::Precision precision) {
+  ModelOptions mo;
+  mo.precision = precision;
+  mo.pool = *cpu::ThreadPool::ForThreads(0);
+  return mo;
+}
+
 constexpr double kTol = 1e-3;
 
 // The reference-precision model (f32 activations); the int8 fast path is checked separately.
@@ -28,7 +36,7 @@ class GoldenTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) return;
-    auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL, ModelOptions{cpu::Precision::kF32});
+    auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL, OnAllCores(cpu::Precision::kF32));
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = m->release();
     std::ifstream f(std::string(EAGLE_TEST_DATA_DIR) + "/model_golden.json");
@@ -182,7 +190,7 @@ class GoldenIntTest : public ::testing::TestWithParam<IntCase> {};
 TEST_P(GoldenIntTest, LogitsAndGreedyCloseToTransformers) {
   const IntCase& p = GetParam();
   if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
-  auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL, ModelOptions{p.precision});
+  auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL, OnAllCores(p.precision));
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_TRUE((*m)->int8());
   std::ifstream f(std::string(EAGLE_TEST_DATA_DIR) + "/model_golden.json");

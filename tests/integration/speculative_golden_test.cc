@@ -16,7 +16,9 @@ namespace {
 
 TEST(SpeculativeGoldenTest, FiftyHeldOutPromptsEqualVanilla) {
   if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
-  auto model = LlamaModel::Load(EAGLE_DEFAULT_MODEL);
+  ModelOptions on_all_cores;
+  on_all_cores.pool = *cpu::ThreadPool::ForThreads(0);
+  auto model = LlamaModel::Load(EAGLE_DEFAULT_MODEL, on_all_cores);
   ASSERT_TRUE(model.ok()) << model.status();
   std::string dir = EAGLE_DEFAULT_HEAD;
   const bool shipped = std::filesystem::exists(dir + "/model.safetensors");

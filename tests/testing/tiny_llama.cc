@@ -237,7 +237,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> MakeTinyLlama(
         auto it = raw->refs.find(n);
         return it == raw->refs.end() ? nullptr : &it->second;
       },
-      t, nullptr, ModelOptions{c.precision});
+      t, nullptr,
+      [&] {
+        ModelOptions mo;
+        mo.precision = c.precision;
+        return mo;
+      }());
 }
 
 void GgufWriter::AddString(const std::string& k, const std::string& v) {

@@ -16,6 +16,12 @@
 namespace eagle {
 namespace {
 
+ModelOptions F32Options() {
+  ModelOptions mo;
+  mo.precision = cpu::Precision::kF32;
+  return mo;
+}
+
 std::vector<uint8_t> ReadAll(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
@@ -208,9 +214,9 @@ TEST(CheckpointTest, HuggingFaceDirAndGgufAgree) {
     const std::string dir = testing::TempDir();
     ASSERT_TRUE(testing::WriteTinyHfDir(c, dir).ok());
     ASSERT_TRUE(testing::WriteTinyGguf(c, dir + "/m.gguf", /*permute_qk=*/true).ok());
-    auto hf = LlamaModel::Load(dir, ModelOptions{cpu::Precision::kF32});
+    auto hf = LlamaModel::Load(dir, F32Options());
     ASSERT_TRUE(hf.ok()) << hf.status();
-    auto gg = LlamaModel::Load(dir + "/m.gguf", ModelOptions{cpu::Precision::kF32});
+    auto gg = LlamaModel::Load(dir + "/m.gguf", F32Options());
     ASSERT_TRUE(gg.ok()) << gg.status();
     EXPECT_FALSE((*hf)->config().rope_interleaved);
     EXPECT_TRUE((*gg)->config().rope_interleaved);

@@ -2,8 +2,6 @@
 // contract of MatMul (a row's result does not depend on the other rows computed beside it).
 #include "common/cpu/kernels.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -81,12 +79,64 @@ TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
   const auto bytes = testing::Quantize(DType::kQ4_1, wf.data(), rows * cols);
   Matrix w{DType::kQ4_1, rows, cols, bytes.data(), RowBytes(DType::kQ4_1, cols)};
   const auto x = RandomNormal(t * cols, 5);
-  std::vector<float> a(t * rows), b(t * rows);
-  omp_set_num_threads(1);
-  MatMul(w, x.data(), t, a.data());
-  omp_set_num_threads(2);
-  MatMul(w, x.data(), t, b.data());
-  EXPECT_EQ(a, b);
+  std::vector<float> a(t * rows);
+  MatMul(w, x.data(), t, a.data());  // no pool: the calling thread alone
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPoolOptions options;
+    options.num_threads = threads;
+    ThreadPool pool(options);
+    std::vector<float> b(t * rows);
+    MatMul(w, x.data(), t, b.data(), &pool);
+    EXPECT_EQ(a, b) << threads << " threads";
+  }
+}
+
+// Argmax: the first index of the maximum, NaNs skipped (0 when x[0] is NaN), on every ISA, against
+// the textbook loop `if (x[i] > x[best]) best = i`.
+TEST(KernelsTest, ArgmaxMatchesTheTextbookLoop) {
+  auto textbook = [](const std::vector<float>& x) {
+    int32_t best = 0;
+    for (size_t i = 1; i < x.size(); ++i) {
+      if (x[i] > x[best]) best = static_cast<int32_t>(i);
+    }
+    return best;
+  };
+  std::vector<std::vector<float>> cases;
+  for (int n : {1, 5, 16, 17, 31, 32, 33, 100, 49152}) {
+    cases.push_back(RandomNormal(n, n));
+    std::vector<float> ties(n, 1.5f);  // all equal: index 0
+    cases.push_back(ties);
+    if (n > 3) {
+      ties[n - 1] = ties[n / 2] = 2.0f;  // a tie for the maximum: the first one
+      cases.push_back(ties);
+    }
+    std::vector<float> neg_inf(n, -INFINITY);
+    cases.push_back(neg_inf);
+    if (n > 2) {
+      std::vector<float> nan = RandomNormal(n, n + 1);
+      nan[n / 2] = NAN;  // skipped
+      nan[n - 1] = 9.0f;
+      cases.push_back(nan);
+      nan[0] = NAN;  // nothing compares greater than x[0]: index 0
+      cases.push_back(nan);
+      std::vector<float> zeros(n, -1.0f);
+      zeros[1] = -0.0f;  // -0 and +0 do not compare greater than each other
+      zeros[n - 1] = 0.0f;
+      cases.push_back(zeros);
+    }
+  }
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa == Isa::kAvx512 && !avx512::Supported()) continue;
+    if (isa == Isa::kAvx2 && !avx2::Supported()) continue;
+    SetIsaForTesting(isa);
+    for (size_t c = 0; c < cases.size(); ++c) {
+      EXPECT_EQ(Argmax(cases[c].data(), static_cast<int>(cases[c].size())), textbook(cases[c]))
+          << "case " << c << " (" << cases[c].size() << " values), isa " << static_cast<int>(isa);
+    }
+  }
+  SetIsaForTesting(avx512::Supported() ? Isa::kAvx512
+                   : avx2::Supported() ? Isa::kAvx2
+                                       : Isa::kScalar);
 }
 
 TEST(KernelsTest, VectorOpsMatchScalar) {

@@ -3,8 +3,6 @@
 // product is what int8 activation quantization predicts.
 #include "common/cpu/qmatmul.h"
 
-#include <omp.h>
-
 #include <cmath>
 #include <random>
 
@@ -59,6 +57,19 @@ TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
         ASSERT_EQ(qs.s, qv.s);
         avx512::QMatMul(*p, qv, yv.data());
         ASSERT_EQ(ys, yv) << "VNNI kernel differs from the scalar reference";
+        // The same bits on a thread pool of any size (chunks claimed in any order).
+        for (int threads : {2, 3}) {
+          ThreadPoolOptions options;
+          options.num_threads = threads;
+          ThreadPool pool(options);
+          QuantizedActs qp;
+          avx512::QuantizeActs(x.data(), t, cols, bits, &qp, &pool);
+          ASSERT_EQ(qp.qs, qv.qs);
+          ASSERT_EQ(qp.d, qv.d);
+          std::vector<float> yp(t * rows);
+          avx512::QMatMul(*p, qp, yp.data(), &pool);
+          ASSERT_EQ(yp, yv) << threads << " threads";
+        }
         // One token at a time gives the same bits.
         for (int64_t i = 0; i < t; ++i) {
           QuantizedActs q1;

@@ -12,7 +12,6 @@
 //                       [--token-file F]   (secured services: as eagle-cli's flags)
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
-#include <omp.h>
 
 #include <atomic>
 #include <chrono>
@@ -135,8 +134,14 @@ int Main(int argc, char** argv) {
     }
     a[argv[i]] = argv[i + 1];
   }
-  if (std::stoi(a["--threads"]) > 0) omp_set_num_threads(std::stoi(a["--threads"]));
-  auto model = LlamaModel::Load(a["--model"]);
+  auto pool = cpu::ThreadPool::ForThreads(std::stoi(a["--threads"]));
+  if (!pool.ok()) {
+    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
+    return 2;
+  }
+  ModelOptions model_options;
+  model_options.pool = *pool;
+  auto model = LlamaModel::Load(a["--model"], model_options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
     return 1;
@@ -234,7 +239,7 @@ int Main(int argc, char** argv) {
   // tokens and their features.
   const double prompt_bytes = recv / std::max(1.0, steps);
   std::printf("%zu prompts, %d tokens each at most, greedy; %d threads in process\n", reqs.size(),
-              max_tokens, omp_get_max_threads());
+              max_tokens, (*pool)->num_threads());
   std::printf("%-44s %9s %8s\n", "run", "tok/s", "ratio");
   std::printf("%-44s %9.1f %8s\n", "in process, vanilla", vanilla.tps(), "");
   std::printf("%-44s %9.1f %7.2fx  (vs vanilla; tau %.2f)\n", "in process, speculative", spec.tps(),

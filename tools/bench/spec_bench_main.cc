@@ -12,7 +12,6 @@
 // 60 tokens; the tree the tau target refers to).
 // FILE: JSONL with "prompt" (and "category"), or Spec-Bench's question.jsonl ("turns",
 // "category"); default tests/data/heldout_prompts.jsonl.
-#include <omp.h>
 
 #include <cstdio>
 #include <fstream>
@@ -63,8 +62,14 @@ int Main(int argc, char** argv) {
                  "usage: eagle-spec-bench --draft HEAD_DIR [options] (see the source header)\n");
     return 2;
   }
-  if (std::stoi(a["--threads"]) > 0) omp_set_num_threads(std::stoi(a["--threads"]));
-  auto model = LlamaModel::Load(a["--model"]);
+  auto pool = cpu::ThreadPool::ForThreads(std::stoi(a["--threads"]));
+  if (!pool.ok()) {
+    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
+    return 2;
+  }
+  ModelOptions model_options;
+  model_options.pool = *pool;
+  auto model = LlamaModel::Load(a["--model"], model_options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
     return 1;
@@ -170,7 +175,7 @@ int Main(int argc, char** argv) {
                            {"draft", a["--draft"]},
                            {"max_tokens", o.max_tokens},
                            {"prompts", prompts.size()},
-                           {"threads", omp_get_max_threads()}};
+                           {"threads", (*pool)->num_threads()}};
   std::printf("%-10s %-26s %9s %8s %6s %10s %17s  %s\n", "mode", "category", "tok/s", "speedup",
               "tau", "identical", "draft/verify ms", "acceptance by depth");
   for (const std::string& mode : all_modes) {

@@ -2,7 +2,6 @@
 //   eagle-cli generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
 //                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--threads N] [--json]
 //   eagle-cli score --model M (--prompt TEXT | --tokens 1,2,3) [--chat] --top-k K [--json]
-#include <omp.h>
 
 #include <cstdio>
 #include <iostream>
@@ -352,13 +351,18 @@ int Main(int argc, char** argv) {
     return args.ok() && args->Has("--help") ? 0 : 2;
   }
   int threads = 0;
-  if (auto s = GetNum(*args, "--threads", &threads); !s.ok() || threads < 0) {
-    std::fprintf(stderr, "error: bad --threads\n");
+  absl::StatusOr<std::shared_ptr<cpu::ThreadPool>> pool =
+      absl::InvalidArgumentError("not a number");
+  if (absl::Status s = GetNum(*args, "--threads", &threads); s.ok()) {
+    pool = cpu::ThreadPool::ForThreads(threads);
+  }
+  if (!pool.ok()) {
+    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
     return 2;
   }
-  if (threads > 0) omp_set_num_threads(threads);
   const std::string path = args->Get("--model", EAGLE_DEFAULT_MODEL);
   ModelOptions options;
+  options.pool = *pool;
   auto precision = cpu::ParsePrecision(args->Get("--precision", "auto"));
   if (!precision.ok()) {
     std::fprintf(stderr, "error: --%s\n", std::string(precision.status().message()).c_str());

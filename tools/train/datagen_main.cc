@@ -10,7 +10,6 @@
 // --batch: sequences generated together (continuous batching; default 16).
 // --eagle3 1: also keep the inputs of target layers 2, L/2 and L-3 at every position (EAGLE-3's
 // fused features, 3x the bytes of the final-norm feature), in a version-2 shard.
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -58,8 +57,14 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "usage: eagle-datagen --out FILE [options] (see the source header)\n");
     return 2;
   }
-  if (std::stoi(a["--threads"]) > 0) omp_set_num_threads(std::stoi(a["--threads"]));
-  auto model = LlamaModel::Load(a["--model"]);
+  auto pool = cpu::ThreadPool::ForThreads(std::stoi(a["--threads"]));
+  if (!pool.ok()) {
+    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
+    return 2;
+  }
+  ModelOptions model_options;
+  model_options.pool = *pool;
+  auto model = LlamaModel::Load(a["--model"], model_options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
     return 1;
@@ -177,14 +182,16 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "\nerror: %s\n", std::string(out.status().message()).c_str());
       return 1;
     }
-    // Sampling (a top-p selection over the vocabulary per sampled sequence) on all threads.
+    // Sampling (a top-p selection over the vocabulary per sampled sequence) on the pool.
     std::vector<int32_t> next_token(active.size(), -1);
-#pragma omp parallel for schedule(dynamic)
-    for (size_t k = 0; k < active.size(); ++k) {
-      if (active[k]->finished) continue;
-      next_token[k] =
-          active[k]->sampler->Sample((*out)[k].logits.data(), (*model)->config().vocab_size);
-    }
+    const int64_t n_active = static_cast<int64_t>(active.size());
+    (*pool)->ParallelFor(n_active, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        if (active[k]->finished) continue;
+        next_token[k] =
+            active[k]->sampler->Sample((*out)[k].logits.data(), (*model)->config().vocab_size);
+      }
+    });
     for (size_t k = 0; k < active.size(); ++k) {
       Seq& q = *active[k];
       ForwardResult& fr = (*out)[k];
