@@ -88,17 +88,26 @@ absl::StatusOr<VerifierSession::Opened> GrpcVerifierSession::Open(
   return out;
 }
 
-absl::StatusOr<VerifierSession::Result> GrpcVerifierSession::Verify(int64_t step,
-                                                                    const DraftTree& tree) {
+absl::Status GrpcVerifierSession::Send(int64_t step, const DraftTree& tree) {
   if (!stream_ || finished_) return absl::FailedPreconditionError("session not open");
+  if (pending_) return absl::FailedPreconditionError("a step is already in flight");
   clean_ = false;
   v1::SessionRequest req;
   req.mutable_verify()->set_step(step);
   rpc::ToProto(tree, req.mutable_verify()->mutable_tree());
   if (!Write(req)) return StreamError();
+  pending_ = true;
+  pending_step_ = step;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VerifierSession::Result> GrpcVerifierSession::Receive() {
+  if (!stream_ || finished_) return absl::FailedPreconditionError("session not open");
+  if (!pending_) return absl::FailedPreconditionError("no step in flight");
+  pending_ = false;
   v1::SessionResponse resp;
   if (!Read(&resp)) return StreamError();
-  if (resp.kind_case() != v1::SessionResponse::kResult || resp.result().step() != step) {
+  if (resp.kind_case() != v1::SessionResponse::kResult || resp.result().step() != pending_step_) {
     return absl::InternalError("the verifier answered out of order");
   }
   const v1::VerifyResult& vr = resp.result();
@@ -117,6 +126,10 @@ absl::StatusOr<VerifierSession::Result> GrpcVerifierSession::Verify(int64_t step
 
 void GrpcVerifierSession::Close() {
   if (!stream_ || finished_) return;
+  // A step still in flight (the loop sent it before it knew the generation had ended): read its
+  // result, so that the session ends cleanly rather than by cancellation.
+  if (pending_) Receive().IgnoreError();
+  if (finished_) return;
   finished_ = true;
   // After a clean exchange nothing is left to read: say Close and wait for the status. Else
   // (a failed or half-read exchange) messages may be pending, and Finish() would wait for them:

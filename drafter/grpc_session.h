@@ -26,7 +26,8 @@ class GrpcVerifierSession final : public VerifierSession {
   absl::StatusOr<Opened> Open(std::span<const int32_t> prompt, std::span<const int32_t> resume,
                               const SamplingParams& sampling, int max_tokens,
                               const std::vector<int>& feature_layers, int64_t width) override;
-  absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) override;
+  absl::Status Send(int64_t step, const DraftTree& tree) override;
+  absl::StatusOr<Result> Receive() override;
   void Close() override;
   int64_t bytes_sent() const override { return sent_; }
   int64_t bytes_received() const override { return received_; }
@@ -45,7 +46,9 @@ class GrpcVerifierSession final : public VerifierSession {
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>> stream_;
   bool finished_ = false;
-  bool clean_ = false;  // the last exchange completed: no response left unread
+  bool clean_ = false;    // the last exchange completed: no response left unread
+  bool pending_ = false;  // a Verify sent, its result not yet read
+  int64_t pending_step_ = 0;
   int64_t sent_ = 0;
   int64_t received_ = 0;
 };

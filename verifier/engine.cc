@@ -4,9 +4,10 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "common/eagle/acceptance.h"
+#include "common/eagle/verify_step.h"
 #include "common/generate.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "common/timing.h"
 
 namespace eagle::verifier {
@@ -67,7 +68,10 @@ struct Engine::Work {
 
 Engine::Engine(const LlamaModel* model, const EngineOptions& options, EngineHooks hooks)
     : model_(model), options_(options), hooks_(std::move(hooks)) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("eagle-engine");
+    Loop();
+  });
 }
 
 Engine::~Engine() {
@@ -268,6 +272,9 @@ void Engine::Loop() {
     std::vector<std::unique_ptr<Work>> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      // Nothing queued: the pool's workers park now rather than spin on cores that the gRPC
+      // threads about to send the results (and a drafter beside us) need.
+      if (queue_.empty() && model_->pool() != nullptr) model_->pool()->Rest();
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (stop_) return;
       // Up to max_batch_tokens per pass, in arrival order. A long prompt is prefilled in chunks
@@ -379,28 +386,22 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
         finished(&w);
         continue;
       }
-      const Acceptance acc =
-          AcceptSampled(w.tree, fr.logits.data(), cfg.vocab_size, s.sampling, s.sampler.rng());
-      failed = s.cache->KeepPath(bases[i], acc.path);
-      if (failed.ok()) {
+      absl::StatusOr<VerifiedStep> step =
+          VerifyTree(w.tree, fr.logits.data(), cfg.vocab_size, feats.data(), width, *s.cache,
+                     bases[i], s.sampling, s.sampler.rng());
+      failed = step.status();
+      if (step.ok()) {
         VerifyOutput v;
-        for (size_t j = 1; j < acc.path.size(); ++j) {
-          v.accepted_tokens.push_back(w.tree.tokens[acc.path[j]]);
-        }
-        v.next_token = acc.next_token;
-        for (int32_t node : acc.path) {
-          v.features.insert(v.features.end(), feats.begin() + node * width,
-                            feats.begin() + (node + 1) * width);
-        }
+        static_cast<VerifiedStep&>(v) = *std::move(step);
         v.seconds = seconds;
         v.batch_sequences = static_cast<int>(live.size());
         if (hooks_.on_verify) {
-          hooks_.on_verify(static_cast<int>(v.accepted_tokens.size()), w.tree.size() - 1);
+          hooks_.on_verify(static_cast<int>(v.accepted.size()), w.tree.size() - 1);
         }
         {
           std::lock_guard<std::mutex> lock(mu_);
           ++s.next_step;
-          s.root = acc.next_token;
+          s.root = v.next_token;
           DoneLocked(s);
         }
         w.verify_done.set_value(std::move(v));

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/eagle/draft_tree.h"
+#include "common/eagle/verify_step.h"
 #include "common/model/llama_model.h"
 #include "common/sampling.h"
 
@@ -52,12 +53,11 @@ struct OpenResult {
   std::vector<float> features;  // [prompt_tokens, feature_width] (empty without features)
 };
 
-struct VerifyOutput {
-  std::vector<int32_t> accepted_tokens;
-  int32_t next_token = -1;
-  std::vector<float> features;  // [accepted + 1, width]: the root and each accepted node
-  double seconds = 0;           // the forward pass this step shared (wall time)
-  int batch_sequences = 0;      // sessions in that forward pass
+// The verified step (accepted tokens, next token, the features of the root and each accepted
+// node) and the pass it ran in.
+struct VerifyOutput : VerifiedStep {
+  double seconds = 0;       // the forward pass this step shared (wall time)
+  int batch_sequences = 0;  // sessions in that forward pass
 };
 
 struct EngineStats {

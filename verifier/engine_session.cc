@@ -39,15 +39,20 @@ absl::StatusOr<VerifierSession::Opened> EngineSession::Open(std::span<const int3
   return out;
 }
 
-absl::StatusOr<VerifierSession::Result> EngineSession::Verify(int64_t step, const DraftTree& tree) {
-  if (id_ == 0) return absl::FailedPreconditionError("Verify before Open");
-  auto f = engine_->Verify(id_, step, tree);
-  auto v = Await(f, cancelled_);
+absl::Status EngineSession::Send(int64_t step, const DraftTree& tree) {
+  if (id_ == 0) return absl::FailedPreconditionError("Send before Open");
+  if (pending_) return absl::FailedPreconditionError("a step is already in flight");
+  pending_ = engine_->Verify(id_, step, tree);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VerifierSession::Result> EngineSession::Receive() {
+  if (!pending_) return absl::FailedPreconditionError("no step in flight");
+  auto v = Await(*pending_, cancelled_);
+  pending_.reset();
   if (!v.ok()) return v.status();
   Result out;
-  out.accepted = std::move(v->accepted_tokens);
-  out.next_token = v->next_token;
-  out.features = std::move(v->features);
+  static_cast<VerifiedStep&>(out) = std::move(static_cast<VerifiedStep&>(*v));
   out.verify_seconds = v->seconds;
   return out;
 }
@@ -55,6 +60,7 @@ absl::StatusOr<VerifierSession::Result> EngineSession::Verify(int64_t step, cons
 void EngineSession::Close() {
   if (id_ != 0) engine_->Close(id_);
   id_ = 0;
+  pending_.reset();
 }
 
 }  // namespace eagle::verifier

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <optional>
 #include <string>
 
 #include "common/eagle/remote.h"
@@ -31,8 +32,9 @@ class EngineSession final : public VerifierSession {
   absl::StatusOr<Opened> Open(std::span<const int32_t> prompt, std::span<const int32_t> resume,
                               const SamplingParams& sampling, int max_tokens,
                               const std::vector<int>& feature_layers, int64_t width) override;
-  absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) override;
-  void Close() override;  // frees the engine session (idempotent)
+  absl::Status Send(int64_t step, const DraftTree& tree) override;
+  absl::StatusOr<Result> Receive() override;
+  void Close() override;  // frees the engine session (idempotent; a step in flight is dropped)
   int64_t bytes_sent() const override { return 0; }
   int64_t bytes_received() const override { return 0; }
 
@@ -42,6 +44,7 @@ class EngineSession final : public VerifierSession {
   std::function<bool()> cancelled_;
   std::function<void(const OpenResult&)> on_open_;
   uint64_t id_ = 0;
+  std::optional<std::future<absl::StatusOr<VerifyOutput>>> pending_;
 };
 
 }  // namespace eagle::verifier

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/rpc/security.h"
 #include "common/rpc/server.h"
+#include "common/thread_name.h"
 #include "verifier/service.h"
 
 ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
@@ -25,7 +26,7 @@ ABSL_FLAG(std::string, admin, "127.0.0.1:9091",
 ABSL_FLAG(std::string, precision, "auto", "auto | int16 | int8 | f32 (see eagle-cli --help)");
 ABSL_FLAG(int, threads, 0,
           "threads of the forward passes' pool, the engine thread included (0 = every CPU the "
-          "process may use)");
+          "process may use: its affinity mask, capped by a cgroup CPU quota)");
 ABSL_FLAG(double, spin_us, 200,
           "a pool worker's spin after its last chunk before it parks, microseconds");
 ABSL_FLAG(bool, pin_threads, false,
@@ -127,6 +128,7 @@ int Main(int argc, char** argv) {
   so.in_flight = [&] { return service.in_flight(); };
   so.on_serving = [&](int port) {
     refresher = std::thread([&] {
+      NameThisThread("eagle-metrics");
       const double idle = absl::GetFlag(FLAGS_session_idle_seconds);
       // Closed sessions' KV caches go back to the OS once 16 MiB have been freed, or when the
       // last session closes. glibc keeps freed blocks in its per-thread arenas (and raises its

@@ -274,13 +274,13 @@ grpc::Status VerifierService::RunSession(
     auto out = Await(ctx, f);
     if (!out.ok()) return rpc::ToGrpc(out.status());
     ++*steps;
-    *accepted += static_cast<int64_t>(out->accepted_tokens.size());
+    *accepted += static_cast<int64_t>(out->accepted.size());
     v1::SessionResponse resp;
     auto* r = resp.mutable_result();
     r->set_step(v.step());
-    r->mutable_accepted_tokens()->Assign(out->accepted_tokens.begin(), out->accepted_tokens.end());
+    r->mutable_accepted_tokens()->Assign(out->accepted.begin(), out->accepted.end());
     r->set_next_token(out->next_token);
-    const int64_t rows = static_cast<int64_t>(out->accepted_tokens.size()) + 1;
+    const int64_t rows = static_cast<int64_t>(out->accepted.size()) + 1;
     if (width > 0) rpc::PackFeatures(out->features, rows, width, dtype, r->mutable_features());
     r->set_verify_seconds(out->seconds);
     r->set_batch_sequences(out->batch_sequences);

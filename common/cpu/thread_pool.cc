@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/thread_name.h"
 
 namespace eagle::cpu {
 namespace {
@@ -48,6 +50,21 @@ std::vector<int> AllowedCpus() {
 
 }  // namespace
 
+int CgroupCpuLimit(const std::string& root) {
+  // cgroup v2: "<quota> <period>" or "max <period>" in cpu.max.
+  int64_t quota = -1, period = 0;
+  if (std::ifstream v2(root + "/cpu.max"); v2) {
+    std::string q;
+    if (v2 >> q >> period && q != "max") quota = std::atoll(q.c_str());
+  } else {
+    // cgroup v1: cpu.cfs_quota_us (-1 = none) and cpu.cfs_period_us.
+    std::ifstream q1(root + "/cpu/cpu.cfs_quota_us"), p1(root + "/cpu/cpu.cfs_period_us");
+    if (!(q1 >> quota) || !(p1 >> period)) return 0;
+  }
+  if (quota <= 0 || period <= 0) return 0;
+  return static_cast<int>(std::max<int64_t>(1, (quota + period - 1) / period));
+}
+
 absl::StatusOr<ThreadPoolOptions> ThreadPool::OptionsForThreads(int num_threads) {
   if (num_threads < 0 || num_threads > 1024) {
     return absl::InvalidArgumentError(
@@ -58,6 +75,9 @@ absl::StatusOr<ThreadPoolOptions> ThreadPool::OptionsForThreads(int num_threads)
     const size_t allowed = AllowedCpus().size();
     num_threads = allowed > 0 ? static_cast<int>(allowed)
                               : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    // A container's CPU limit (a CFS quota) leaves the affinity mask at every CPU of the node;
+    // more threads than the quota would only be throttled in turn.
+    if (const int limit = CgroupCpuLimit(); limit > 0) num_threads = std::min(num_threads, limit);
   }
   o.num_threads = num_threads;
   return o;
@@ -118,6 +138,7 @@ ThreadPool::Stats ThreadPool::stats() const {
   s.chunks_by_workers = chunks_by_workers_.load(std::memory_order_relaxed);
   s.chunks_by_callers = chunks_by_callers_.load(std::memory_order_relaxed);
   s.wakes = wakes_.load(std::memory_order_relaxed);
+  s.rests = rests_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -217,7 +238,13 @@ int64_t ThreadPool::RunChunks(uint64_t epoch, int home) {
   return ran;
 }
 
+void ThreadPool::Rest() {
+  rests_.fetch_add(1, std::memory_order_relaxed);
+  rest_epoch_.store(epoch_.load(std::memory_order_acquire), std::memory_order_relaxed);
+}
+
 void ThreadPool::WorkerLoop(int index) {
+  NameThisThread(absl::StrCat("eagle-pool-", index + 1));
   using SteadyClock = std::chrono::steady_clock;
   const auto spin = std::chrono::duration_cast<SteadyClock::duration>(
       std::chrono::duration<double, std::micro>(options_.spin_us));
@@ -233,6 +260,7 @@ void ThreadPool::WorkerLoop(int index) {
         break;
       }
       if (stop_.load(std::memory_order_relaxed)) return;
+      if (rest_epoch_.load(std::memory_order_relaxed) == seen) break;  // Rest(): park now
       CpuRelax();
       if ((iter & 63) == 0) {
         if (SteadyClock::now() >= deadline) break;

@@ -15,7 +15,10 @@
 // microseconds so that other runnable threads on its core get it) for `spin_us`, which covers
 // the gaps between the loops of one forward pass and between back-to-back passes, then parks on
 // a futex (std::atomic::wait) and costs nothing until the next loop wakes it. The caller wakes
-// parked workers only when there are any (one load otherwise).
+// parked workers only when there are any (one load otherwise). A thread that knows the pool
+// will be idle for longer (the verifier's engine with nothing queued, a drafter waiting on the
+// verifier) calls Rest(), and spinning workers park at once instead of holding cores that other
+// threads and processes on the machine need.
 //
 // Results never depend on the pool: a chunk's items are computed the same way whichever thread
 // claims it, so kernels that compute each output element by a fixed sequence of operations stay
@@ -50,7 +53,8 @@ struct ThreadPoolOptions {
 class ThreadPool {
  public:
   explicit ThreadPool(const ThreadPoolOptions& options);
-  // Options for `num_threads` (0 = every CPU this process may run on); INVALID_ARGUMENT outside
+  // Options for `num_threads` (0 = every CPU this process may run on: its affinity mask, capped
+  // by a cgroup CPU quota rounded up, as a Kubernetes CPU limit sets); INVALID_ARGUMENT outside
   // [0, 1024].
   static absl::StatusOr<ThreadPoolOptions> OptionsForThreads(int num_threads);
   // A shared pool of `num_threads` (as above), workers pinned if `pin`, spinning `spin_us` (< 0:
@@ -75,6 +79,12 @@ class ThreadPool {
     Run(n, grain, &fn,
         [](const void* f, int64_t b, int64_t e) { (*static_cast<const Fn*>(f))(b, e); });
   }
+  // Parks the workers that are spinning, now rather than after spin_us (the next loop wakes
+  // them as usual). For a caller that is about to wait on something other than the pool.
+  void Rest();
+  // Workers parked (or about to park) right now.
+  int parked() const { return sleepers_.load(std::memory_order_relaxed); }
+
   // A grain that gives each thread about `chunks_per_thread` chunks of n items.
   int64_t Grain(int64_t n, int chunks_per_thread = 4) const;
 
@@ -84,6 +94,7 @@ class ThreadPool {
     int64_t chunks_by_workers = 0;
     int64_t chunks_by_callers = 0;
     int64_t wakes = 0;  // loops that had to wake parked workers
+    int64_t rests = 0;  // Rest() calls
   };
   Stats stats() const;
   // Human-readable: threads, pinning, spin.
@@ -130,10 +141,17 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> workers_idle_{false};
+  // The epoch at the last Rest(): a worker that has seen this job and no later one parks.
+  std::atomic<uint64_t> rest_epoch_{~uint64_t{0}};
 
-  alignas(64) std::atomic<int64_t> loops_{0}, inline_loops_{0}, chunks_by_callers_{0}, wakes_{0};
+  alignas(64) std::atomic<int64_t> loops_{0}, inline_loops_{0},
+      chunks_by_callers_{0}, wakes_{0}, rests_{0};
   alignas(64) std::atomic<int64_t> chunks_by_workers_{0};
 };
+
+// CPUs that the cgroup CPU quota under `root` allows, rounded up (cgroup v2 cpu.max, else v1
+// cpu/cpu.cfs_quota_us over cpu/cpu.cfs_period_us); 0 when there is no quota or no such file.
+int CgroupCpuLimit(const std::string& root = "/sys/fs/cgroup");
 
 // ParallelFor on `pool`, or chunk after chunk on the calling thread when pool is null.
 template <typename Fn>

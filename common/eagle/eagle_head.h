@@ -90,6 +90,8 @@ class EagleHead {
                                                            const ModelOptions& options = {});
 
   const EagleHeadConfig& config() const { return config_; }
+  // The pool its products run on (null: the calling thread alone).
+  cpu::ThreadPool* pool() const { return pool_.get(); }
   // Target layers whose inputs form this head's features (EAGLE-3), or empty: the target's
   // final-norm hidden state (EAGLE-1/2).
   std::vector<int> feature_layers() const;

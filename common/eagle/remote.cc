@@ -14,157 +14,234 @@ bool Retryable(const absl::Status& s) {
          s.code() == absl::StatusCode::kAborted;
 }
 
+namespace {
+
+// One generation against a verifier: (re)opening the session, drafting, the pipelined verify
+// steps and the reconnect back-off. Each step's result is checked, the next step is sent, and
+// only then are the step's tokens streamed, so that decoding and sending them to the client
+// overlaps the verifier's next forward pass.
+class RemoteGeneration {
+ public:
+  RemoteGeneration(const LlamaModel& model, const SessionFactory& factory,
+                   std::span<const int32_t> prompt, const GenerateOptions& options,
+                   const RemoteOptions& remote, const TokenCallback& on_token, RemoteStats* stats)
+      : model_(model),
+        factory_(factory),
+        prompt_(prompt),
+        options_(options),
+        remote_(remote),
+        st_(*stats),
+        emitter_(model, options, on_token, &r_),
+        layers_(remote.head != nullptr ? remote.head->feature_layers() : std::vector<int>{}),
+        width_(remote.head != nullptr ? remote.head->target_feature_width() : 0) {
+    r_.prompt_tokens = static_cast<int>(prompt.size());
+  }
+
+  absl::StatusOr<GenerateResult> Run() {
+    while (!emitter_.done()) {
+      if (remote_.cancelled && remote_.cancelled()) {
+        EndSession();
+        return absl::CancelledError("the client cancelled");
+      }
+      if (!session_) {
+        RETURN_IF_ERROR(Open());
+        continue;
+      }
+      if (!in_flight_) {
+        if (absl::Status s = SendNext(); !s.ok()) {
+          RETURN_IF_ERROR(Reconnect(s));
+          continue;
+        }
+      }
+      RETURN_IF_ERROR(Step());
+    }
+    EndSession();
+    emitter_.Finish();
+    r_.decode_seconds = SecondsSince(t0_) - r_.prefill_seconds;
+    r_.decode_steps = st_.steps;
+    return std::move(r_);
+  }
+
+ private:
+  // (Re)opens the session: the verifier prefills the prompt and every token emitted so far.
+  absl::Status Open() {
+    session_ = factory_();
+    const int emitted = static_cast<int>(r_.token_ids.size());
+    auto opened = session_->Open(prompt_, r_.token_ids, options_.sampling, options_.max_tokens,
+                                 layers_, width_);
+    if (!opened.ok()) return Reconnect(opened.status());
+    if (emitted > 0) ++st_.reconnects;
+    failing_ = false;
+    backoff_ms_ = 50;
+    step_ = 0;
+    if (emitted == 0) r_.prefill_seconds = SecondsSince(t0_);
+    next_ = opened->first_token;
+    if (remote_.head != nullptr) {
+      drafter_ = std::make_unique<EagleDrafter>(
+          remote_.head, static_cast<int64_t>(prompt_.size()) + options_.max_tokens + 1024);
+      // Pairs (f_t, x_{t+1}) over prompt + resumed tokens, then the first sampled token.
+      std::vector<int32_t> next_tokens(prompt_.begin() + 1, prompt_.end());
+      next_tokens.insert(next_tokens.end(), r_.token_ids.begin(), r_.token_ids.end());
+      next_tokens.push_back(next_);
+      if (static_cast<int64_t>(opened->features.size()) !=
+          static_cast<int64_t>(next_tokens.size()) * width_) {
+        EndSession();
+        return absl::InternalError("the verifier sent prompt features of the wrong size");
+      }
+      const auto td = Clock::now();
+      RETURN_IF_ERROR(drafter_->Commit(opened->features, next_tokens));
+      st_.draft_seconds += SecondsSince(td);
+    }
+    committed_ = static_cast<int64_t>(prompt_.size() + r_.token_ids.size()) + 1;
+    emitter_.Emit(next_);
+    return absl::OkStatus();
+  }
+
+  // Drafts the tree rooted at next_ (a root-only tree for plain decoding), trimmed to the
+  // context, and sends it.
+  absl::Status SendNext() {
+    const auto td = Clock::now();
+    tree_ = DraftTree{{next_}, {-1}};
+    if (drafter_) {
+      ASSIGN_OR_RETURN(DraftTree drafted, drafter_->Draft(next_, remote_.tree));
+      // The verifier's KV holds every committed token but the root.
+      tree_ = drafted.TrimToDepth(model_.config().max_position - committed_);
+    }
+    draft_s_ = SecondsSince(td);
+    st_.draft_seconds += draft_s_;
+    sent_at_ = Clock::now();
+    RETURN_IF_ERROR(session_->Send(step_, tree_));
+    in_flight_ = true;
+    // Until the result comes back the head's pool has nothing to do: its workers park now and
+    // leave the cores to the verifier (often on the same machine) and the gRPC threads.
+    if (remote_.head != nullptr && remote_.head->pool() != nullptr) remote_.head->pool()->Rest();
+    return absl::OkStatus();
+  }
+
+  // Receives the step in flight, sends the next one unless these tokens end the generation,
+  // then streams the tokens.
+  absl::Status Step() {
+    auto res = session_->Receive();
+    in_flight_ = false;
+    if (!res.ok()) return Reconnect(res.status());
+    const double round_trip = SecondsSince(sent_at_);
+    ++step_;
+    // The result must be a path of the tree.
+    const int accepted = static_cast<int>(res->accepted.size());
+    if (accepted >= tree_.size() ||
+        static_cast<int64_t>(res->features.size()) != (accepted + 1) * width_) {
+      EndSession();
+      return absl::InternalError("the verifier sent a malformed result");
+    }
+    st_.verify_seconds += res->verify_seconds;
+    const double network_s = std::max(0.0, round_trip - res->verify_seconds);
+    st_.network_seconds += network_s;
+    st_.AddStep(tree_.size() - 1, accepted);
+    if (remote_.on_step) remote_.on_step(draft_s_, network_s, res->verify_seconds, accepted);
+    const std::vector<int32_t> tokens = res->tokens();
+    next_ = res->next_token;
+    committed_ += static_cast<int64_t>(tokens.size());
+    absl::Status sent = absl::OkStatus();
+    if (!EndsGeneration(tokens)) {
+      if (drafter_) {
+        const auto tc = Clock::now();
+        RETURN_IF_ERROR(CommitStep(*drafter_, *res));
+        st_.draft_seconds += SecondsSince(tc);
+      }
+      sent = SendNext();
+    }
+    for (int32_t t : tokens) {
+      if (!emitter_.Emit(t)) break;
+    }
+    // A failed send is retried once this step's tokens are out (a reconnect resumes after them).
+    if (!sent.ok() && !emitter_.done()) return Reconnect(sent);
+    return absl::OkStatus();
+  }
+
+  // True if emitting `tokens` certainly ends the generation (an end-of-generation token or
+  // max_tokens; a stop string is only known once the text is decoded).
+  bool EndsGeneration(std::span<const int32_t> tokens) const {
+    if (static_cast<int64_t>(r_.token_ids.size() + tokens.size()) >= options_.max_tokens) {
+      return true;
+    }
+    if (options_.ignore_eos) return false;
+    const Tokenizer* tok = model_.tokenizer();
+    for (int32_t t : tokens) {
+      if (tok != nullptr ? tok->IsEndOfGeneration(t) : t == model_.config().eos_id) return true;
+    }
+    return false;
+  }
+
+  // Drops the session and waits before the next attempt; the error itself when it is not worth
+  // a retry or the verifier has been gone too long.
+  absl::Status Reconnect(const absl::Status& why) {
+    EndSession();
+    drafter_.reset();
+    if (!Retryable(why) || remote_.reconnect_seconds <= 0) return why;
+    if (!failing_) {
+      failing_ = true;
+      failing_since_ = Clock::now();
+    }
+    if (SecondsSince(failing_since_) > remote_.reconnect_seconds) {
+      return absl::UnavailableError(absl::StrCat("verifier unreachable for ",
+                                                 remote_.reconnect_seconds, " s: ", why.message()));
+    }
+    if (remote_.cancelled && remote_.cancelled()) return absl::CancelledError("cancelled");
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
+    backoff_ms_ = std::min(backoff_ms_ * 2, 1000);
+    return absl::OkStatus();
+  }
+
+  // Closes the session (if any) and counts its bytes.
+  void EndSession() {
+    if (!session_) return;
+    session_->Close();
+    st_.bytes_sent += session_->bytes_sent();
+    st_.bytes_received += session_->bytes_received();
+    session_.reset();
+    in_flight_ = false;
+  }
+
+  const LlamaModel& model_;
+  const SessionFactory& factory_;
+  const std::span<const int32_t> prompt_;
+  const GenerateOptions& options_;
+  const RemoteOptions& remote_;
+  RemoteStats& st_;
+  GenerateResult r_;
+  TokenEmitter emitter_;
+  const std::vector<int> layers_;
+  const int64_t width_;
+  const Clock::time_point t0_ = Clock::now();
+
+  std::unique_ptr<VerifierSession> session_;
+  std::unique_ptr<EagleDrafter> drafter_;
+  int64_t committed_ = 0;  // prompt + tokens the verifier has decided, the root included
+  int32_t next_ = -1;      // the root of the next tree
+  int64_t step_ = 0;
+  bool in_flight_ = false;
+  DraftTree tree_;  // the tree in flight
+  double draft_s_ = 0;
+  Clock::time_point sent_at_;
+  bool failing_ = false;
+  Clock::time_point failing_since_;
+  int backoff_ms_ = 50;
+};
+
+}  // namespace
+
 absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
                                               const SessionFactory& factory,
                                               std::span<const int32_t> prompt,
                                               const GenerateOptions& options,
                                               const RemoteOptions& remote,
                                               const TokenCallback& on_token, RemoteStats* stats) {
-  const LlamaConfig& cfg = model.config();
-  RETURN_IF_ERROR(ValidateGenerateRequest(cfg, prompt, options));
+  RETURN_IF_ERROR(ValidateGenerateRequest(model.config(), prompt, options));
   if (remote.head != nullptr) RETURN_IF_ERROR(ValidateTreeOptions(remote.tree));
   RemoteStats local;
   RemoteStats& st = stats != nullptr ? *stats : local;
   st = RemoteStats();
-  GenerateResult r;
-  r.prompt_tokens = static_cast<int>(prompt.size());
-  TokenEmitter emitter(model, options, on_token, &r);
-  const std::vector<int> layers =
-      remote.head != nullptr ? remote.head->feature_layers() : std::vector<int>{};
-  const int64_t width = remote.head != nullptr ? remote.head->target_feature_width() : 0;
-  const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_tokens + 1024;
-
-  std::unique_ptr<VerifierSession> session;
-  std::unique_ptr<EagleDrafter> drafter;
-  int32_t next = -1;
-  int64_t step = 0;
-  const auto t0 = Clock::now();
-  Clock::time_point failing_since{};
-  bool failing = false;
-  int backoff_ms = 50;
-  auto account = [&] {
-    if (session) {
-      st.bytes_sent += session->bytes_sent();
-      st.bytes_received += session->bytes_received();
-    }
-  };
-  // Waits before the next attempt; false once the verifier has been gone too long.
-  auto backoff = [&](const absl::Status& why) -> absl::Status {
-    if (!Retryable(why) || remote.reconnect_seconds <= 0) return why;
-    if (!failing) {
-      failing = true;
-      failing_since = Clock::now();
-    }
-    if (SecondsSince(failing_since) > remote.reconnect_seconds) {
-      return absl::UnavailableError(absl::StrCat("verifier unreachable for ",
-                                                 remote.reconnect_seconds, " s: ", why.message()));
-    }
-    if (remote.cancelled && remote.cancelled()) return absl::CancelledError("cancelled");
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-    backoff_ms = std::min(backoff_ms * 2, 1000);
-    return absl::OkStatus();
-  };
-
-  while (!emitter.done()) {
-    if (remote.cancelled && remote.cancelled()) {
-      if (session) session->Close();
-      account();
-      return absl::CancelledError("the client cancelled");
-    }
-    if (!session) {
-      // (Re)open: the verifier prefills the prompt and every token emitted so far.
-      session = factory();
-      const int emitted = static_cast<int>(r.token_ids.size());
-      auto opened =
-          session->Open(prompt, r.token_ids, options.sampling, options.max_tokens, layers, width);
-      if (!opened.ok()) {
-        session->Close();
-        account();
-        session.reset();
-        RETURN_IF_ERROR(backoff(opened.status()));
-        continue;
-      }
-      if (emitted > 0) ++st.reconnects;
-      failing = false;
-      backoff_ms = 50;
-      step = 0;
-      if (emitted == 0) r.prefill_seconds = SecondsSince(t0);
-      next = opened->first_token;
-      if (remote.head != nullptr) {
-        drafter = std::make_unique<EagleDrafter>(remote.head, capacity);
-        // Pairs (f_t, x_{t+1}) over prompt + resumed tokens, then the first sampled token.
-        std::vector<int32_t> next_tokens(prompt.begin() + 1, prompt.end());
-        next_tokens.insert(next_tokens.end(), r.token_ids.begin(), r.token_ids.end());
-        next_tokens.push_back(next);
-        if (static_cast<int64_t>(opened->features.size()) !=
-            static_cast<int64_t>(next_tokens.size()) * width) {
-          session->Close();
-          return absl::InternalError("the verifier sent prompt features of the wrong size");
-        }
-        const auto td = Clock::now();
-        RETURN_IF_ERROR(drafter->Commit(opened->features, next_tokens));
-        st.draft_seconds += SecondsSince(td);
-      }
-      if (!emitter.Emit(next)) break;
-      continue;
-    }
-    // Draft (or a root-only tree for plain decoding), trimmed to the context.
-    const auto td = Clock::now();
-    DraftTree tree;
-    if (drafter) {
-      ASSIGN_OR_RETURN(DraftTree drafted, drafter->Draft(next, remote.tree));
-      // The verifier's KV holds prompt + generated tokens but the root.
-      const int64_t kv_len = static_cast<int64_t>(prompt.size() + r.token_ids.size()) - 1;
-      tree = drafted.TrimToDepth(cfg.max_position - 1 - kv_len);
-    } else {
-      tree.tokens = {next};
-      tree.parents = {-1};
-    }
-    const double draft_s = SecondsSince(td);
-    st.draft_seconds += draft_s;
-    const auto tv = Clock::now();
-    auto res = session->Verify(step, tree);
-    if (!res.ok()) {
-      session->Close();
-      account();
-      session.reset();
-      drafter.reset();
-      RETURN_IF_ERROR(backoff(res.status()));
-      continue;
-    }
-    const double round_trip = SecondsSince(tv);
-    ++step;
-    // The result must be a path of the tree.
-    const int accepted = static_cast<int>(res->accepted.size());
-    if (accepted >= tree.size() ||
-        static_cast<int64_t>(res->features.size()) != (accepted + 1) * width) {
-      session->Close();
-      return absl::InternalError("the verifier sent a malformed result");
-    }
-    st.verify_seconds += res->verify_seconds;
-    const double network_s = std::max(0.0, round_trip - res->verify_seconds);
-    st.network_seconds += network_s;
-    st.AddStep(tree.size() - 1, accepted);
-    if (remote.on_step) remote.on_step(draft_s, network_s, res->verify_seconds, accepted);
-    for (int32_t t : res->accepted) {
-      if (!emitter.Emit(t)) break;
-    }
-    if (emitter.done() || !emitter.Emit(res->next_token)) break;
-    next = res->next_token;
-    if (drafter) {
-      std::vector<int32_t> next_tokens(res->accepted.begin(), res->accepted.end());
-      next_tokens.push_back(res->next_token);
-      const auto tc = Clock::now();
-      RETURN_IF_ERROR(drafter->Commit(res->features, next_tokens));
-      st.draft_seconds += SecondsSince(tc);
-    }
-  }
-  if (session) session->Close();
-  account();
-  emitter.Finish();
-  r.decode_seconds = SecondsSince(t0) - r.prefill_seconds;
-  r.decode_steps = st.steps;
-  return r;
+  return RemoteGeneration(model, factory, prompt, options, remote, on_token, &st).Run();
 }
 
 }  // namespace eagle

@@ -17,6 +17,7 @@
 #include "common/eagle/drafter.h"
 #include "common/eagle/eagle_head.h"
 #include "common/eagle/speculative.h"
+#include "common/eagle/verify_step.h"
 #include "common/generate.h"
 
 namespace eagle {
@@ -36,13 +37,19 @@ class VerifierSession {
                                       std::span<const int32_t> resume,
                                       const SamplingParams& sampling, int max_tokens,
                                       const std::vector<int>& feature_layers, int64_t width) = 0;
-  struct Result {
-    std::vector<int32_t> accepted;
-    int32_t next_token = -1;
-    std::vector<float> features;  // [accepted + 1, width]
-    double verify_seconds = 0;    // the verifier's forward pass
+  struct Result : VerifiedStep {
+    double verify_seconds = 0;  // the verifier's forward pass
   };
-  virtual absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) = 0;
+  // Sends step `step`'s tree; its result comes from the next Receive. One step in flight at a
+  // time (FAILED_PRECONDITION otherwise), so that the loop can stream one step's tokens while the
+  // verifier runs the next.
+  virtual absl::Status Send(int64_t step, const DraftTree& tree) = 0;
+  virtual absl::StatusOr<Result> Receive() = 0;
+  absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) {
+    if (absl::Status s = Send(step, tree); !s.ok()) return s;
+    return Receive();
+  }
+  // Ends the session (a step still in flight is waited for or cancelled).
   virtual void Close() = 0;
   // Bytes sent and received so far (protocol messages).
   virtual int64_t bytes_sent() const = 0;

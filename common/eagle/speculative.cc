@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "common/eagle/acceptance.h"
+#include "common/eagle/verify_step.h"
 #include "common/status_macros.h"
 #include "common/timing.h"
 
@@ -75,32 +75,19 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     vr.logits = LogitsMode::kAll;
     want_features(vr);
     ASSIGN_OR_RETURN(ForwardResult out, target.Forward(*cache, vr));
-    const Acceptance acc =
-        accept ? accept(tree, out.logits.data(), cfg.vocab_size, options.sampling, sampler.rng())
-               : AcceptSampled(tree, out.logits.data(), cfg.vocab_size, options.sampling,
-                               sampler.rng());
-    RETURN_IF_ERROR(cache->KeepPath(base, acc.path));
+    ASSIGN_OR_RETURN(VerifiedStep step,
+                     VerifyTree(tree, out.logits.data(), cfg.vocab_size, features_of(out).data(),
+                                hs, *cache, base, options.sampling, sampler.rng(), accept));
     st.verify_seconds += SecondsSince(tv);
-    const int accepted = static_cast<int>(acc.path.size()) - 1;
-    st.AddStep(tree.size() - 1, accepted);
+    st.AddStep(tree.size() - 1, static_cast<int>(step.accepted.size()));
     // Emit the accepted drafts, then the bonus/correction token.
-    for (size_t j = 1; j < acc.path.size() && !emitter.done(); ++j) {
-      emitter.Emit(tree.tokens[acc.path[j]]);
+    for (size_t j = 0; j < step.accepted.size() && !emitter.done(); ++j) {
+      emitter.Emit(step.accepted[j]);
     }
-    if (!emitter.Emit(acc.next_token)) break;
-    // The draft gets the target features of the root and the accepted nodes, each paired with
-    // the token that follows it.
-    std::vector<float> feats;
-    std::vector<int32_t> next_tokens;
-    for (size_t j = 0; j < acc.path.size(); ++j) {
-      const float* f = features_of(out).data() + acc.path[j] * hs;
-      feats.insert(feats.end(), f, f + hs);
-      next_tokens.push_back(j + 1 < acc.path.size() ? tree.tokens[acc.path[j + 1]]
-                                                    : acc.next_token);
-    }
-    next = acc.next_token;
+    if (!emitter.Emit(step.next_token)) break;
+    next = step.next_token;
     td = Clock::now();
-    RETURN_IF_ERROR(draft.Commit(feats, next_tokens));
+    RETURN_IF_ERROR(CommitStep(draft, step));
     st.draft_seconds += SecondsSince(td);
   }
   emitter.Finish();

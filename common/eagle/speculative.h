@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/eagle/acceptance.h"
 #include "common/eagle/drafter.h"
+#include "common/eagle/verify_step.h"
 #include "common/generate.h"
 
 namespace eagle {
@@ -34,11 +34,6 @@ struct SpeculativeStats {
   // Mean tokens per step, bonus included (tau).
   double tau() const { return steps > 0 ? 1.0 + static_cast<double>(accepted_drafts) / steps : 0; }
 };
-
-// The acceptance rule (AcceptSampled by default; tests substitute broken rules to show that the
-// distribution test catches them).
-using AcceptFn = std::function<Acceptance(const DraftTree&, const float* logits, int vocab,
-                                          const SamplingParams&, Rng&)>;
 
 absl::StatusOr<GenerateResult> GenerateSpeculative(
     const LlamaModel& target, DraftModel& draft, std::span<const int32_t> prompt,

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/rpc/convert.h"
+#include "common/thread_name.h"
 
 namespace eagle::rpc {
 
@@ -87,6 +88,7 @@ int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
   }
   if (o.on_serving) o.on_serving(port);
   std::thread signals([&] {
+    NameThisThread("eagle-signals");
     int sig = 0;
     sigwait(&sigs, &sig);
     const auto in_flight = [&] { return o.in_flight ? o.in_flight() : 0; };

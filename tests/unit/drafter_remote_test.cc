@@ -22,13 +22,14 @@ class FlakySession final : public VerifierSession {
     if (Fail()) return absl::Status(code_, "injected");
     return inner_.Open(prompt, resume, sampling, max_tokens, layers, width);
   }
-  absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) override {
+  absl::Status Send(int64_t step, const DraftTree& tree) override {
     if (Fail()) {
       inner_.Close();
       return absl::Status(code_, "injected");
     }
-    return inner_.Verify(step, tree);
+    return inner_.Send(step, tree);
   }
+  absl::StatusOr<Result> Receive() override { return inner_.Receive(); }
   void Close() override { inner_.Close(); }
   int64_t bytes_sent() const override { return 0; }
   int64_t bytes_received() const override { return 0; }

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -150,6 +153,53 @@ TEST(ThreadPoolTest, ParkedWorkersWakeForTheNextLoop) {
   }
   EXPECT_TRUE(worker_ran);
   EXPECT_GE(pool.stats().wakes, 1);
+}
+
+// Waits up to 10 s for `want` parked workers; returns the last count seen.
+int WaitForParked(const ThreadPool& pool, int want) {
+  int parked = pool.parked();
+  for (int i = 0; i < 10000 && parked != want; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    parked = pool.parked();
+  }
+  return parked;
+}
+
+TEST(ThreadPoolTest, RestParksSpinningWorkersAtOnce) {
+  ThreadPool pool(Threads(3, /*spin_us=*/3e7));  // a spin far longer than the test
+  ExpectEachOnce(pool, 100, 1);
+  // Negative control: without Rest() the workers are still spinning a while after the loop.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(pool.parked(), 0);
+  pool.Rest();
+  EXPECT_EQ(WaitForParked(pool, 2), 2);
+  EXPECT_EQ(pool.stats().rests, 1);
+  // The next loop wakes them as usual.
+  ExpectEachOnce(pool, 1000, 1);
+  EXPECT_GE(pool.stats().wakes, 1);
+}
+
+TEST(ThreadPoolTest, CgroupCpuQuotaIsReadRoundedUp) {
+  const std::string dir = ::testing::TempDir() + "/cgroup_test";
+  std::filesystem::create_directories(dir + "/v2");
+  std::filesystem::create_directories(dir + "/v1/cpu");
+  auto write = [](const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  };
+  write(dir + "/v2/cpu.max", "150000 100000\n");
+  EXPECT_EQ(CgroupCpuLimit(dir + "/v2"), 2);
+  write(dir + "/v2/cpu.max", "200000 100000\n");
+  EXPECT_EQ(CgroupCpuLimit(dir + "/v2"), 2);
+  write(dir + "/v2/cpu.max", "max 100000\n");
+  EXPECT_EQ(CgroupCpuLimit(dir + "/v2"), 0);
+  write(dir + "/v2/cpu.max", "garbage\n");
+  EXPECT_EQ(CgroupCpuLimit(dir + "/v2"), 0);
+  write(dir + "/v1/cpu/cpu.cfs_quota_us", "50000\n");
+  write(dir + "/v1/cpu/cpu.cfs_period_us", "100000\n");
+  EXPECT_EQ(CgroupCpuLimit(dir + "/v1"), 1);
+  write(dir + "/v1/cpu/cpu.cfs_quota_us", "-1\n");
+  EXPECT_EQ(CgroupCpuLimit(dir + "/v1"), 0);
+  EXPECT_EQ(CgroupCpuLimit(dir + "/none"), 0);
 }
 
 TEST(ThreadPoolTest, NullPoolRunsOnTheCaller) {

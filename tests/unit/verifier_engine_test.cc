@@ -71,8 +71,8 @@ std::vector<int32_t> Drive(Engine& e, const std::vector<int32_t>& prompt,
     auto r = e.Verify(o->session_id, step++, t).get();
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok()) break;
-    EXPECT_EQ(r->features.size(), (r->accepted_tokens.size() + 1) * 64);
-    out.insert(out.end(), r->accepted_tokens.begin(), r->accepted_tokens.end());
+    EXPECT_EQ(r->features.size(), (r->accepted.size() + 1) * 64);
+    out.insert(out.end(), r->accepted.begin(), r->accepted.end());
     out.push_back(r->next_token);
   }
   e.Close(o->session_id);
@@ -410,7 +410,7 @@ TEST(VerifierEngineTest, RandomActionSequencesGetDocumentedCodesAndReleaseEveryt
         auto r = f.get();
         check(r.status(), "verify");
         if (!r.ok()) continue;
-        for (int32_t t : r->accepted_tokens) EXPECT_TRUE(t >= 0 && t < vocab);
+        for (int32_t t : r->accepted) EXPECT_TRUE(t >= 0 && t < vocab);
         EXPECT_TRUE(r->next_token >= 0 && r->next_token < vocab);
         live[i].root = r->next_token;
         ++live[i].step;

@@ -53,13 +53,23 @@ struct Run {
   double tokens = 0;
   double seconds = 0;  // sum of per-request wall times (sequential) or the batch's wall time
   std::vector<std::vector<int32_t>> outputs;
+  // Summed over requests: verify steps and the decode time split into draft, network (gRPC and
+  // hand-offs: round trips minus the verifier's forward) and verify.
+  double steps = 0, decode_seconds = 0, draft_seconds = 0, network_seconds = 0, verify_seconds = 0;
   double tps() const { return seconds > 0 ? tokens / seconds : 0; }
+  void Add(const v1::GenerateResponse& last) {
+    steps += last.stats().steps();
+    decode_seconds += last.timings().decode_seconds();
+    draft_seconds += last.timings().draft_seconds();
+    network_seconds += last.timings().network_seconds();
+    verify_seconds += last.timings().verify_seconds();
+  }
 };
 
 template <typename Stub>
 std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req,
                           const rpc::ClientCredentials& creds, bool* ok,
-                          double* first_token = nullptr) {
+                          double* first_token = nullptr, Run* split = nullptr) {
   grpc::ClientContext ctx;
   creds.Attach(&ctx);
   const auto t0 = Clock::now();
@@ -69,6 +79,7 @@ std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req,
   while (reader->Read(&chunk)) {
     if (ids.empty() && first_token != nullptr) *first_token += SecondsSince(t0);
     ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+    if (split != nullptr && chunk.has_timings()) split->Add(chunk);
   }
   grpc::Status s = reader->Finish();
   if (!s.ok()) {
@@ -88,7 +99,7 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
     auto stub = make();
     for (size_t i = 0; i < reqs.size(); ++i) {
       const auto t0 = Clock::now();
-      r.outputs[i] = Call(stub.get(), reqs[i], creds, ok, &r.first_token_seconds);
+      r.outputs[i] = Call(stub.get(), reqs[i], creds, ok, &r.first_token_seconds, &r);
       r.seconds += SecondsSince(t0);
       r.tokens += static_cast<double>(r.outputs[i].size());
     }
@@ -199,6 +210,10 @@ int Main(int argc, char** argv) {
       spec.tokens += static_cast<double>(s->token_ids.size());
       spec.seconds += ts;
       spec.first_token_seconds += s->prefill_seconds;
+      spec.steps += st.steps;
+      spec.decode_seconds += s->decode_seconds;
+      spec.draft_seconds += st.draft_seconds;
+      spec.verify_seconds += st.verify_seconds;
       total_stats.steps += st.steps;
       total_stats.accepted_drafts += st.accepted_drafts;
     }
@@ -264,6 +279,19 @@ int Main(int argc, char** argv) {
       "per verify step: 1 round trip, %.0f bytes sent, %.0f bytes received (prompt "
       "features included, averaged over %.0f steps)\n",
       sent / std::max(1.0, steps), prompt_bytes, steps);
+  // Per verify step, one session: where the decode time goes ("other": emitting tokens,
+  // sampling and the loop itself).
+  std::printf("per verify step, 1 session (ms): %9s %9s %9s %9s %9s\n", "draft", "network",
+              "verify", "other", "total");
+  auto split = [](const char* name, const Run& r) {
+    const double n = std::max(1.0, r.steps);
+    const double other = r.decode_seconds - r.draft_seconds - r.network_seconds - r.verify_seconds;
+    std::printf("  %-30s %9.3f %9.3f %9.3f %9.3f %9.3f\n", name, 1e3 * r.draft_seconds / n,
+                1e3 * r.network_seconds / n, 1e3 * r.verify_seconds / n, 1e3 * other / n,
+                1e3 * r.decode_seconds / n);
+  };
+  split("in process, speculative", spec);
+  split("services, speculative", remote1);
   std::printf("outputs identical to in-process vanilla: %d/%zu\n", identical, reqs.size());
   if (!a["--report"].empty()) {
     nlohmann::json j = {{"prompts", reqs.size()},
@@ -279,6 +307,14 @@ int Main(int argc, char** argv) {
                         {"bytes_sent_per_step", sent / std::max(1.0, steps)},
                         {"bytes_received_per_step", prompt_bytes},
                         {"identical", identical}};
+    for (const auto& [name, r] :
+         {std::pair{"in_process_speculative", &spec}, std::pair{"service_1", &remote1}}) {
+      const double n = std::max(1.0, r->steps);
+      j[std::string(name) + "_step_ms"] = {{"draft", 1e3 * r->draft_seconds / n},
+                                           {"network", 1e3 * r->network_seconds / n},
+                                           {"verify", 1e3 * r->verify_seconds / n},
+                                           {"decode", 1e3 * r->decode_seconds / n}};
+    }
     std::ofstream(a["--report"]) << j.dump(2) << "\n";
   }
   return identical == static_cast<int>(reqs.size()) ? 0 : 1;

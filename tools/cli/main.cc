@@ -49,7 +49,8 @@ generate options:
   --seed S             random seed (default 0)
   --stop STR           stop string (repeatable)
   --ignore-eos         keep generating after end-of-sequence
-  --threads N          CPU threads (default: all cores)
+  --threads N          CPU threads (default 0: every CPU the process may use, capped by a
+                       cgroup CPU quota)
   --precision P        auto | int16 | int8 | f32. Activations of matmuls with Q4_0/Q4_1/Q8_0
                        weights: int16 (15-bit, near-f32 accuracy) or int8 (fastest, as
                        llama.cpp) on AVX-512 VNNI; f32 is the reference path. auto: int16
