@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "common/eagle/remote.h"
+#include "common/eagle/verifier_loop.h"
 #include "common/rpc/security.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 

@@ -126,7 +126,7 @@ void DrafterMetrics::Step(double draft, double network, double verify, int accep
   }
 }
 
-void DrafterMetrics::Done(const GenerateResult& r, const RemoteStats& s) {
+void DrafterMetrics::Done(const GenerateResult& r, const VerifierLoopStats& s) {
   tokens_.Add({{"kind", "prompt"}}).Increment(r.prompt_tokens);
   tokens_.Add({{"kind", "completion"}}).Increment(static_cast<double>(r.token_ids.size()));
   if (s.steps > 0) tau_.Observe(s.tau());
@@ -172,7 +172,7 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
   bool off = false;
   auto tree = TreeFromOverride(req->speculation(), config_.tree, &off);
   if (!tree.ok()) return rpc::ToGrpc(tree.status());
-  RemoteOptions ro;
+  VerifierLoopOptions ro;
   ro.head = off ? nullptr : config_.head;
   ro.tree = *tree;
   ro.reconnect_seconds = config_.reconnect_seconds;
@@ -189,9 +189,9 @@ grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateReq
             {"prompt_tokens", parsed->prompt.size()},
             {"max_tokens", parsed->options.max_tokens},
             {"speculative", ro.head != nullptr}});
-  RemoteStats stats;
-  auto result = GenerateRemote(*config_.model, factory, parsed->prompt, parsed->options, ro,
-                               on_token, &stats);
+  VerifierLoopStats stats;
+  auto result = GenerateWithVerifier(*config_.model, factory, parsed->prompt, parsed->options, ro,
+                                     on_token, &stats);
   metrics_->reconnects.Increment(stats.reconnects);
   if (!result.ok()) {
     LogEvent("warn", "generate_failed",

@@ -1,6 +1,6 @@
 // gRPC adapter of the drafter: the client-facing eagle.v1.Drafter service. Each Generate runs
-// the speculation loop (common/eagle/remote.h) over one Session stream on the shared verifier
-// channel.
+// the speculation loop (common/eagle/verifier_loop.h) over one Session stream on the shared
+// verifier channel.
 #ifndef EAGLE_DRAFTER_SERVICE_H_
 #define EAGLE_DRAFTER_SERVICE_H_
 
@@ -13,9 +13,9 @@
 #include <memory>
 #include <string>
 
-#include "common/eagle/drafter.h"
+#include "common/eagle/draft_model.h"
 #include "common/eagle/eagle_head.h"
-#include "common/eagle/remote.h"
+#include "common/eagle/verifier_loop.h"
 #include "common/model/llama_model.h"
 #include "common/rpc/security.h"
 #include "eagle/v1/drafter.grpc.pb.h"
@@ -39,7 +39,7 @@ class DrafterMetrics {
   explicit DrafterMetrics(prometheus::Registry& registry);
   void Request(const grpc::Status& s);
   void Step(double draft, double network, double verify, int accepted);
-  void Done(const GenerateResult& r, const RemoteStats& s);
+  void Done(const GenerateResult& r, const VerifierLoopStats& s);
   prometheus::Gauge& active;
   prometheus::Counter& reconnects;
 

@@ -19,6 +19,12 @@ std::future<absl::StatusOr<T>> Ready(absl::Status s) {
   p.set_value(std::move(s));
   return p.get_future();
 }
+
+// The features a session asked for: final-norm hidden states or the captured layers' inputs.
+std::vector<float>& FeaturesOf(const std::vector<int>& feature_layers, ForwardResult& fr) {
+  return feature_layers.empty() ? fr.features : fr.layer_features;
+}
+
 }  // namespace
 
 struct Engine::Session {
@@ -31,8 +37,7 @@ struct Engine::Session {
   std::vector<int> feature_layers;
   int64_t bytes = 0;
   // Protocol state, guarded by Engine::mu_.
-  bool opened = false;  // prefill done
-  bool busy = false;    // a request is queued or running
+  bool busy = false;  // a request is queued or running
   bool closed = false;
   bool released = false;  // its KV bytes returned to the budget (cache freed)
   Clock::time_point last_active = Clock::now();
@@ -301,123 +306,139 @@ void Engine::Loop() {
 }
 
 void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
-  const LlamaConfig& cfg = model_->config();
-  // Sessions closed while queued are dropped here. Finished work is reset to null in `batch`;
-  // what remains (prefills with tokens left) is queued again by the caller.
-  std::vector<Work*> live;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& w : batch) {
-      if (w->session->closed) {
-        DoneLocked(*w->session);
-        w->Fail(absl::CancelledError("session closed"));
-        w.reset();
-      } else {
-        live.push_back(w.get());
-      }
-    }
-  }
-  auto finished = [&](Work* w) {
-    for (auto& b : batch) {
-      if (b.get() == w) b.reset();
-    }
-  };
+  // Finished work is reset to null in `batch`; what remains (prefills with tokens left) is
+  // queued again by the caller.
+  const std::vector<Work*> live = DropClosed(batch);
   if (live.empty()) return;
   std::vector<KvCache*> caches;
   std::vector<ForwardRequest> reqs;
   std::vector<int64_t> bases;
   int tokens = 0;
   for (Work* w : live) {
-    Session& s = *w->session;
-    if (w->open && w->done == 0) {
-      s.cache = model_->NewCache(
-          s.bytes / (2 * static_cast<int64_t>(cfg.num_layers) * cfg.kv_dim() * sizeof(float)));
-    }
-    ForwardRequest r;
-    r.tokens = std::span<const int32_t>(w->tokens()).subspan(w->done, w->chunk);
-    if (!w->open) r.parents = w->tree.parents;
-    const bool last_chunk =
-        w->open && w->done + w->chunk == static_cast<int64_t>(w->tokens().size());
-    r.logits = !w->open ? LogitsMode::kAll : last_chunk ? LogitsMode::kLast : LogitsMode::kNone;
-    if (s.want_features) {
-      if (s.feature_layers.empty()) {
-        r.return_features = true;
-      } else {
-        r.capture_layers = s.feature_layers;
-      }
-    }
-    caches.push_back(s.cache.get());
-    bases.push_back(s.cache->length());
-    reqs.push_back(r);
-    tokens += static_cast<int>(r.tokens.size());
+    caches.push_back(w->session->cache.get() != nullptr ? w->session->cache.get()
+                                                        : NewSessionCache(*w->session));
+    bases.push_back(caches.back()->length());
+    reqs.push_back(RequestFor(*w));
+    tokens += static_cast<int>(reqs.back().tokens.size());
   }
   const auto t0 = Clock::now();
   auto results = model_->ForwardBatch(caches, reqs);
   const double seconds = SecondsSince(t0);
   if (hooks_.on_batch) hooks_.on_batch(static_cast<int>(live.size()), tokens, seconds);
+  auto finished = [&](Work* w) {
+    for (auto& b : batch) {
+      if (b.get() == w) b.reset();
+    }
+  };
   for (size_t i = 0; i < live.size(); ++i) {
     Work& w = *live[i];
-    Session& s = *w.session;
-    absl::Status failed = results.ok() ? absl::OkStatus() : results.status();
-    int32_t next = -1;
+    absl::Status failed = results.status();
     if (results.ok()) {
       ForwardResult& fr = (*results)[i];
-      std::vector<float>& feats = s.feature_layers.empty() ? fr.features : fr.layer_features;
-      const int64_t width =
-          s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
       if (w.open) {
-        w.features.insert(w.features.end(), feats.begin(), feats.end());
-        w.done += w.chunk;
-        if (w.done < static_cast<int64_t>(w.tokens().size())) continue;  // more chunks to come
-        OpenResult o;
-        o.session_id = s.id;
-        next = s.sampler.Sample(fr.logits.data(), cfg.vocab_size);
-        o.first_token = next;
-        o.prompt_tokens = static_cast<int>(w.tokens().size());
-        o.feature_width = width;
-        o.features = std::move(w.features);
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          s.opened = true;
-          s.root = next;
-          DoneLocked(s);
-        }
-        w.open_done.set_value(std::move(o));
+        if (!FinishOpenChunk(w, fr)) continue;  // more chunks to come
         finished(&w);
         continue;
       }
-      absl::StatusOr<VerifiedStep> step =
-          VerifyTree(w.tree, fr.logits.data(), cfg.vocab_size, feats.data(), width, *s.cache,
-                     bases[i], s.sampling, s.sampler.rng());
-      failed = step.status();
-      if (step.ok()) {
-        VerifyOutput v;
-        static_cast<VerifiedStep&>(v) = *std::move(step);
-        v.seconds = seconds;
-        v.batch_sequences = static_cast<int>(live.size());
-        if (hooks_.on_verify) {
-          hooks_.on_verify(static_cast<int>(v.accepted.size()), w.tree.size() - 1);
-        }
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          ++s.next_step;
-          s.root = v.next_token;
-          DoneLocked(s);
-        }
-        w.verify_done.set_value(std::move(v));
+      failed = FinishVerify(w, fr, bases[i], seconds, static_cast<int>(live.size()));
+      if (failed.ok()) {
         finished(&w);
         continue;
       }
     }
     // The session's cache is in an unknown state: it is closed.
-    Close(s.id);
+    Close(w.session->id);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      DoneLocked(s);
+      DoneLocked(*w.session);
     }
     w.Fail(absl::InternalError(absl::StrCat("forward pass failed: ", failed.message())));
     finished(&w);
   }
+}
+
+std::vector<Engine::Work*> Engine::DropClosed(std::vector<std::unique_ptr<Work>>& batch) {
+  std::vector<Work*> live;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& w : batch) {
+    if (w->session->closed) {
+      DoneLocked(*w->session);
+      w->Fail(absl::CancelledError("session closed"));
+      w.reset();
+    } else {
+      live.push_back(w.get());
+    }
+  }
+  return live;
+}
+
+KvCache* Engine::NewSessionCache(Session& s) {
+  const LlamaConfig& cfg = model_->config();
+  s.cache = model_->NewCache(
+      s.bytes / (2 * static_cast<int64_t>(cfg.num_layers) * cfg.kv_dim() * sizeof(float)));
+  return s.cache.get();
+}
+
+ForwardRequest Engine::RequestFor(const Work& w) {
+  const Session& s = *w.session;
+  ForwardRequest r;
+  r.tokens = std::span<const int32_t>(w.tokens()).subspan(w.done, w.chunk);
+  if (!w.open) r.parents = w.tree.parents;
+  const bool last_chunk = w.open && w.done + w.chunk == static_cast<int64_t>(w.tokens().size());
+  r.logits = !w.open ? LogitsMode::kAll : last_chunk ? LogitsMode::kLast : LogitsMode::kNone;
+  if (s.want_features) {
+    if (s.feature_layers.empty()) {
+      r.return_features = true;
+    } else {
+      r.capture_layers = s.feature_layers;
+    }
+  }
+  return r;
+}
+
+bool Engine::FinishOpenChunk(Work& w, ForwardResult& fr) {
+  Session& s = *w.session;
+  std::vector<float>& feats = FeaturesOf(s.feature_layers, fr);
+  w.features.insert(w.features.end(), feats.begin(), feats.end());
+  w.done += w.chunk;
+  if (w.done < static_cast<int64_t>(w.tokens().size())) return false;
+  OpenResult o;
+  o.session_id = s.id;
+  o.first_token = s.sampler.Sample(fr.logits.data(), model_->config().vocab_size);
+  o.prompt_tokens = static_cast<int>(w.tokens().size());
+  o.feature_width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
+  o.features = std::move(w.features);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.root = o.first_token;
+    DoneLocked(s);
+  }
+  w.open_done.set_value(std::move(o));
+  return true;
+}
+
+absl::Status Engine::FinishVerify(Work& w, ForwardResult& fr, int64_t base, double seconds,
+                                  int batch_sequences) {
+  Session& s = *w.session;
+  std::vector<float>& feats = FeaturesOf(s.feature_layers, fr);
+  const int64_t width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
+  absl::StatusOr<VerifiedStep> step =
+      VerifyTree(w.tree, fr.logits.data(), model_->config().vocab_size, feats.data(), width,
+                 *s.cache, base, s.sampling, s.sampler.rng());
+  if (!step.ok()) return step.status();
+  VerifyOutput v;
+  static_cast<VerifiedStep&>(v) = *std::move(step);
+  v.seconds = seconds;
+  v.batch_sequences = batch_sequences;
+  if (hooks_.on_verify) hooks_.on_verify(static_cast<int>(v.accepted.size()), w.tree.size() - 1);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++s.next_step;
+    s.root = v.next_token;
+    DoneLocked(s);
+  }
+  w.verify_done.set_value(std::move(v));
+  return absl::OkStatus();
 }
 
 }  // namespace eagle::verifier

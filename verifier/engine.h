@@ -65,8 +65,6 @@ struct EngineStats {
   int64_t kv_bytes = 0;           // reserved by open sessions
   int64_t kv_bytes_released = 0;  // given back by closed sessions since the engine started
   int queue_depth = 0;            // requests waiting for the engine thread
-  int64_t forward_passes = 0;
-  int64_t tokens_forwarded = 0;
 };
 
 // Observers for metrics (called on the engine thread; keep them cheap).
@@ -108,7 +106,18 @@ class Engine {
   void Loop();
   void ReleaseLocked(Session& s);  // mu_ held
   void DoneLocked(Session& s);     // mu_ held: the session's request is over
+  // One forward pass over the batch, and each work item finished, failed or (a prefill with
+  // chunks left) left in `batch`.
   void RunBatch(std::vector<std::unique_ptr<Work>>& batch);
+  // RunBatch's pieces: drops (and fails) work of closed sessions; the KV cache of a session's
+  // first pass; the forward request of a work item; the end of a prefill chunk (true when the
+  // whole prompt is in and the Open answered); the verify step of a tree, answered.
+  std::vector<Work*> DropClosed(std::vector<std::unique_ptr<Work>>& batch);
+  KvCache* NewSessionCache(Session& s);
+  static ForwardRequest RequestFor(const Work& w);
+  bool FinishOpenChunk(Work& w, ForwardResult& fr);
+  absl::Status FinishVerify(Work& w, ForwardResult& fr, int64_t base, double seconds,
+                            int batch_sequences);
 
   const LlamaModel* model_;
   const EngineOptions options_;

@@ -1,5 +1,6 @@
-// A VerifierSession (common/eagle/remote.h) over this process's Engine, so that the verifier's
-// plain Generate runs the same generation loop as the drafter (GenerateRemote without a head).
+// A VerifierSession (common/eagle/verifier_loop.h) over this process's Engine, so that the
+// verifier's plain Generate runs the same generation loop as the drafter (GenerateWithVerifier
+// without a head).
 #ifndef EAGLE_VERIFIER_ENGINE_SESSION_H_
 #define EAGLE_VERIFIER_ENGINE_SESSION_H_
 
@@ -9,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "common/eagle/remote.h"
+#include "common/eagle/verifier_loop.h"
 #include "verifier/engine.h"
 
 namespace eagle::verifier {

@@ -341,13 +341,13 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
                                              metrics_->generated_tokens.Increment(1);
                                            });
   };
-  RemoteOptions ro;
+  VerifierLoopOptions ro;
   ro.reconnect_seconds = 0;
   ro.cancelled = cancelled;
   bool client_gone = false;
-  RemoteStats stats;
-  auto result = GenerateRemote(model, factory, parsed->prompt, parsed->options, ro,
-                               rpc::StreamTokens(writer, &client_gone), &stats);
+  VerifierLoopStats stats;
+  auto result = GenerateWithVerifier(model, factory, parsed->prompt, parsed->options, ro,
+                                     rpc::StreamTokens(writer, &client_gone), &stats);
   if (client_gone || ctx->IsCancelled()) {
     return grpc::Status(grpc::CANCELLED, "the client cancelled");
   }

@@ -257,21 +257,30 @@ std::vector<int> EagleHead::feature_layers() const {
   return Eagle3FeatureLayers(target_->config().num_layers);
 }
 
-std::unique_ptr<KvCache> EagleHead::NewCache(int64_t capacity) const {
-  return std::make_unique<KvCache>(1, config_.num_kv_heads, config_.head_dim, capacity);
+std::unique_ptr<CpuKvCache> EagleHead::NewCache(int64_t capacity) const {
+  return std::make_unique<CpuKvCache>(nullptr, 1, config_.num_kv_heads, config_.head_dim, capacity);
 }
 
-absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_features,
-                                float* out_logits) const {
+// A forward's activations, one set per thread (heads run on many handler threads at once),
+// grown to the largest batch seen and reused: every buffer is written before it is read.
+struct EagleHead::Scratch {
+  std::vector<float> in;  // [n, 2H] the fc's or the decoder layer's input
+  std::vector<float> u;   // [n, H] the decoder layer's residual stream
+  std::vector<float> qkv, att, tmp, xn, gate_up, act, scores, e;
+};
+
+EagleHead::Scratch& EagleHead::ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+absl::Status EagleHead::CheckBatch(const KvCache& cache, const HeadBatch& b) const {
   const EagleHeadConfig& c = config_;
   const int64_t n = static_cast<int64_t>(b.tokens.size());
-  const int64_t hs = c.hidden_size, ffn = c.intermediate_size, hd = c.head_dim;
-  const int64_t qd = static_cast<int64_t>(c.num_heads) * hd, kvd = c.num_kv_heads * hd;
-  const int group = c.num_heads / c.num_kv_heads;
   const int64_t base = cache.length();
   if (n == 0) return absl::InvalidArgumentError("draft head: empty batch");
   const bool e3 = c.kind == EagleHeadConfig::Kind::kEagle3;
-  const int64_t fw = e3 && b.from_target ? 3 * hs : hs;
+  const int64_t fw = e3 && b.from_target ? 3 * c.hidden_size : c.hidden_size;
   if (static_cast<int64_t>(b.features.size()) != n * fw || b.positions.size() != b.tokens.size() ||
       b.n_prefix.size() != b.tokens.size() ||
       (!b.extra.empty() && b.extra.size() != b.tokens.size())) {
@@ -299,91 +308,133 @@ absl::Status EagleHead::Forward(KvCache& cache, const HeadBatch& b, float* out_f
       }
     }
   }
-  const int64_t qkv_dim = qd + 2 * kvd;
-  std::vector<float> u(n * hs), qkv(n * qkv_dim), att(n * qd), tmp(n * hs);
-  if (!e3) {
-    // u = fc([E(x) ; f]) (+ bias); attention input is u itself (no norm).
-    std::vector<float> in(n * 2 * hs);
-    for (int64_t i = 0; i < n; ++i) {
-      target_->Embed(b.tokens[i], in.data() + i * 2 * hs);
-      std::memcpy(in.data() + i * 2 * hs + hs, b.features.data() + i * hs, hs * sizeof(float));
-    }
-    fc_.Apply(in.data(), n, u.data(), pool_.get());
-    if (!fc_bias_.empty()) {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
-    }
-    wqkv_.Apply(u.data(), n, qkv.data(), pool_.get());
-  } else {
-    // x = fc(fused target features) or the previous draft output; z = [norm(E) ; norm(x)].
-    if (b.from_target) {
-      fc_.Apply(b.features.data(), n, u.data(), pool_.get());
-      if (!fc_bias_.empty()) {
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
-      }
-    } else {
-      std::memcpy(u.data(), b.features.data(), n * hs * sizeof(float));
-    }
-    std::vector<float> z(n * 2 * hs), e(hs);
-    for (int64_t i = 0; i < n; ++i) {
-      target_->Embed(b.tokens[i], e.data());
-      cpu::RmsNorm(e.data(), input_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
-                   z.data() + i * 2 * hs);
-      cpu::RmsNorm(u.data() + i * hs, hidden_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
-                   z.data() + i * 2 * hs + hs);
-    }
-    wqkv_.Apply(z.data(), n, qkv.data(), pool_.get());
-  }
+  return absl::OkStatus();
+}
+
+void EagleHead::AddFcBias(int64_t n, float* u) const {
+  if (fc_bias_.empty()) return;
+  const int64_t hs = config_.hidden_size;
   for (int64_t i = 0; i < n; ++i) {
-    float* row = qkv.data() + i * qkv_dim;
+    for (int64_t j = 0; j < hs; ++j) u[i * hs + j] += fc_bias_[j];
+  }
+}
+
+void EagleHead::ProjectInputs(const HeadBatch& b, Scratch& w) const {
+  const EagleHeadConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.tokens.size()), hs = c.hidden_size;
+  w.in.resize(n * 2 * hs);
+  if (c.kind != EagleHeadConfig::Kind::kEagle3) {
+    // EAGLE-1/2: u = fc([E(x) ; f]) (+ bias); the attention's input is u itself (no norm).
+    for (int64_t i = 0; i < n; ++i) {
+      target_->Embed(b.tokens[i], w.in.data() + i * 2 * hs);
+      std::memcpy(w.in.data() + i * 2 * hs + hs, b.features.data() + i * hs, hs * sizeof(float));
+    }
+    fc_.Apply(w.in.data(), n, w.u.data(), pool_.get());
+    AddFcBias(n, w.u.data());
+    wqkv_.Apply(w.u.data(), n, w.qkv.data(), pool_.get());
+    return;
+  }
+  // EAGLE-3: u = fc(fused target features), or the previous draft output; the attention's
+  // input is [norm(E(x)) ; norm(u)].
+  if (b.from_target) {
+    fc_.Apply(b.features.data(), n, w.u.data(), pool_.get());
+    AddFcBias(n, w.u.data());
+  } else {
+    std::memcpy(w.u.data(), b.features.data(), n * hs * sizeof(float));
+  }
+  w.e.resize(hs);
+  for (int64_t i = 0; i < n; ++i) {
+    target_->Embed(b.tokens[i], w.e.data());
+    cpu::RmsNorm(w.e.data(), input_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                 w.in.data() + i * 2 * hs);
+    cpu::RmsNorm(w.u.data() + i * hs, hidden_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                 w.in.data() + i * 2 * hs + hs);
+  }
+  wqkv_.Apply(w.in.data(), n, w.qkv.data(), pool_.get());
+}
+
+void EagleHead::Attention(CpuKvCache& cache, const HeadBatch& b, Scratch& w) const {
+  const EagleHeadConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.tokens.size()), hs = c.hidden_size, hd = c.head_dim;
+  const int64_t qd = static_cast<int64_t>(c.num_heads) * hd, kvd = c.num_kv_heads * hd;
+  const int64_t qkv_dim = qd + 2 * kvd, base = cache.length();
+  const int group = c.num_heads / c.num_kv_heads;
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = w.qkv.data() + i * qkv_dim;
     rope_.Apply(row, c.num_heads, b.positions[i]);
     rope_.Apply(row + qd, c.num_kv_heads, b.positions[i]);
     cache.StoreKeys(0, base + i, row + qd);
     std::memcpy(cache.v(0, base + i), row + qd + kvd, kvd * sizeof(float));
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float> scores(static_cast<size_t>(group) * (base + n + 1));
+  w.scores.resize(static_cast<size_t>(group) * (base + n + 1));
   for (int64_t i = 0; i < n; ++i) {
     for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
       const std::vector<int32_t>* ex = b.extra.empty() ? nullptr : &b.extra[i];
-      cpu::AttendGroup(qkv.data() + i * qkv_dim + kvh * group * hd, group, cache.kt(0, kvh),
+      cpu::AttendGroup(w.qkv.data() + i * qkv_dim + kvh * group * hd, group, cache.kt(0, kvh),
                        cache.capacity(), cache.v(0, 0) + kvh * hd, kvd, static_cast<int>(hd),
                        b.n_prefix[i], ex ? ex->data() : nullptr,
-                       ex ? static_cast<int>(ex->size()) : 0, scale, scores.data(),
-                       att.data() + i * qd + kvh * group * hd);
+                       ex ? static_cast<int>(ex->size()) : 0, scale, w.scores.data(),
+                       w.att.data() + i * qd + kvh * group * hd);
     }
   }
-  wo_.Apply(att.data(), n, tmp.data(), pool_.get());
-  for (int64_t e = 0; e < n * hs; ++e) u[e] += tmp[e];  // u is now a
+  wo_.Apply(w.att.data(), n, w.tmp.data(), pool_.get());
+  for (int64_t e = 0; e < n * hs; ++e) w.u[e] += w.tmp[e];  // u is now a
+}
+
+void EagleHead::Mlp(int64_t n, Scratch& w, float* out_features) const {
+  const EagleHeadConfig& c = config_;
+  const int64_t hs = c.hidden_size, ffn = c.intermediate_size;
   // g = a + MLP(RMSNorm_post(a))
-  std::vector<float> xn(n * hs), gate_up(n * 2 * ffn), act(n * ffn);
   for (int64_t i = 0; i < n; ++i) {
-    cpu::RmsNorm(u.data() + i * hs, post_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
-                 xn.data() + i * hs);
+    cpu::RmsNorm(w.u.data() + i * hs, post_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                 w.xn.data() + i * hs);
   }
-  w_gate_up_.Apply(xn.data(), n, gate_up.data(), pool_.get());
+  w_gate_up_.Apply(w.xn.data(), n, w.gate_up.data(), pool_.get());
   for (int64_t i = 0; i < n; ++i) {
-    const float* gu = gate_up.data() + i * 2 * ffn;
-    cpu::SwiGlu(gu, gu + ffn, static_cast<int>(ffn), act.data() + i * ffn);
+    const float* gu = w.gate_up.data() + i * 2 * ffn;
+    cpu::SwiGlu(gu, gu + ffn, static_cast<int>(ffn), w.act.data() + i * ffn);
   }
-  w_down_.Apply(act.data(), n, tmp.data(), pool_.get());
-  for (int64_t e = 0; e < n * hs; ++e) out_features[e] = u[e] + tmp[e];
-  cache.set_length(base + n);
-  if (out_logits != nullptr) {
-    if (e3) {
-      std::vector<float> normed(n * hs);
-      for (int64_t i = 0; i < n; ++i) {
-        cpu::RmsNorm(out_features + i * hs, final_norm_.data(), c.rms_norm_eps,
-                     static_cast<int>(hs), normed.data() + i * hs);
-      }
-      draft_lm_head_.Apply(normed.data(), n, out_logits, pool_.get());
-    } else if (draft_ids_.empty()) {
-      target_->lm_head().Apply(out_features, n, out_logits, pool_.get());
-    } else {
-      draft_lm_head_.Apply(out_features, n, out_logits, pool_.get());
+  w_down_.Apply(w.act.data(), n, w.tmp.data(), pool_.get());
+  for (int64_t e = 0; e < n * hs; ++e) out_features[e] = w.u[e] + w.tmp[e];
+}
+
+void EagleHead::DraftLogits(int64_t n, const float* g, Scratch& w, float* out_logits) const {
+  const EagleHeadConfig& c = config_;
+  const int64_t hs = c.hidden_size;
+  if (c.kind == EagleHeadConfig::Kind::kEagle3) {
+    for (int64_t i = 0; i < n; ++i) {
+      cpu::RmsNorm(g + i * hs, final_norm_.data(), c.rms_norm_eps, static_cast<int>(hs),
+                   w.xn.data() + i * hs);
     }
+    draft_lm_head_.Apply(w.xn.data(), n, out_logits, pool_.get());
+  } else if (draft_ids_.empty()) {
+    target_->lm_head().Apply(g, n, out_logits, pool_.get());
+  } else {
+    draft_lm_head_.Apply(g, n, out_logits, pool_.get());
   }
+}
+
+absl::Status EagleHead::Forward(CpuKvCache& cache, const HeadBatch& b, float* out_features,
+                                float* out_logits) const {
+  RETURN_IF_ERROR(CheckBatch(cache, b));
+  const EagleHeadConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.tokens.size()), hs = c.hidden_size;
+  const int64_t qd = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  const int64_t kvd = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  Scratch& w = ThreadScratch();
+  w.u.resize(n * hs);
+  w.qkv.resize(n * (qd + 2 * kvd));
+  w.att.resize(n * qd);
+  w.tmp.resize(n * hs);
+  w.xn.resize(n * hs);
+  w.gate_up.resize(n * 2 * c.intermediate_size);
+  w.act.resize(n * c.intermediate_size);
+  ProjectInputs(b, w);
+  Attention(cache, b, w);
+  Mlp(n, w, out_features);
+  cache.set_length(cache.length() + n);
+  if (out_logits != nullptr) DraftLogits(n, out_features, w, out_logits);
   return absl::OkStatus();
 }
 
@@ -404,7 +455,7 @@ absl::Status WarmUp(const EagleHead& head) {
   batch.from_target = true;
   batch.positions = positions;
   batch.n_prefix = n_prefix;
-  std::unique_ptr<KvCache> cache = head.NewCache(8);
+  std::unique_ptr<CpuKvCache> cache = head.NewCache(8);
   std::vector<float> out_features(static_cast<size_t>(kPositions) * head.config().hidden_size);
   std::vector<float> logits(static_cast<size_t>(kPositions) * head.draft_vocab_size());
   RETURN_IF_ERROR(head.Forward(*cache, batch, out_features.data(), logits.data()));

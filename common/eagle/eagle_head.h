@@ -112,17 +112,29 @@ class EagleHead {
   int32_t ToTarget(int32_t draft_id) const {
     return draft_ids_.empty() ? draft_id : draft_ids_[draft_id];
   }
-  std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
+  std::unique_ptr<CpuKvCache> NewCache(int64_t capacity) const;
   // Positions the head can embed: [0, max_position()).
   int64_t max_position() const { return rope_.max_position(); }
 
   // Runs the batch; writes g to out_features [n, hidden] and, if out_logits is not null, the
   // draft-vocabulary logits to out_logits [n, draft_vocab_size()].
-  absl::Status Forward(KvCache& cache, const HeadBatch& batch, float* out_features,
+  absl::Status Forward(CpuKvCache& cache, const HeadBatch& batch, float* out_features,
                        float* out_logits) const;
 
  private:
+  struct Scratch;
   EagleHead() = default;
+  // Forward's pieces, as in the paper: the batch checked; the input projection (EAGLE-1/2:
+  // fc over [E(x) ; f]; EAGLE-3: fc over fused features, then [norm(E) ; norm(u)]) into q, k, v;
+  // the attention block (RoPE, the head's KV, out-projection, residual); the MLP block writing
+  // g; and the draft logits over g.
+  static Scratch& ThreadScratch();
+  absl::Status CheckBatch(const KvCache& cache, const HeadBatch& b) const;
+  void AddFcBias(int64_t n, float* u) const;
+  void ProjectInputs(const HeadBatch& b, Scratch& w) const;
+  void Attention(CpuKvCache& cache, const HeadBatch& b, Scratch& w) const;
+  void Mlp(int64_t n, Scratch& w, float* out_features) const;
+  void DraftLogits(int64_t n, const float* g, Scratch& w, float* out_logits) const;
 
   EagleHeadConfig config_;
   std::shared_ptr<void> keepalive_;

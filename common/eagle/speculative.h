@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/eagle/drafter.h"
+#include "common/eagle/draft_model.h"
 #include "common/eagle/verify_step.h"
 #include "common/generate.h"
 

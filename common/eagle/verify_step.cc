@@ -1,6 +1,6 @@
 #include "common/eagle/verify_step.h"
 
-#include "common/eagle/drafter.h"
+#include "common/eagle/draft_model.h"
 #include "common/status_macros.h"
 
 namespace eagle {

@@ -2,7 +2,7 @@
 // path (acceptance.h), keep only that path in the KV cache, and hand out what the draft head
 // needs next: the path's tokens, the token after them, and the target features of the root and
 // each accepted node. The in-process generator (speculative.cc) and the verifier engine
-// (verifier/engine.cc) run it on the target's side; the drafter's loop (remote.cc) and the
+// (verifier/engine.cc) run it on the target's side; the drafter's loop (verifier_loop.cc) and the
 // in-process generator commit its result to the draft head with CommitStep.
 #ifndef EAGLE_COMMON_EAGLE_VERIFY_STEP_H_
 #define EAGLE_COMMON_EAGLE_VERIFY_STEP_H_

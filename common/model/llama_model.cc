@@ -128,15 +128,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Runs fn(i) for every token; on the pool when there are enough tokens to pay for it.
-template <typename Fn>
-void ForTokens(cpu::ThreadPool* pool, int64_t num_tokens, const Fn& fn) {
-  cpu::ThreadPool* p = num_tokens >= 4 ? pool : nullptr;
-  cpu::ParallelFor(p, num_tokens, cpu::GrainFor(p, num_tokens, 2), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) fn(i);
-  });
-}
-
 }  // namespace
 
 std::string GgufTensorName(const std::string& hf) {
@@ -166,62 +157,6 @@ std::string GgufTensorName(const std::string& hf) {
     }
   }
   return hf;
-}
-
-// ---------------------------------------------------------------------------------------------
-// KvCache
-
-KvCache::KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacity)
-    : num_layers_(num_layers),
-      num_kv_heads_(num_kv_heads),
-      head_dim_(head_dim),
-      capacity_(capacity),
-      k_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]),
-      v_(new float[static_cast<size_t>(num_layers) * capacity * num_kv_heads * head_dim]) {}
-
-void KvCache::StoreKeys(int layer, int64_t slot, const float* k) {
-  for (int h = 0; h < num_kv_heads_; ++h) {
-    float* base = kt(layer, h) + slot;
-    for (int d = 0; d < head_dim_; ++d) base[d * capacity_] = k[h * head_dim_ + d];
-  }
-}
-
-absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
-  if (base < 0 || base > length_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("KeepPath: base ", base, " outside [0, ", length_, "]"));
-  }
-  int32_t prev = -1;
-  for (int32_t p : path) {
-    if (p <= prev || base + p >= length_) {
-      return absl::InvalidArgumentError(absl::StrCat("KeepPath: path index ", p,
-                                                     " is not increasing or "
-                                                     "beyond the ",
-                                                     length_ - base, " tree slots"));
-    }
-    prev = p;
-  }
-  for (int l = 0; l < num_layers_; ++l) {
-    for (size_t j = 0; j < path.size(); ++j) {
-      if (path[j] == static_cast<int32_t>(j)) continue;
-      const int64_t dst = base + static_cast<int64_t>(j), src = base + path[j];
-      for (int h = 0; h < num_kv_heads_; ++h) {
-        float* col = kt(l, h);
-        for (int d = 0; d < head_dim_; ++d) col[d * capacity_ + dst] = col[d * capacity_ + src];
-      }
-      std::memcpy(v(l, dst), v(l, src), kv_dim() * sizeof(float));
-    }
-  }
-  length_ = base + static_cast<int64_t>(path.size());
-  return absl::OkStatus();
-}
-
-absl::Status KvCache::Truncate(int64_t n) {
-  if (n < 0 || n > length_) {
-    return absl::InvalidArgumentError(absl::StrCat("Truncate: ", n, " outside [0, ", length_, "]"));
-  }
-  length_ = n;
-  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,19 +241,19 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   };
   auto linear = [&](const std::string& n, int64_t r, int64_t c) { return stacked({n}, {r}, c); };
   auto vec = [&](const std::string& n, int64_t len) { return VectorFromTensor(lookup(n), n, len); };
-  ASSIGN_OR_RETURN(m->embed_, mat("model.embed_tokens.weight", v, h));
+  CpuBackend::Weights w;
+  ASSIGN_OR_RETURN(w.embed, mat("model.embed_tokens.weight", v, h));
   if (config.tied_embeddings) {
-    ASSIGN_OR_RETURN(m->lm_head_, cpu::Linear::Create(m->embed_, options.precision));
-    if (release && m->lm_head_.packed())
-      release(m->embed_.data, m->embed_.rows * m->embed_.row_bytes);
+    ASSIGN_OR_RETURN(w.lm_head, cpu::Linear::Create(w.embed, options.precision));
+    if (release && w.lm_head.packed()) release(w.embed.data, w.embed.rows * w.embed.row_bytes);
   } else {
-    ASSIGN_OR_RETURN(m->lm_head_, linear("lm_head.weight", v, h));
+    ASSIGN_OR_RETURN(w.lm_head, linear("lm_head.weight", v, h));
   }
-  ASSIGN_OR_RETURN(m->final_norm_, vec("model.norm.weight", h));
-  m->weight_bytes_ = m->lm_head_.bytes() + m->embed_.row_bytes;
+  ASSIGN_OR_RETURN(w.final_norm, vec("model.norm.weight", h));
+  m->weight_bytes_ = w.lm_head.bytes() + w.embed.row_bytes;
   for (int l = 0; l < config.num_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
-    Layer L;
+    CpuBackend::Layer L;
     ASSIGN_OR_RETURN(L.attn_norm, vec(p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.ffn_norm, vec(p + "post_attention_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.wqkv, stacked({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
@@ -331,30 +266,31 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     for (const cpu::Linear* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
       m->weight_bytes_ += w->bytes();
     }
-    m->layers_.push_back(std::move(L));
+    w.layers.push_back(std::move(L));
   }
-
-  m->rope_ = Rope(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
-                  config.rope_interleaved);
-  m->pool_ = options.pool;
+  m->cpu_ = std::make_unique<CpuBackend>(config, std::move(w), options.pool);
   return m;
 }
 
 LlamaModel::~LlamaModel() = default;
 
 std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
-  return std::make_unique<KvCache>(config_.num_layers, config_.num_kv_heads, config_.head_dim,
-                                   capacity);
+  return backend().NewCache(capacity);
+}
+
+bool LlamaModel::int8() const {
+  const CpuBackend::Weights& w = cpu_->weights();
+  return w.lm_head.packed() || (!w.layers.empty() && w.layers[0].wqkv.packed());
 }
 
 std::string LlamaModel::dtype_summary() const {
   std::map<std::string, int> count;
-  for (const Layer& L : layers_) {
+  for (const CpuBackend::Layer& L : cpu_->weights().layers) {
     for (const cpu::Linear* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
       for (const cpu::Matrix& part : w->parts()) ++count[std::string(DTypeName(part.dtype))];
     }
   }
-  std::string s = absl::StrCat("lm_head ", DTypeName(lm_head_.raw().dtype), "; layers");
+  std::string s = absl::StrCat("lm_head ", DTypeName(lm_head().raw().dtype), "; layers");
   for (const auto& [k, n] : count) absl::StrAppend(&s, " ", n, "x", k);
   absl::StrAppend(&s, int8() ? "; compute: integer activations" : "; compute: f32 activations");
   return s;
@@ -387,10 +323,6 @@ std::string LlamaModel::Fingerprint() const {
   return absl::StrFormat("%016x", hash);
 }
 
-void LlamaModel::Embed(int32_t token, float* out) const {
-  DequantizeRowScalar(embed_.dtype, embed_.row(token), out, embed_.cols);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Forward
 
@@ -405,6 +337,10 @@ absl::Status LlamaModel::CheckRequest(const KvCache& cache, const ForwardRequest
   const LlamaConfig& c = config_;
   const int64_t t_len = static_cast<int64_t>(req.tokens.size());
   const int64_t base = cache.length();
+  if (cache.owner() != &backend()) {
+    return absl::InvalidArgumentError(
+        "Forward: the KV cache was not made by this model (LlamaModel::NewCache)");
+  }
   if (t_len == 0) return absl::InvalidArgumentError("Forward: no tokens");
   if (base + t_len > cache.capacity()) {
     return absl::ResourceExhaustedError(absl::StrCat("Forward: ", base, " cached + ", t_len,
@@ -462,165 +398,85 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
     }
     RETURN_IF_ERROR(CheckRequest(*caches[s], reqs[s]));
   }
-  // Rows of all requests, concatenated. Per row: its sequence, position, cache slot and (tree)
-  // the absolute cache slots of the tree tokens it sees (its ancestors, then itself).
-  struct Row {
-    int32_t seq;
-    int64_t pos;
-    int64_t slot;
-    bool tree;
-    std::vector<int32_t> slots;
-  };
-  std::vector<Row> rows;
-  std::vector<int64_t> first_row(n_seq + 1, 0);
-  for (int64_t s = 0; s < n_seq; ++s) {
-    const ForwardRequest& req = reqs[s];
-    const int64_t base = caches[s]->length();
-    const int64_t t_len = static_cast<int64_t>(req.tokens.size());
-    const bool tree = !req.parents.empty();
-    first_row[s] = static_cast<int64_t>(rows.size());
-    for (int64_t i = 0; i < t_len; ++i) {
-      Row r{static_cast<int32_t>(s), base + i, base + i, tree, {}};
-      if (tree) {
-        const int32_t p = req.parents[i];
-        if (p >= 0) {
-          const Row& pr = rows[first_row[s] + p];
-          r.pos = pr.pos + 1;
-          r.slots = pr.slots;
-        } else {
-          r.pos = base;
-        }
-        r.slots.push_back(static_cast<int32_t>(base + i));
-      }
-      rows.push_back(std::move(r));
-    }
-  }
-  first_row[n_seq] = static_cast<int64_t>(rows.size());
-  const int64_t t_len = static_cast<int64_t>(rows.size());
-
-  const int64_t h = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ffn = c.intermediate_size;
-  const int hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-
+  const BatchPlan plan = PlanBatch(caches, reqs);
+  const ModelBackend& b = backend();
+  ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, b.Acquire(plan.num_rows()));
   std::vector<ForwardResult> out(n_seq);
-  const int64_t qkv_dim = qd + 2 * kvd;
-  std::vector<float> x(t_len * h), xn(t_len * h), qkv(t_len * qkv_dim), att(t_len * qd);
-  std::vector<float> tmp(t_len * h), gate_up(t_len * 2 * ffn), act(t_len * ffn);
-  int64_t max_visible = 0;
   for (int64_t s = 0; s < n_seq; ++s) {
     out[s].num_tokens = static_cast<int64_t>(reqs[s].tokens.size());
     const int64_t n_capture = static_cast<int64_t>(reqs[s].capture_layers.size());
-    if (n_capture > 0) out[s].layer_features.resize(out[s].num_tokens * n_capture * h);
-    for (int64_t i = 0; i < out[s].num_tokens; ++i) {
-      Embed(reqs[s].tokens[i], x.data() + (first_row[s] + i) * h);
-    }
-    max_visible = std::max(max_visible, caches[s]->length() + out[s].num_tokens);
+    if (n_capture > 0) out[s].layer_features.resize(out[s].num_tokens * n_capture * c.hidden_size);
   }
-
-  for (int l = 0; l < c.num_layers; ++l) {
-    const Layer& L = layers_[l];
-    for (int64_t s = 0; s < n_seq; ++s) {
-      const auto& cap = reqs[s].capture_layers;
-      const int64_t n_capture = static_cast<int64_t>(cap.size());
-      for (int64_t ci = 0; ci < n_capture; ++ci) {
-        if (cap[ci] != l) continue;
-        for (int64_t i = 0; i < out[s].num_tokens; ++i) {
-          std::memcpy(out[s].layer_features.data() + (i * n_capture + ci) * h,
-                      x.data() + (first_row[s] + i) * h, h * sizeof(float));
-        }
-      }
-    }
-    // Attention block: norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
-    ForTokens(pool_.get(), t_len, [&](int64_t i) {
-      cpu::RmsNorm(x.data() + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
-    });
-    L.wqkv.Apply(xn.data(), t_len, qkv.data(), pool_.get());  // per token: [q | k | v]
-    ForTokens(pool_.get(), t_len, [&](int64_t i) {
-      float* row = qkv.data() + i * qkv_dim;
-      KvCache& cache = *caches[rows[i].seq];
-      rope_.Apply(row, nh, rows[i].pos);
-      rope_.Apply(row + qd, c.num_kv_heads, rows[i].pos);
-      cache.StoreKeys(l, rows[i].slot, row + qd);
-      std::memcpy(cache.v(l, rows[i].slot), row + qd + kvd, kvd * sizeof(float));
-    });
-    // Attention: each (token, kv head) pair attends for the query heads that share the kv head.
-    // Visible slots in increasing order: the cached prefix, then (tree) the ancestors and the
-    // node itself, or (chain) the earlier tokens of this request and itself.
-    // One item per (token, kv head), claimed one at a time: rows differ in visible length
-    // (prefill rows beside long decode rows).
-    const int64_t items = t_len * c.num_kv_heads;
-    cpu::ParallelFor(pool_.get(), items, 1, [&](int64_t item0, int64_t item1) {
-      thread_local std::vector<float> scores;
-      scores.resize(static_cast<size_t>(group) * max_visible);
-      for (int64_t item = item0; item < item1; ++item) {
-        const int64_t i = item / c.num_kv_heads;
-        const int kvh = static_cast<int>(item % c.num_kv_heads);
-        const Row& r = rows[i];
-        const KvCache& cache = *caches[r.seq];
-        const int64_t base = cache.length();
-        const float* qi = qkv.data() + i * qkv_dim + kvh * group * hd;
-        float* o = att.data() + i * qd + kvh * group * hd;
-        const float* kt = cache.kt(l, kvh);
-        const float* vb = cache.v(l, 0) + kvh * hd;
-        if (r.tree) {
-          cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, r.slots.data(),
-                           static_cast<int>(r.slots.size()), scale, scores.data(), o);
-        } else {
-          cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, r.slot + 1, nullptr, 0,
-                           scale, scores.data(), o);
-        }
-      }
-    });
-    L.wo.Apply(att.data(), t_len, tmp.data(), pool_.get());
-    for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
-    // MLP block: norm -> gate, up -> SwiGLU -> down -> residual.
-    ForTokens(pool_.get(), t_len, [&](int64_t i) {
-      cpu::RmsNorm(x.data() + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, xn.data() + i * h);
-    });
-    L.w_gate_up.Apply(xn.data(), t_len, gate_up.data(), pool_.get());  // per token: [gate | up]
-    ForTokens(pool_.get(), t_len, [&](int64_t i) {
-      const float* gu = gate_up.data() + i * 2 * ffn;
-      cpu::SwiGlu(gu, gu + ffn, ffn, act.data() + i * ffn);
-    });
-    L.w_down.Apply(act.data(), t_len, tmp.data(), pool_.get());
-    for (int64_t e = 0; e < t_len * h; ++e) x[e] += tmp[e];
-  }
-  ForTokens(pool_.get(), t_len, [&](int64_t i) {
-    cpu::RmsNorm(x.data() + i * h, final_norm_.data(), c.rms_norm_eps, h, xn.data() + i * h);
-  });
-  // LM head over the rows that want logits, gathered so that one matmul serves the batch.
-  std::vector<int64_t> logit_rows;
+  absl::Status pass = RunLayers(plan, caches, reqs, *ws, out);
+  b.Release(std::move(ws));
+  RETURN_IF_ERROR(pass);
   for (int64_t s = 0; s < n_seq; ++s) {
-    const ForwardRequest& req = reqs[s];
-    if (req.return_features) {
-      out[s].features.assign(xn.begin() + first_row[s] * h, xn.begin() + first_row[s + 1] * h);
-    }
-    if (req.logits == LogitsMode::kAll) {
-      for (int64_t i = first_row[s]; i < first_row[s + 1]; ++i) logit_rows.push_back(i);
-    } else if (req.logits == LogitsMode::kLast) {
-      logit_rows.push_back(first_row[s + 1] - 1);
-    }
-  }
-  if (!logit_rows.empty()) {
-    const int64_t n = static_cast<int64_t>(logit_rows.size());
-    std::vector<float> gathered(n * h), logits(n * c.vocab_size);
-    for (int64_t j = 0; j < n; ++j) {
-      std::memcpy(gathered.data() + j * h, xn.data() + logit_rows[j] * h, h * sizeof(float));
-    }
-    lm_head_.Apply(gathered.data(), n, logits.data(), pool_.get());
-    int64_t j = 0;
-    for (int64_t s = 0; s < n_seq; ++s) {
-      const int64_t rows_s = reqs[s].logits == LogitsMode::kAll    ? out[s].num_tokens
-                             : reqs[s].logits == LogitsMode::kLast ? 1
-                                                                   : 0;
-      out[s].logits.assign(logits.begin() + j * c.vocab_size,
-                           logits.begin() + (j + rows_s) * c.vocab_size);
-      j += rows_s;
-    }
-  }
-  for (int64_t s = 0; s < n_seq; ++s)
     caches[s]->set_length(caches[s]->length() + out[s].num_tokens);
+  }
   return out;
+}
+
+absl::Status LlamaModel::RunLayers(const BatchPlan& plan, std::span<KvCache* const> caches,
+                                   std::span<const ForwardRequest> reqs, Workspace& ws,
+                                   std::vector<ForwardResult>& out) const {
+  const ModelBackend& b = backend();
+  RETURN_IF_ERROR(b.Embed(plan, ws));
+  for (int l = 0; l < config_.num_layers; ++l) {
+    RETURN_IF_ERROR(CaptureLayerInputs(l, plan, reqs, ws, out));
+    RETURN_IF_ERROR(b.Attention(l, plan, caches, ws));
+    RETURN_IF_ERROR(b.Mlp(l, plan, ws));
+  }
+  RETURN_IF_ERROR(b.FinalNorm(plan, ws));
+  for (int64_t s = 0; s < plan.num_sequences(); ++s) {
+    if (!reqs[s].return_features) continue;
+    out[s].features.resize(out[s].num_tokens * config_.hidden_size);
+    RETURN_IF_ERROR(b.ReadNormed(ws, plan.first_row[s], out[s].num_tokens, out[s].features.data()));
+  }
+  return ComputeLogits(plan, reqs, ws, out);
+}
+
+absl::Status LlamaModel::CaptureLayerInputs(int layer, const BatchPlan& plan,
+                                            std::span<const ForwardRequest> reqs,
+                                            const Workspace& ws,
+                                            std::vector<ForwardResult>& out) const {
+  const int64_t h = config_.hidden_size;
+  for (int64_t s = 0; s < plan.num_sequences(); ++s) {
+    const auto& cap = reqs[s].capture_layers;
+    const int64_t n_capture = static_cast<int64_t>(cap.size());
+    for (int64_t ci = 0; ci < n_capture; ++ci) {
+      if (cap[ci] != layer) continue;
+      for (int64_t i = 0; i < out[s].num_tokens; ++i) {
+        RETURN_IF_ERROR(backend().ReadResidual(
+            ws, plan.first_row[s] + i, 1, out[s].layer_features.data() + (i * n_capture + ci) * h));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::ComputeLogits(const BatchPlan& plan, std::span<const ForwardRequest> reqs,
+                                       Workspace& ws, std::vector<ForwardResult>& out) const {
+  const int64_t vocab = config_.vocab_size;
+  std::vector<int64_t> rows;
+  for (int64_t s = 0; s < plan.num_sequences(); ++s) {
+    if (reqs[s].logits == LogitsMode::kAll) {
+      for (int64_t i = plan.first_row[s]; i < plan.first_row[s + 1]; ++i) rows.push_back(i);
+    } else if (reqs[s].logits == LogitsMode::kLast) {
+      rows.push_back(plan.first_row[s + 1] - 1);
+    }
+  }
+  if (rows.empty()) return absl::OkStatus();
+  std::vector<float> logits(static_cast<int64_t>(rows.size()) * vocab);
+  RETURN_IF_ERROR(backend().Logits(ws, rows, logits.data()));
+  int64_t j = 0;
+  for (int64_t s = 0; s < plan.num_sequences(); ++s) {
+    const int64_t n = reqs[s].logits == LogitsMode::kAll    ? out[s].num_tokens
+                      : reqs[s].logits == LogitsMode::kLast ? 1
+                                                            : 0;
+    out[s].logits.assign(logits.begin() + j * vocab, logits.begin() + (j + n) * vocab);
+    j += n;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WarmUp(const LlamaModel& model) {

@@ -20,74 +20,19 @@
 #include "common/cpu/linear.h"
 #include "common/cpu/thread_pool.h"
 #include "common/io/tensor_ref.h"
+#include "common/model/backend.h"
+#include "common/model/cpu_backend.h"
+#include "common/model/kv_cache.h"
 #include "common/model/llama_config.h"
 #include "common/model/rope.h"
 #include "common/tokenizer.h"
 
 namespace eagle {
 
-// Per-sequence key/value cache. Slots [0, length) hold committed tokens; a tree forward writes
-// its T tokens at [length, length + T) and KeepPath then keeps one root-to-leaf path.
-class KvCache {
- public:
-  KvCache(int num_layers, int num_kv_heads, int head_dim, int64_t capacity);
-  KvCache(const KvCache&) = delete;
-  KvCache& operator=(const KvCache&) = delete;
-
-  int64_t length() const { return length_; }
-  int64_t capacity() const { return capacity_; }
-  int64_t bytes() const { return 2 * static_cast<int64_t>(num_layers_) * capacity_ * kv_dim() * 4; }
-  // Keeps the tree slots base + path[j] at base + j (path strictly increasing, within the tokens
-  // written after base) and sets length = base + path.size().
-  absl::Status KeepPath(int64_t base, std::span<const int32_t> path);
-  // Drops everything at or after slot n.
-  absl::Status Truncate(int64_t n);
-
-  // Keys are stored transposed per head, [head_dim, capacity], so that attention scores for 16
-  // consecutive slots are vertical FMAs: element d of slot s is kt(l, h)[d * capacity() + s].
-  float* kt(int layer, int kv_head) { return k_.get() + KeyBase(layer, kv_head); }
-  const float* kt(int layer, int kv_head) const { return k_.get() + KeyBase(layer, kv_head); }
-  // Writes the keys of all heads of one slot (k: [num_kv_heads * head_dim]).
-  void StoreKeys(int layer, int64_t slot, const float* k);
-  // Values: [capacity, num_kv_heads * head_dim] per layer.
-  float* v(int layer, int64_t slot) { return v_.get() + (layer * capacity_ + slot) * kv_dim(); }
-  const float* v(int layer, int64_t slot) const {
-    return v_.get() + (layer * capacity_ + slot) * kv_dim();
-  }
-  void set_length(int64_t n) { length_ = n; }
-
- private:
-  int64_t kv_dim() const { return static_cast<int64_t>(num_kv_heads_) * head_dim_; }
-  int64_t KeyBase(int layer, int kv_head) const {
-    return (static_cast<int64_t>(layer) * num_kv_heads_ + kv_head) * head_dim_ * capacity_;
-  }
-  int num_layers_;
-  int num_kv_heads_;
-  int head_dim_;
-  int64_t capacity_;
-  int64_t length_ = 0;
-  std::unique_ptr<float[]> k_;  // [layers, kv_heads, head_dim, capacity] f32
-  std::unique_ptr<float[]> v_;  // [layers, capacity, kv_heads * head_dim] f32
-};
-
-enum class LogitsMode { kNone, kLast, kAll };
-
 // The GGUF (llama.cpp) name of a tensor given its Hugging Face name, e.g.
 // "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight". Unknown names map to
 // themselves.
 std::string GgufTensorName(const std::string& hf_name);
-
-struct ForwardRequest {
-  std::span<const int32_t> tokens;  // [T] token ids
-  // [T] or empty. Empty: a causal chain (prefill / decode). Otherwise a tree: parents[i] is the
-  // index of i's parent within this request (parents[i] < i), or -1 for a child of the last
-  // cached token. Token i then sits at position length + depth(i) and sees the cached prefix,
-  // its ancestors and itself.
-  std::span<const int32_t> parents;
-  LogitsMode logits = LogitsMode::kAll;
-  bool return_features = false;         // final-norm hidden states (EAGLE-1/2 feature)
-  std::span<const int> capture_layers;  // inputs of these layers (EAGLE-3 features)
-};
 
 struct ForwardResult {
   int64_t num_tokens = 0;
@@ -135,7 +80,7 @@ class LlamaModel {
   // Bytes of weights read per decoded token (all matrices as held + one embedding row).
   int64_t weight_bytes() const { return weight_bytes_; }
   // True when any matrix runs on the int8 path.
-  bool int8() const { return lm_head_.packed() || (!layers_.empty() && layers_[0].wqkv.packed()); }
+  bool int8() const;
   std::string dtype_summary() const;
   // A 64-bit hash (hex) of the architecture, tokenizer and embedding: equal for the same model
   // loaded at any precision, different for another model.
@@ -151,34 +96,36 @@ class LlamaModel {
   absl::Status CheckRequest(const KvCache& cache, const ForwardRequest& request) const;
 
   // The pool the forward pass runs on (null: the calling thread alone).
-  cpu::ThreadPool* pool() const { return pool_.get(); }
-  const std::shared_ptr<cpu::ThreadPool>& shared_pool() const { return pool_; }
+  cpu::ThreadPool* pool() const { return cpu_->pool(); }
+  const std::shared_ptr<cpu::ThreadPool>& shared_pool() const { return cpu_->shared_pool(); }
+  // What runs the forward pass (backend.h); the CPU backend today.
+  const ModelBackend& backend() const { return *cpu_; }
+  // The weights on the host, which the CPU backend runs on (and which draft heads share).
+  const CpuBackend& cpu() const { return *cpu_; }
 
   // Embedding row and LM head, for draft heads that share them.
-  void Embed(int32_t token, float* out) const;
-  const cpu::Linear& lm_head() const { return lm_head_; }
+  void Embed(int32_t token, float* out) const { cpu_->EmbedToken(token, out); }
+  const cpu::Linear& lm_head() const { return cpu_->weights().lm_head; }
 
  private:
-  struct Layer {
-    std::vector<float> attn_norm, ffn_norm;  // [hidden]
-    cpu::Linear wqkv;                        // q, k, v stacked: [q_dim + 2 kv_dim, H]
-    cpu::Linear wo;                          // [H, q_dim]
-    cpu::Linear w_gate_up;                   // gate, up stacked: [2 I, H]
-    cpu::Linear w_down;                      // [H, I]
-  };
   LlamaModel() = default;
+  // ForwardBatch's pieces: the ops of the pass over the backend; EAGLE-3 features (layer
+  // inputs); and the LM head over the rows that want logits, split back per request.
+  absl::Status RunLayers(const BatchPlan& plan, std::span<KvCache* const> caches,
+                         std::span<const ForwardRequest> reqs, Workspace& ws,
+                         std::vector<ForwardResult>& out) const;
+  absl::Status CaptureLayerInputs(int layer, const BatchPlan& plan,
+                                  std::span<const ForwardRequest> reqs, const Workspace& ws,
+                                  std::vector<ForwardResult>& out) const;
+  absl::Status ComputeLogits(const BatchPlan& plan, std::span<const ForwardRequest> reqs,
+                             Workspace& ws, std::vector<ForwardResult>& out) const;
 
   LlamaConfig config_;
   std::shared_ptr<void> keepalive_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string chat_template_;
-  cpu::Matrix embed_;              // [V, H] (stored blocks; rows dequantized on lookup)
-  cpu::Linear lm_head_;            // [V, H]
-  std::vector<float> final_norm_;  // [H]
-  std::vector<Layer> layers_;
-  Rope rope_;
+  std::unique_ptr<CpuBackend> cpu_;
   int64_t weight_bytes_ = 0;
-  std::shared_ptr<cpu::ThreadPool> pool_;
 };
 
 // A prefill of a few tokens and a 4-node tree forward on a scratch cache, with every logit and

@@ -22,6 +22,11 @@ class Rope {
   // Rotates `num_heads` heads of head_dim values at x, for position pos (< max_position).
   void Apply(float* x, int num_heads, int64_t pos) const;
   int max_position() const { return max_position_; }
+  int head_dim() const { return head_dim_; }
+  bool interleaved() const { return interleaved_; }
+  // The tables Apply uses: [max_position, head_dim / 2] each (a device backend uploads them).
+  const std::vector<float>& cos_table() const { return cos_; }
+  const std::vector<float>& sin_table() const { return sin_; }
 
  private:
   int head_dim_ = 0;

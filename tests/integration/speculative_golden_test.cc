@@ -48,7 +48,7 @@ TEST(SpeculativeGoldenTest, FiftyHeldOutPromptsEqualVanilla) {
     o.max_tokens = 128;
     auto vanilla = GenerateVanilla(**model, prompt, o, nullptr);
     ASSERT_TRUE(vanilla.ok());
-    EagleDrafter d(head->get(), static_cast<int64_t>(prompt.size()) + 1024);
+    EagleDraftModel d(head->get(), static_cast<int64_t>(prompt.size()) + 1024);
     TreeOptions t;
     t.mode = n % 3 == 0 ? TreeMode::kDynamic : n % 3 == 1 ? TreeMode::kStatic : TreeMode::kChain;
     t.depth = 3;

@@ -97,7 +97,7 @@ std::vector<std::vector<int>> SampleSpeculative(const LlamaModel& m, const Eagle
     o.ignore_eos = true;
     o.sampling = sp;
     o.sampling.seed = 1000 + r;
-    EagleDrafter d(&head, 64);
+    EagleDraftModel d(&head, 64);
     TreeOptions t;
     t.mode = TreeMode::kDynamic;
     t.depth = 2;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "common/model/llama_model.h"
 #include "gtest/gtest.h"
@@ -358,6 +360,43 @@ TEST(ModelTest, ForwardBatchEqualsSeparateForwardsBitForBit) {
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(batch[1]->length(), len1);
   }
+}
+
+// The backend's workspaces: one per concurrent pass, reused (and grown) across passes, with the
+// same bits from a reused, grown workspace as from a fresh one.
+TEST(ModelTest, WorkspacesAreReusedAndGiveTheSameBitsAsFreshOnes) {
+  TinyConfig c;
+  c.layers = 2;
+  auto m = testing::MakeTinyLlama(c);
+  auto fresh = testing::MakeTinyLlama(c);
+  ASSERT_TRUE(m.ok() && fresh.ok());
+  EXPECT_EQ((*m)->backend().name(), "cpu");
+  const auto big = RandomTokens(24, c.vocab, 5);
+  const auto small = RandomTokens(3, c.vocab, 6);
+  auto run = [&](const LlamaModel& model, const std::vector<int32_t>& toks) {
+    auto cache = model.NewCache(32);
+    ForwardRequest r;
+    r.tokens = toks;
+    r.return_features = true;
+    auto out = model.Forward(*cache, r);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *out : ForwardResult{};
+  };
+  run(**m, big);  // grows the workspace to 24 rows, leaving its contents behind
+  for (int i = 0; i < 5; ++i) run(**m, small);
+  EXPECT_EQ((*m)->cpu().workspaces_made(), 1);
+  const ForwardResult reused = run(**m, small), first = run(**fresh, small);
+  EXPECT_EQ(reused.logits, first.logits);
+  EXPECT_EQ(reused.features, first.features);
+  // Concurrent passes each get their own workspace (at most one per caller).
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) EXPECT_EQ(run(**m, small).logits, first.logits);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LE((*m)->cpu().workspaces_made(), 5);
 }
 
 TEST(ModelTest, FingerprintDependsOnWeightsNotPrecision) {

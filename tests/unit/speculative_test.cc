@@ -196,7 +196,7 @@ TEST_P(LosslessTest, GreedySpeculativeEqualsVanillaWithARandomHead) {
     o.ignore_eos = true;
     auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
     ASSERT_TRUE(vanilla.ok());
-    EagleDrafter drafter(head->get(), 512);
+    EagleDraftModel drafter(head->get(), 512);
     TreeOptions to;
     to.mode = sc.mode;
     to.depth = sc.depth;
@@ -288,7 +288,7 @@ TEST(LosslessTest, TwoHundredPromptsEqualGreedyDecoding) {
     SpeculativeStats stats;
     absl::StatusOr<GenerateResult> spec;
     if (i % 4 == 3) {
-      EagleDrafter drafter(head->get(), 512);
+      EagleDraftModel drafter(head->get(), 512);
       to.mode = TreeMode::kDynamic;
       to.depth = 4;
       to.top_k = 4;
@@ -347,7 +347,7 @@ TEST(EagleHeadLoadTest, PublishedLayoutLoadsAndMismatchesAreRefused) {
     ASSERT_TRUE(head.ok()) << head.status();
     EXPECT_EQ((*head)->config().fc_bias, bias);
     // It drafts.
-    EagleDrafter d(head->get(), 64);
+    EagleDraftModel d(head->get(), 64);
     std::vector<float> f(2 * c.hidden, 0.1f);
     const int32_t toks[2] = {4, 9};
     ASSERT_TRUE(d.Commit(f, toks).ok());
@@ -405,7 +405,7 @@ TEST(DraftVocabTest, ReducedVocabularyDraftsOnlyItsTokensAndStaysLossless) {
   auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
   ASSERT_TRUE(vanilla.ok());
   for (TreeMode mode : {TreeMode::kChain, TreeMode::kStatic, TreeMode::kDynamic}) {
-    EagleDrafter d(head->get(), 256);
+    EagleDraftModel d(head->get(), 256);
     TreeOptions to;
     to.mode = mode;
     to.depth = 3;
@@ -414,7 +414,7 @@ TEST(DraftVocabTest, ReducedVocabularyDraftsOnlyItsTokensAndStaysLossless) {
     EXPECT_EQ(spec->token_ids, vanilla->token_ids);
   }
   // Every drafted token is in the draft vocabulary.
-  EagleDrafter d(head->get(), 64);
+  EagleDraftModel d(head->get(), 64);
   std::vector<float> f(c.hidden, 0.3f);
   const int32_t next[1] = {7};
   ASSERT_TRUE(d.Commit(f, next).ok());
@@ -454,7 +454,7 @@ TEST(Eagle3Test, PublishedLayoutLoadsDraftsInItsVocabularyAndIsLossless) {
   auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
   ASSERT_TRUE(vanilla.ok());
   for (TreeMode mode : {TreeMode::kChain, TreeMode::kStatic, TreeMode::kDynamic}) {
-    EagleDrafter d(head->get(), 256);
+    EagleDraftModel d(head->get(), 256);
     TreeOptions to;
     to.mode = mode;
     to.depth = 3;
@@ -464,7 +464,7 @@ TEST(Eagle3Test, PublishedLayoutLoadsDraftsInItsVocabularyAndIsLossless) {
     EXPECT_EQ(spec->token_ids, vanilla->token_ids);
   }
   // Commit takes 3H-wide target features; drafted tokens are in the draft vocabulary.
-  EagleDrafter d(head->get(), 64);
+  EagleDraftModel d(head->get(), 64);
   std::vector<float> f(3 * c.hidden, 0.2f);
   const int32_t next[1] = {5};
   EXPECT_FALSE(d.Commit(std::vector<float>(c.hidden, 0.2f), next).ok());
@@ -494,14 +494,14 @@ TEST(SpeculativeEdgeTest, ContextEndAndZeroTokens) {
   o.ignore_eos = true;
   auto vanilla = GenerateVanilla(**target, prompt, o, nullptr);
   ASSERT_TRUE(vanilla.ok()) << vanilla.status();
-  EagleDrafter d(head->get(), 256);
+  EagleDraftModel d(head->get(), 256);
   TreeOptions t;
   t.depth = 6;
   auto spec = GenerateSpeculative(**target, d, prompt, o, t, nullptr, nullptr);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->token_ids, vanilla->token_ids);
   o.max_tokens = 0;
-  EagleDrafter d0(head->get(), 256);
+  EagleDraftModel d0(head->get(), 256);
   auto none = GenerateSpeculative(**target, d0, prompt, o, t, nullptr, nullptr);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->token_ids.empty());

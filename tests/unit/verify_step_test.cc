@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "common/eagle/drafter.h"
+#include "common/eagle/draft_model.h"
 #include "gtest/gtest.h"
 
 namespace eagle {
@@ -25,8 +25,8 @@ std::vector<float> Logits(const std::vector<int32_t>& best) {
 
 // A one-layer, one-head, head_dim-1 cache whose slot s holds value 1000 + s, `base` committed
 // slots and `written` tree slots after them.
-std::unique_ptr<KvCache> Cache(int64_t base, int64_t written) {
-  auto c = std::make_unique<KvCache>(1, 1, 1, 32);
+std::unique_ptr<CpuKvCache> Cache(int64_t base, int64_t written) {
+  auto c = std::make_unique<CpuKvCache>(nullptr, 1, 1, 1, 32);
   for (int64_t s = 0; s < base + written; ++s) {
     const float k = 1000.0f + static_cast<float>(s);
     c->StoreKeys(0, s, &k);

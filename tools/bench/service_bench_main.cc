@@ -197,7 +197,7 @@ int Main(int argc, char** argv) {
       auto t0 = Clock::now();
       auto v = GenerateVanilla(**model, ids[i], o, nullptr);
       const double tv = SecondsSince(t0);
-      EagleDrafter d(head->get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
+      EagleDraftModel d(head->get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
       SpeculativeStats st;
       t0 = Clock::now();
       auto s = GenerateSpeculative(**model, d, ids[i], o, TreeOptions(), nullptr, &st);

@@ -125,7 +125,7 @@ int Main(int argc, char** argv) {
       t.top_k = 10;
       t.total_tokens = 60;
     }
-    EagleDrafter d(head->get(), static_cast<int64_t>(ids.size()) + o.max_tokens + 1024);
+    EagleDraftModel d(head->get(), static_cast<int64_t>(ids.size()) + o.max_tokens + 1024);
     auto g = GenerateSpeculative(**model, d, ids, o, t, nullptr, st);
     if (!g.ok()) return g.status();
     *r = *g;

@@ -17,13 +17,13 @@
 #include "absl/strings/str_split.h"
 #include "common/chat_template.h"
 #include "common/cpu/kernels.h"
-#include "common/eagle/drafter.h"
+#include "common/eagle/draft_model.h"
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
 #include "common/model/llama_model.h"
 #include "common/prompt.h"
 #include "common/status_macros.h"
-#include "tools/cli/remote.h"
+#include "tools/cli/client.h"
 
 namespace eagle {
 namespace {
@@ -221,7 +221,7 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
   GenerateResult r;
   SpeculativeStats stats;
   if (speculative) {
-    EagleDrafter drafter(head.get(), static_cast<int64_t>(prompt.size()) + o.max_tokens + 1024);
+    EagleDraftModel drafter(head.get(), static_cast<int64_t>(prompt.size()) + o.max_tokens + 1024);
     ASSIGN_OR_RETURN(r, GenerateSpeculative(model, drafter, prompt, o, tree, on_token, &stats));
   } else {
     ASSIGN_OR_RETURN(r, GenerateVanilla(model, prompt, o, on_token));
@@ -331,13 +331,13 @@ int Main(int argc, char** argv) {
     return s.ok() ? 0 : 1;
   }
   if (args.ok() && args->cmd == "generate" && (args->Has("--server") || args->Has("--verifier"))) {
-    cli::RemoteArgs ra;
+    cli::ClientArgs ra;
     ra.drafter = args->Get("--server");
     ra.verifier = args->Get("--verifier");
     ra.kv = args->kv;
     ra.stops = args->stops;
     ra.security = Security(*args);
-    absl::Status s = cli::RunRemoteGenerate(ra);
+    absl::Status s = cli::RunClientGenerate(ra);
     if (!s.ok()) {
       std::fprintf(stderr, "error: %s (%s)\n", std::string(s.message()).c_str(),
                    absl::StatusCodeToString(s.code()).c_str());

@@ -4,8 +4,8 @@
 // it the target features of newly committed positions and the tokens that follow them; Draft()
 // then proposes a tree rooted at the last of those tokens (the next token, already sampled but
 // not yet seen by the target).
-#ifndef EAGLE_COMMON_EAGLE_DRAFTER_H_
-#define EAGLE_COMMON_EAGLE_DRAFTER_H_
+#ifndef EAGLE_COMMON_EAGLE_DRAFT_MODEL_H_
+#define EAGLE_COMMON_EAGLE_DRAFT_MODEL_H_
 
 #include <cstdint>
 #include <memory>
@@ -50,9 +50,9 @@ class DraftModel {
 };
 
 // EAGLE-1/2 drafting with an EagleHead: chain, static (EAGLE-1) and dynamic (EAGLE-2) trees.
-class EagleDrafter final : public DraftModel {
+class EagleDraftModel final : public DraftModel {
  public:
-  EagleDrafter(const EagleHead* head, int64_t capacity);
+  EagleDraftModel(const EagleHead* head, int64_t capacity);
   std::vector<int> feature_layers() const override { return head_->feature_layers(); }
   absl::Status Commit(std::span<const float> features,
                       std::span<const int32_t> next_tokens) override;
@@ -75,7 +75,7 @@ class EagleDrafter final : public DraftModel {
   absl::StatusOr<DraftTree> DraftDynamic(int32_t root, const TreeOptions& o);
 
   const EagleHead* head_;
-  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<CpuKvCache> cache_;
   int64_t committed_len_ = 0;  // draft KV length before the current tree's nodes
   int32_t last_token_ = -1;
   std::vector<float> last_feature_;  // [H] draft output at the last committed position
@@ -84,4 +84,4 @@ class EagleDrafter final : public DraftModel {
 
 }  // namespace eagle
 
-#endif  // EAGLE_COMMON_EAGLE_DRAFTER_H_
+#endif  // EAGLE_COMMON_EAGLE_DRAFT_MODEL_H_

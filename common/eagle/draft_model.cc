@@ -1,4 +1,4 @@
-#include "common/eagle/drafter.h"
+#include "common/eagle/draft_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -57,11 +57,11 @@ absl::Status ValidateTreeOptions(const TreeOptions& o) {
   return absl::OkStatus();
 }
 
-EagleDrafter::EagleDrafter(const EagleHead* head, int64_t capacity)
+EagleDraftModel::EagleDraftModel(const EagleHead* head, int64_t capacity)
     : head_(head), cache_(head->NewCache(capacity)) {}
 
-absl::Status EagleDrafter::Commit(std::span<const float> features,
-                                  std::span<const int32_t> next_tokens) {
+absl::Status EagleDraftModel::Commit(std::span<const float> features,
+                                     std::span<const int32_t> next_tokens) {
   const int64_t hs = head_->config().hidden_size, n = static_cast<int64_t>(next_tokens.size());
   const int64_t fw = head_->target_feature_width();
   if (n == 0) return absl::OkStatus();
@@ -99,9 +99,10 @@ absl::Status EagleDrafter::Commit(std::span<const float> features,
   return absl::OkStatus();
 }
 
-absl::Status EagleDrafter::ForwardLevel(std::vector<Node>& tree, std::span<const int32_t> nodes,
-                                        std::span<const float> parent_features, int depth,
-                                        std::vector<float>* features, std::vector<float>* logits) {
+absl::Status EagleDraftModel::ForwardLevel(std::vector<Node>& tree, std::span<const int32_t> nodes,
+                                           std::span<const float> parent_features, int depth,
+                                           std::vector<float>* features,
+                                           std::vector<float>* logits) {
   const int64_t n = static_cast<int64_t>(nodes.size());
   const int64_t stable = committed_len_;
   const int64_t base = cache_->length();
@@ -125,7 +126,7 @@ absl::Status EagleDrafter::ForwardLevel(std::vector<Node>& tree, std::span<const
   return head_->Forward(*cache_, b, features->data(), logits->data());
 }
 
-absl::StatusOr<DraftTree> EagleDrafter::Draft(int32_t root, const TreeOptions& options) {
+absl::StatusOr<DraftTree> EagleDraftModel::Draft(int32_t root, const TreeOptions& options) {
   RETURN_IF_ERROR(ValidateTreeOptions(options));
   if (root != last_token_) {
     return absl::FailedPreconditionError(
@@ -165,7 +166,7 @@ absl::StatusOr<DraftTree> EagleDrafter::Draft(int32_t root, const TreeOptions& o
   return tree;
 }
 
-absl::StatusOr<DraftTree> EagleDrafter::DraftStatic(int32_t root, const TreeChoices& choices) {
+absl::StatusOr<DraftTree> EagleDraftModel::DraftStatic(int32_t root, const TreeChoices& choices) {
   ASSIGN_OR_RETURN(StaticShape shape, BuildStaticShape(choices));
   const int64_t hs = head_->config().hidden_size;
   const int vocab = head_->draft_vocab_size();
@@ -217,7 +218,7 @@ absl::StatusOr<DraftTree> EagleDrafter::DraftStatic(int32_t root, const TreeChoi
   return out;
 }
 
-absl::StatusOr<DraftTree> EagleDrafter::DraftDynamic(int32_t root, const TreeOptions& o) {
+absl::StatusOr<DraftTree> EagleDraftModel::DraftDynamic(int32_t root, const TreeOptions& o) {
   const int64_t hs = head_->config().hidden_size;
   const int vocab = head_->draft_vocab_size();
   const int k = std::min(o.top_k, vocab);

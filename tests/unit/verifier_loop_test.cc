@@ -1,7 +1,8 @@
-// The speculation loop (common/eagle/remote.h) against an in-process verifier engine
+// The speculation loop (common/eagle/verifier_loop.h) against an in-process verifier engine
 // (verifier/engine_session.h), with failures injected into the link: resume after a lost
 // verifier, non-retryable errors, cancellation. No gRPC.
-#include "common/eagle/remote.h"
+#include "common/eagle/verifier_loop.h"
+
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 #include "verifier/engine.h"
@@ -63,7 +64,7 @@ std::vector<int32_t> Prompt(int salt) {
   return p;
 }
 
-TEST(DrafterRemoteTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
+TEST(VerifierLoopTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
   Fixture f;
   verifier::Engine engine(f.model.get(), verifier::EngineOptions());
   GenerateOptions o;
@@ -78,12 +79,12 @@ TEST(DrafterRemoteTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
       SessionFactory factory = [&] {
         return std::make_unique<FlakySession>(&engine, &countdown, absl::StatusCode::kUnavailable);
       };
-      RemoteOptions ro;
+      VerifierLoopOptions ro;
       ro.head = f.head.get();
       ro.tree.mode = fail_at % 2 ? TreeMode::kDynamic : TreeMode::kChain;
-      RemoteStats st;
+      VerifierLoopStats st;
       std::vector<int32_t> streamed;
-      auto r = GenerateRemote(
+      auto r = GenerateWithVerifier(
           *f.model, factory, prompt, o, ro,
           [&](int32_t id, const std::string&) {
             if (id >= 0) streamed.push_back(id);
@@ -99,7 +100,7 @@ TEST(DrafterRemoteTest, OutputEqualsVanillaThroughFailuresAtEveryPoint) {
   EXPECT_EQ(engine.stats().active_sessions, 0);
 }
 
-TEST(DrafterRemoteTest, PlainDecodingWithoutAHeadEqualsVanilla) {
+TEST(VerifierLoopTest, PlainDecodingWithoutAHeadEqualsVanilla) {
   Fixture f;
   verifier::Engine engine(f.model.get(), verifier::EngineOptions());
   GenerateOptions o;
@@ -116,10 +117,10 @@ TEST(DrafterRemoteTest, PlainDecodingWithoutAHeadEqualsVanilla) {
                                                        EXPECT_TRUE(r.features.empty());
                                                      });
   };
-  RemoteOptions ro;  // no head: root-only trees, as the verifier's own Generate
+  VerifierLoopOptions ro;  // no head: root-only trees, as the verifier's own Generate
   ro.reconnect_seconds = 0;
-  RemoteStats st;
-  auto r = GenerateRemote(*f.model, factory, prompt, o, ro, nullptr, &st);
+  VerifierLoopStats st;
+  auto r = GenerateWithVerifier(*f.model, factory, prompt, o, ro, nullptr, &st);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->token_ids, want->token_ids);
   EXPECT_EQ(opened, 1);
@@ -127,12 +128,12 @@ TEST(DrafterRemoteTest, PlainDecodingWithoutAHeadEqualsVanilla) {
   EXPECT_EQ(engine.stats().active_sessions, 0);
   // With reconnects off, the engine's refusal comes back as is.
   engine.Drain();
-  auto refused = GenerateRemote(*f.model, factory, prompt, o, ro, nullptr, nullptr);
+  auto refused = GenerateWithVerifier(*f.model, factory, prompt, o, ro, nullptr, nullptr);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(opened, 1);
 }
 
-TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
+TEST(VerifierLoopTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
   Fixture f;
   verifier::Engine engine(f.model.get(), verifier::EngineOptions());
   GenerateOptions o;
@@ -142,9 +143,9 @@ TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
   SessionFactory factory = [&] {
     return std::make_unique<FlakySession>(&engine, &countdown, absl::StatusCode::kInvalidArgument);
   };
-  RemoteOptions ro;
+  VerifierLoopOptions ro;
   ro.head = f.head.get();
-  auto r = GenerateRemote(*f.model, factory, Prompt(1), o, ro, nullptr, nullptr);
+  auto r = GenerateWithVerifier(*f.model, factory, Prompt(1), o, ro, nullptr, nullptr);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   // The verifier stays away: give up after the reconnect window.
   countdown = -1;
@@ -156,13 +157,13 @@ TEST(DrafterRemoteTest, NonRetryableErrorsAndCancellationEndTheGeneration) {
     return std::make_unique<FlakySession>(&engine, &next_fails, absl::StatusCode::kUnavailable);
   };
   ro.reconnect_seconds = 0.3;
-  auto g = GenerateRemote(*f.model, gone, Prompt(2), o, ro, nullptr, nullptr);
+  auto g = GenerateWithVerifier(*f.model, gone, Prompt(2), o, ro, nullptr, nullptr);
   EXPECT_EQ(g.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_GE(calls, 2);
   // Cancellation between steps.
   int steps = 0;
   ro.cancelled = [&] { return ++steps > 3; };
-  auto c = GenerateRemote(*f.model, factory, Prompt(3), o, ro, nullptr, nullptr);
+  auto c = GenerateWithVerifier(*f.model, factory, Prompt(3), o, ro, nullptr, nullptr);
   EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(engine.stats().active_sessions, 0);
 }

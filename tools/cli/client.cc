@@ -1,4 +1,4 @@
-#include "tools/cli/remote.h"
+#include "tools/cli/client.h"
 
 #include <grpcpp/grpcpp.h>
 
@@ -28,7 +28,7 @@ struct Outcome {
   double first_token_seconds = 0;
 };
 
-absl::StatusOr<v1::GenerateRequest> BuildRequest(const RemoteArgs& a) {
+absl::StatusOr<v1::GenerateRequest> BuildRequest(const ClientArgs& a) {
   v1::GenerateRequest req;
   auto get = [&](const std::string& k) {
     auto it = a.kv.find(k);
@@ -140,7 +140,7 @@ const char* FinishName(v1::FinishReason r) {
 
 }  // namespace
 
-absl::Status RunRemoteGenerate(const RemoteArgs& a) {
+absl::Status RunClientGenerate(const ClientArgs& a) {
   auto req = BuildRequest(a);
   if (!req.ok()) return req.status();
   const bool json = a.kv.count("--json") > 0;

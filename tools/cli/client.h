@@ -1,7 +1,7 @@
 // eagle-cli's network client: generation through an eagle-drafter (speculative) or an
 // eagle-verifier (plain), and health checks.
-#ifndef EAGLE_TOOLS_CLI_REMOTE_H_
-#define EAGLE_TOOLS_CLI_REMOTE_H_
+#ifndef EAGLE_TOOLS_CLI_CLIENT_H_
+#define EAGLE_TOOLS_CLI_CLIENT_H_
 
 #include <map>
 #include <string>
@@ -12,7 +12,7 @@
 
 namespace eagle::cli {
 
-struct RemoteArgs {
+struct ClientArgs {
   std::string drafter;                    // host:port, or empty
   std::string verifier;                   // host:port, or empty
   std::map<std::string, std::string> kv;  // the generate flags (--prompt, --max-tokens, ...)
@@ -21,11 +21,11 @@ struct RemoteArgs {
 };
 
 // generate --server/--verifier: streams the answer to stdout and a summary to stderr (or JSON).
-absl::Status RunRemoteGenerate(const RemoteArgs& a);
+absl::Status RunClientGenerate(const ClientArgs& a);
 // health --server HOST:PORT [--wait SECONDS]: OK once the server reports SERVING.
 absl::Status RunHealth(const std::string& target, double wait_seconds,
                        const rpc::ClientSecurity& security = {});
 
 }  // namespace eagle::cli
 
-#endif  // EAGLE_TOOLS_CLI_REMOTE_H_
+#endif  // EAGLE_TOOLS_CLI_CLIENT_H_

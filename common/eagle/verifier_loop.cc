@@ -1,4 +1,4 @@
-#include "common/eagle/remote.h"
+#include "common/eagle/verifier_loop.h"
 
 #include <chrono>
 #include <thread>
@@ -20,26 +20,27 @@ namespace {
 // steps and the reconnect back-off. Each step's result is checked, the next step is sent, and
 // only then are the step's tokens streamed, so that decoding and sending them to the client
 // overlaps the verifier's next forward pass.
-class RemoteGeneration {
+class VerifierLoop {
  public:
-  RemoteGeneration(const LlamaModel& model, const SessionFactory& factory,
-                   std::span<const int32_t> prompt, const GenerateOptions& options,
-                   const RemoteOptions& remote, const TokenCallback& on_token, RemoteStats* stats)
+  VerifierLoop(const LlamaModel& model, const SessionFactory& factory,
+               std::span<const int32_t> prompt, const GenerateOptions& options,
+               const VerifierLoopOptions& loop, const TokenCallback& on_token,
+               VerifierLoopStats* stats)
       : model_(model),
         factory_(factory),
         prompt_(prompt),
         options_(options),
-        remote_(remote),
+        loop_(loop),
         st_(*stats),
         emitter_(model, options, on_token, &r_),
-        layers_(remote.head != nullptr ? remote.head->feature_layers() : std::vector<int>{}),
-        width_(remote.head != nullptr ? remote.head->target_feature_width() : 0) {
+        layers_(loop.head != nullptr ? loop.head->feature_layers() : std::vector<int>{}),
+        width_(loop.head != nullptr ? loop.head->target_feature_width() : 0) {
     r_.prompt_tokens = static_cast<int>(prompt.size());
   }
 
   absl::StatusOr<GenerateResult> Run() {
     while (!emitter_.done()) {
-      if (remote_.cancelled && remote_.cancelled()) {
+      if (loop_.cancelled && loop_.cancelled()) {
         EndSession();
         return absl::CancelledError("the client cancelled");
       }
@@ -76,9 +77,9 @@ class RemoteGeneration {
     step_ = 0;
     if (emitted == 0) r_.prefill_seconds = SecondsSince(t0_);
     next_ = opened->first_token;
-    if (remote_.head != nullptr) {
-      drafter_ = std::make_unique<EagleDrafter>(
-          remote_.head, static_cast<int64_t>(prompt_.size()) + options_.max_tokens + 1024);
+    if (loop_.head != nullptr) {
+      draft_ = std::make_unique<EagleDraftModel>(
+          loop_.head, static_cast<int64_t>(prompt_.size()) + options_.max_tokens + 1024);
       // Pairs (f_t, x_{t+1}) over prompt + resumed tokens, then the first sampled token.
       std::vector<int32_t> next_tokens(prompt_.begin() + 1, prompt_.end());
       next_tokens.insert(next_tokens.end(), r_.token_ids.begin(), r_.token_ids.end());
@@ -89,7 +90,7 @@ class RemoteGeneration {
         return absl::InternalError("the verifier sent prompt features of the wrong size");
       }
       const auto td = Clock::now();
-      RETURN_IF_ERROR(drafter_->Commit(opened->features, next_tokens));
+      RETURN_IF_ERROR(draft_->Commit(opened->features, next_tokens));
       st_.draft_seconds += SecondsSince(td);
     }
     committed_ = static_cast<int64_t>(prompt_.size() + r_.token_ids.size()) + 1;
@@ -102,8 +103,8 @@ class RemoteGeneration {
   absl::Status SendNext() {
     const auto td = Clock::now();
     tree_ = DraftTree{{next_}, {-1}};
-    if (drafter_) {
-      ASSIGN_OR_RETURN(DraftTree drafted, drafter_->Draft(next_, remote_.tree));
+    if (draft_) {
+      ASSIGN_OR_RETURN(DraftTree drafted, draft_->Draft(next_, loop_.tree));
       // The verifier's KV holds every committed token but the root.
       tree_ = drafted.TrimToDepth(model_.config().max_position - committed_);
     }
@@ -114,7 +115,7 @@ class RemoteGeneration {
     in_flight_ = true;
     // Until the result comes back the head's pool has nothing to do: its workers park now and
     // leave the cores to the verifier (often on the same machine) and the gRPC threads.
-    if (remote_.head != nullptr && remote_.head->pool() != nullptr) remote_.head->pool()->Rest();
+    if (loop_.head != nullptr && loop_.head->pool() != nullptr) loop_.head->pool()->Rest();
     return absl::OkStatus();
   }
 
@@ -137,15 +138,15 @@ class RemoteGeneration {
     const double network_s = std::max(0.0, round_trip - res->verify_seconds);
     st_.network_seconds += network_s;
     st_.AddStep(tree_.size() - 1, accepted);
-    if (remote_.on_step) remote_.on_step(draft_s_, network_s, res->verify_seconds, accepted);
+    if (loop_.on_step) loop_.on_step(draft_s_, network_s, res->verify_seconds, accepted);
     const std::vector<int32_t> tokens = res->tokens();
     next_ = res->next_token;
     committed_ += static_cast<int64_t>(tokens.size());
     absl::Status sent = absl::OkStatus();
     if (!EndsGeneration(tokens)) {
-      if (drafter_) {
+      if (draft_) {
         const auto tc = Clock::now();
-        RETURN_IF_ERROR(CommitStep(*drafter_, *res));
+        RETURN_IF_ERROR(CommitStep(*draft_, *res));
         st_.draft_seconds += SecondsSince(tc);
       }
       sent = SendNext();
@@ -176,17 +177,17 @@ class RemoteGeneration {
   // a retry or the verifier has been gone too long.
   absl::Status Reconnect(const absl::Status& why) {
     EndSession();
-    drafter_.reset();
-    if (!Retryable(why) || remote_.reconnect_seconds <= 0) return why;
+    draft_.reset();
+    if (!Retryable(why) || loop_.reconnect_seconds <= 0) return why;
     if (!failing_) {
       failing_ = true;
       failing_since_ = Clock::now();
     }
-    if (SecondsSince(failing_since_) > remote_.reconnect_seconds) {
+    if (SecondsSince(failing_since_) > loop_.reconnect_seconds) {
       return absl::UnavailableError(absl::StrCat("verifier unreachable for ",
-                                                 remote_.reconnect_seconds, " s: ", why.message()));
+                                                 loop_.reconnect_seconds, " s: ", why.message()));
     }
-    if (remote_.cancelled && remote_.cancelled()) return absl::CancelledError("cancelled");
+    if (loop_.cancelled && loop_.cancelled()) return absl::CancelledError("cancelled");
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
     backoff_ms_ = std::min(backoff_ms_ * 2, 1000);
     return absl::OkStatus();
@@ -206,8 +207,8 @@ class RemoteGeneration {
   const SessionFactory& factory_;
   const std::span<const int32_t> prompt_;
   const GenerateOptions& options_;
-  const RemoteOptions& remote_;
-  RemoteStats& st_;
+  const VerifierLoopOptions& loop_;
+  VerifierLoopStats& st_;
   GenerateResult r_;
   TokenEmitter emitter_;
   const std::vector<int> layers_;
@@ -215,7 +216,7 @@ class RemoteGeneration {
   const Clock::time_point t0_ = Clock::now();
 
   std::unique_ptr<VerifierSession> session_;
-  std::unique_ptr<EagleDrafter> drafter_;
+  std::unique_ptr<EagleDraftModel> draft_;
   int64_t committed_ = 0;  // prompt + tokens the verifier has decided, the root included
   int32_t next_ = -1;      // the root of the next tree
   int64_t step_ = 0;
@@ -230,18 +231,16 @@ class RemoteGeneration {
 
 }  // namespace
 
-absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
-                                              const SessionFactory& factory,
-                                              std::span<const int32_t> prompt,
-                                              const GenerateOptions& options,
-                                              const RemoteOptions& remote,
-                                              const TokenCallback& on_token, RemoteStats* stats) {
+absl::StatusOr<GenerateResult> GenerateWithVerifier(
+    const LlamaModel& model, const SessionFactory& factory, std::span<const int32_t> prompt,
+    const GenerateOptions& options, const VerifierLoopOptions& loop, const TokenCallback& on_token,
+    VerifierLoopStats* stats) {
   RETURN_IF_ERROR(ValidateGenerateRequest(model.config(), prompt, options));
-  if (remote.head != nullptr) RETURN_IF_ERROR(ValidateTreeOptions(remote.tree));
-  RemoteStats local;
-  RemoteStats& st = stats != nullptr ? *stats : local;
-  st = RemoteStats();
-  return RemoteGeneration(model, factory, prompt, options, remote, on_token, &st).Run();
+  if (loop.head != nullptr) RETURN_IF_ERROR(ValidateTreeOptions(loop.tree));
+  VerifierLoopStats local;
+  VerifierLoopStats& st = stats != nullptr ? *stats : local;
+  st = VerifierLoopStats();
+  return VerifierLoop(model, factory, prompt, options, loop, on_token, &st).Run();
 }
 
 }  // namespace eagle

@@ -4,8 +4,8 @@
 // (resume). Knows nothing of gRPC: drafter/grpc_session.cc implements VerifierSession over the
 // eagle.v1 protocol (the drafter's loop), verifier/engine_session.cc over the verifier's own
 // engine (its plain Generate).
-#ifndef EAGLE_COMMON_EAGLE_REMOTE_H_
-#define EAGLE_COMMON_EAGLE_REMOTE_H_
+#ifndef EAGLE_COMMON_EAGLE_VERIFIER_LOOP_H_
+#define EAGLE_COMMON_EAGLE_VERIFIER_LOOP_H_
 
 #include <functional>
 #include <memory>
@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/eagle/draft_model.h"
 #include "common/eagle/draft_tree.h"
-#include "common/eagle/drafter.h"
 #include "common/eagle/eagle_head.h"
 #include "common/eagle/speculative.h"
 #include "common/eagle/verify_step.h"
@@ -57,14 +57,14 @@ class VerifierSession {
 };
 using SessionFactory = std::function<std::unique_ptr<VerifierSession>()>;
 
-struct RemoteStats : SpeculativeStats {
+struct VerifierLoopStats : SpeculativeStats {
   double network_seconds = 0;  // round trips minus the verifier's forward time
   int reconnects = 0;
   int64_t bytes_sent = 0;
   int64_t bytes_received = 0;
 };
 
-struct RemoteOptions {
+struct VerifierLoopOptions {
   const EagleHead* head = nullptr;  // null: plain decoding (root-only trees)
   TreeOptions tree;
   double reconnect_seconds = 30;    // give up after the verifier is unreachable this long; 0:
@@ -77,13 +77,11 @@ struct RemoteOptions {
 // A status worth a reconnect: the verifier went away (UNAVAILABLE, or a reset stream).
 bool Retryable(const absl::Status& s);
 
-absl::StatusOr<GenerateResult> GenerateRemote(const LlamaModel& model,
-                                              const SessionFactory& factory,
-                                              std::span<const int32_t> prompt,
-                                              const GenerateOptions& options,
-                                              const RemoteOptions& remote,
-                                              const TokenCallback& on_token, RemoteStats* stats);
+absl::StatusOr<GenerateResult> GenerateWithVerifier(
+    const LlamaModel& model, const SessionFactory& factory, std::span<const int32_t> prompt,
+    const GenerateOptions& options, const VerifierLoopOptions& loop, const TokenCallback& on_token,
+    VerifierLoopStats* stats);
 
 }  // namespace eagle
 
-#endif  // EAGLE_COMMON_EAGLE_REMOTE_H_
+#endif  // EAGLE_COMMON_EAGLE_VERIFIER_LOOP_H_

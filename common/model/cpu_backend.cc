@@ -1,0 +1,219 @@
+#include "common/model/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/cpu/kernels.h"
+#include "common/model/tensor_utils.h"
+
+namespace eagle {
+namespace {
+
+// Runs fn(i) for every row; on the pool when there are enough rows to pay for it.
+template <typename Fn>
+void ForRows(cpu::ThreadPool* pool, int64_t num_rows, const Fn& fn) {
+  cpu::ThreadPool* p = num_rows >= 4 ? pool : nullptr;
+  cpu::ParallelFor(p, num_rows, cpu::GrainFor(p, num_rows, 2), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) fn(i);
+  });
+}
+
+}  // namespace
+
+// Activations of a pass of up to `rows` rows. Every buffer a pass reads it has first written
+// for all of its rows, so a reused workspace gives the same bits as a fresh one.
+struct CpuBackend::CpuWorkspace final : Workspace {
+  int64_t rows = 0;
+  std::vector<float> x;         // [rows, H] the residual stream
+  std::vector<float> xn;        // [rows, H] normed (a block's input, or h after FinalNorm)
+  std::vector<float> qkv;       // [rows, q_dim + 2 kv_dim]
+  std::vector<float> att;       // [rows, q_dim]
+  std::vector<float> tmp;       // [rows, H] a block's output before the residual add
+  std::vector<float> gate_up;   // [rows, 2 I]
+  std::vector<float> act;       // [rows, I]
+  std::vector<float> gathered;  // [rows, H] the rows the LM head reads
+
+  void Reserve(const LlamaConfig& c, int64_t n) {
+    if (n <= rows) return;
+    rows = n;
+    const int64_t h = c.hidden_size, ffn = c.intermediate_size;
+    x.resize(n * h);
+    xn.resize(n * h);
+    qkv.resize(n * (c.q_dim() + 2 * c.kv_dim()));
+    att.resize(n * c.q_dim());
+    tmp.resize(n * h);
+    gate_up.resize(n * 2 * ffn);
+    act.resize(n * ffn);
+    gathered.resize(n * h);
+  }
+};
+
+CpuBackend::CpuBackend(const LlamaConfig& config, Weights weights,
+                       std::shared_ptr<cpu::ThreadPool> pool)
+    : config_(config),
+      w_(std::move(weights)),
+      rope_(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
+            config.rope_interleaved),
+      pool_(std::move(pool)) {}
+
+std::unique_ptr<KvCache> CpuBackend::NewCache(int64_t capacity) const {
+  return std::make_unique<CpuKvCache>(static_cast<const ModelBackend*>(this), config_.num_layers,
+                                      config_.num_kv_heads, config_.head_dim, capacity);
+}
+
+absl::StatusOr<std::unique_ptr<Workspace>> CpuBackend::Acquire(int64_t rows) const {
+  std::unique_ptr<Workspace> ws;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      ws = std::move(free_.back());
+      free_.pop_back();
+    } else {
+      ++made_;
+    }
+  }
+  if (ws == nullptr) ws = std::make_unique<CpuWorkspace>();
+  static_cast<CpuWorkspace&>(*ws).Reserve(config_, rows);
+  return ws;
+}
+
+void CpuBackend::Release(std::unique_ptr<Workspace> workspace) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.push_back(std::move(workspace));
+}
+
+int CpuBackend::workspaces_made() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return made_;
+}
+
+void CpuBackend::EmbedToken(int32_t token, float* out) const {
+  DequantizeRowScalar(w_.embed.dtype, w_.embed.row(token), out, w_.embed.cols);
+}
+
+absl::Status CpuBackend::Embed(const BatchPlan& plan, Workspace& wsb) const {
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const int64_t h = config_.hidden_size;
+  for (int64_t i = 0; i < plan.num_rows(); ++i) EmbedToken(plan.rows[i].token, &ws.x[i * h]);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Attention(int l, const BatchPlan& plan, std::span<KvCache* const> caches,
+                                   Workspace& wsb) const {
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const LlamaConfig& c = config_;
+  const Layer& L = w_.layers[l];
+  const int64_t t_len = plan.num_rows();
+  const int64_t h = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), qkv_dim = qd + 2 * kvd;
+  const int hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  float* x = ws.x.data();
+  float* xn = ws.xn.data();
+  float* qkv = ws.qkv.data();
+  // norm -> q, k, v -> RoPE -> cache -> attention -> out-proj -> residual.
+  ForRows(pool_.get(), t_len, [&](int64_t i) {
+    cpu::RmsNorm(x + i * h, L.attn_norm.data(), c.rms_norm_eps, h, xn + i * h);
+  });
+  L.wqkv.Apply(xn, t_len, qkv, pool_.get());  // per row: [q | k | v]
+  ForRows(pool_.get(), t_len, [&](int64_t i) {
+    float* row = qkv + i * qkv_dim;
+    const BatchRow& r = plan.rows[i];
+    // Every cache of a pass was made by this backend (LlamaModel::CheckRequest).
+    auto& cache = static_cast<CpuKvCache&>(*caches[r.seq]);
+    rope_.Apply(row, nh, r.pos);
+    rope_.Apply(row + qd, c.num_kv_heads, r.pos);
+    cache.StoreKeys(l, r.slot, row + qd);
+    std::memcpy(cache.v(l, r.slot), row + qd + kvd, kvd * sizeof(float));
+  });
+  // Each (row, kv head) pair attends for the query heads that share the kv head. Visible slots
+  // in increasing order: the cached prefix, then (tree) the ancestors and the node itself, or
+  // (chain) the earlier tokens of this request and itself. One item per (row, kv head), claimed
+  // one at a time: rows differ in visible length (prefill rows beside long decode rows).
+  const int64_t items = t_len * c.num_kv_heads;
+  cpu::ParallelFor(pool_.get(), items, 1, [&](int64_t item0, int64_t item1) {
+    thread_local std::vector<float> scores;
+    scores.resize(static_cast<size_t>(group) * plan.max_visible);
+    for (int64_t item = item0; item < item1; ++item) {
+      const int64_t i = item / c.num_kv_heads;
+      const int kvh = static_cast<int>(item % c.num_kv_heads);
+      const BatchRow& r = plan.rows[i];
+      const auto& cache = static_cast<const CpuKvCache&>(*caches[r.seq]);
+      const int64_t base = cache.length();
+      const float* qi = qkv + i * qkv_dim + kvh * group * hd;
+      float* o = ws.att.data() + i * qd + kvh * group * hd;
+      const float* kt = cache.kt(l, kvh);
+      const float* vb = cache.v(l, 0) + kvh * hd;
+      if (r.tree) {
+        cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, base, r.slots.data(),
+                         static_cast<int>(r.slots.size()), scale, scores.data(), o);
+      } else {
+        cpu::AttendGroup(qi, group, kt, cache.capacity(), vb, kvd, hd, r.slot + 1, nullptr, 0,
+                         scale, scores.data(), o);
+      }
+    }
+  });
+  L.wo.Apply(ws.att.data(), t_len, ws.tmp.data(), pool_.get());
+  for (int64_t e = 0; e < t_len * h; ++e) x[e] += ws.tmp[e];
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Mlp(int l, const BatchPlan& plan, Workspace& wsb) const {
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const LlamaConfig& c = config_;
+  const Layer& L = w_.layers[l];
+  const int64_t t_len = plan.num_rows();
+  const int64_t h = c.hidden_size, ffn = c.intermediate_size;
+  float* x = ws.x.data();
+  // norm -> gate, up -> SwiGLU -> down -> residual.
+  ForRows(pool_.get(), t_len, [&](int64_t i) {
+    cpu::RmsNorm(x + i * h, L.ffn_norm.data(), c.rms_norm_eps, h, ws.xn.data() + i * h);
+  });
+  L.w_gate_up.Apply(ws.xn.data(), t_len, ws.gate_up.data(), pool_.get());  // [gate | up]
+  ForRows(pool_.get(), t_len, [&](int64_t i) {
+    const float* gu = ws.gate_up.data() + i * 2 * ffn;
+    cpu::SwiGlu(gu, gu + ffn, ffn, ws.act.data() + i * ffn);
+  });
+  L.w_down.Apply(ws.act.data(), t_len, ws.tmp.data(), pool_.get());
+  for (int64_t e = 0; e < t_len * h; ++e) x[e] += ws.tmp[e];
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::FinalNorm(const BatchPlan& plan, Workspace& wsb) const {
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const int64_t h = config_.hidden_size;
+  ForRows(pool_.get(), plan.num_rows(), [&](int64_t i) {
+    cpu::RmsNorm(ws.x.data() + i * h, w_.final_norm.data(), config_.rms_norm_eps, h,
+                 ws.xn.data() + i * h);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ReadResidual(const Workspace& wsb, int64_t row, int64_t n,
+                                      float* out) const {
+  const auto& ws = static_cast<const CpuWorkspace&>(wsb);
+  const int64_t h = config_.hidden_size;
+  std::memcpy(out, ws.x.data() + row * h, n * h * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ReadNormed(const Workspace& wsb, int64_t row, int64_t n,
+                                    float* out) const {
+  const auto& ws = static_cast<const CpuWorkspace&>(wsb);
+  const int64_t h = config_.hidden_size;
+  std::memcpy(out, ws.xn.data() + row * h, n * h * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Logits(Workspace& wsb, std::span<const int64_t> rows, float* out) const {
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const int64_t h = config_.hidden_size, n = static_cast<int64_t>(rows.size());
+  // Gathered so that one matmul serves every row that wants logits.
+  for (int64_t j = 0; j < n; ++j) {
+    std::memcpy(ws.gathered.data() + j * h, ws.xn.data() + rows[j] * h, h * sizeof(float));
+  }
+  w_.lm_head.Apply(ws.gathered.data(), n, out, pool_.get());
+  return absl::OkStatus();
+}
+
+}  // namespace eagle
