@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # One command for a fresh machine: installs the packages, fetches the default model, builds, and
 # runs the whole test suite under ctest (labels: unit, integration, e2e; gpu tests skip without a
-# GPU). Extra arguments go to ctest, e.g. scripts/test.sh -L unit
+# GPU), then, where nvcc is installed, builds the CUDA backend and runs its tests (they skip
+# without a GPU). Extra arguments go to ctest (and skip the CUDA build), e.g. scripts/test.sh -L unit
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/install_deps.sh
 bash scripts/fetch_model.sh >/dev/null
 bash scripts/build.sh
-cd build
-ctest --output-on-failure -j "$(nproc)" "$@"
+(cd build && ctest --output-on-failure -j "$(nproc)" "$@")
+# Where a CUDA toolkit is installed, the CUDA backend must compile and link with warnings as
+# errors, and its tests must skip cleanly on a machine without a GPU (scripts/gpu_check.sh runs
+# them on one).
+nvcc=${CUDACXX:-/usr/local/cuda/bin/nvcc}
+if [[ $# -eq 0 && -x $nvcc ]]; then
+  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+  cmake -S . -B build-cuda "${gen[@]}" -DEAGLE_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
+  cmake --build build-cuda --target cuda_backend_test model_test -j "$(nproc)"
+  build-cuda/tests/cuda_backend_test
+  build-cuda/tests/model_test --gtest_filter='*Device*:*Workspace*'
+fi

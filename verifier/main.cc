@@ -27,6 +27,8 @@ ABSL_FLAG(std::string, precision, "auto", "auto | int16 | int8 | f32 (see eagle-
 ABSL_FLAG(int, threads, 0,
           "threads of the forward passes' pool, the engine thread included (0 = every CPU the "
           "process may use: its affinity mask, capped by a cgroup CPU quota)");
+ABSL_FLAG(std::string, device, "cpu",
+          "where the forward passes run: cpu, cuda or cuda:N (a build with -DEAGLE_WITH_CUDA=ON)");
 ABSL_FLAG(double, spin_us, 200,
           "a pool worker's spin after its last chunk before it parks, microseconds");
 ABSL_FLAG(bool, pin_threads, false,
@@ -77,6 +79,7 @@ int Main(int argc, char** argv) {
   ModelOptions mo;
   mo.precision = *precision;
   mo.pool = *pool;
+  mo.device = absl::GetFlag(FLAGS_device);
   const auto t0 = std::chrono::steady_clock::now();
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
@@ -88,6 +91,7 @@ int Main(int argc, char** argv) {
       {{"path", absl::GetFlag(FLAGS_model)},
        {"dtype", (*model)->dtype_summary()},
        {"threads", mo.pool->Describe()},
+       {"backend", (*model)->backend().name()},
        {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
 
   // Readiness only after a forward pass has worked (a failed warm-up exits, it never serves).

@@ -73,6 +73,9 @@ class ModelBackend {
  public:
   virtual ~ModelBackend() = default;
   virtual std::string name() const = 0;
+  // Bytes of weights one decoded token reads, as this backend holds them (the matrices and one
+  // embedding row): the numerator of the decode roof.
+  virtual int64_t weight_bytes() const = 0;
   // A KV store for one sequence of up to `capacity` tokens.
   virtual std::unique_ptr<KvCache> NewCache(int64_t capacity) const = 0;
   // A workspace with room for `rows` rows: a released one when there is one (grown if needed),

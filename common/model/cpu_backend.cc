@@ -83,6 +83,14 @@ void CpuBackend::Release(std::unique_ptr<Workspace> workspace) const {
   free_.push_back(std::move(workspace));
 }
 
+int64_t CpuBackend::weight_bytes() const {
+  int64_t bytes = w_.lm_head.bytes() + w_.embed.row_bytes;
+  for (const Layer& L : w_.layers) {
+    for (const cpu::Linear* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) bytes += w->bytes();
+  }
+  return bytes;
+}
+
 int CpuBackend::workspaces_made() const {
   std::lock_guard<std::mutex> lock(mu_);
   return made_;
@@ -191,17 +199,15 @@ absl::Status CpuBackend::FinalNorm(const BatchPlan& plan, Workspace& wsb) const 
 
 absl::Status CpuBackend::ReadResidual(const Workspace& wsb, int64_t row, int64_t n,
                                       float* out) const {
-  const auto& ws = static_cast<const CpuWorkspace&>(wsb);
   const int64_t h = config_.hidden_size;
-  std::memcpy(out, ws.x.data() + row * h, n * h * sizeof(float));
+  std::memcpy(out, static_cast<const CpuWorkspace&>(wsb).x.data() + row * h, n * h * 4);
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::ReadNormed(const Workspace& wsb, int64_t row, int64_t n,
                                     float* out) const {
-  const auto& ws = static_cast<const CpuWorkspace&>(wsb);
   const int64_t h = config_.hidden_size;
-  std::memcpy(out, ws.xn.data() + row * h, n * h * sizeof(float));
+  std::memcpy(out, static_cast<const CpuWorkspace&>(wsb).xn.data() + row * h, n * h * 4);
   return absl::OkStatus();
 }
 

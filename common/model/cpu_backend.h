@@ -36,6 +36,7 @@ class CpuBackend final : public ModelBackend {
   CpuBackend(const LlamaConfig& config, Weights weights, std::shared_ptr<cpu::ThreadPool> pool);
 
   std::string name() const override { return "cpu"; }
+  int64_t weight_bytes() const override;
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const override;
   absl::StatusOr<std::unique_ptr<Workspace>> Acquire(int64_t rows) const override;
   void Release(std::unique_ptr<Workspace> workspace) const override;

@@ -34,12 +34,12 @@ absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
     }
     prev = p;
   }
-  MovePath(base, path);
+  if (absl::Status s = MovePath(base, path); !s.ok()) return s;
   length_ = base + static_cast<int64_t>(path.size());
   return absl::OkStatus();
 }
 
-void CpuKvCache::MovePath(int64_t base, std::span<const int32_t> path) {
+absl::Status CpuKvCache::MovePath(int64_t base, std::span<const int32_t> path) {
   const int64_t cap = capacity();
   for (int l = 0; l < num_layers(); ++l) {
     for (size_t j = 0; j < path.size(); ++j) {
@@ -52,6 +52,7 @@ void CpuKvCache::MovePath(int64_t base, std::span<const int32_t> path) {
       std::memcpy(v(l, dst), v(l, src), kv_dim() * sizeof(float));
     }
   }
+  return absl::OkStatus();
 }
 
 absl::Status KvCache::Truncate(int64_t n) {

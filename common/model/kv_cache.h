@@ -28,6 +28,8 @@ class KvCache {
   KvCache& operator=(const KvCache&) = delete;
 
   const void* owner() const { return owner_; }
+  // False when the backend could not allocate it (forward passes refuse such a cache).
+  virtual bool allocated() const { return true; }
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
   int64_t bytes() const { return 2 * static_cast<int64_t>(num_layers_) * capacity_ * kv_dim() * 4; }
@@ -45,7 +47,7 @@ class KvCache {
 
  protected:
   // Moves slot base + path[j] to base + j for every j with path[j] != j (path checked).
-  virtual void MovePath(int64_t base, std::span<const int32_t> path) = 0;
+  virtual absl::Status MovePath(int64_t base, std::span<const int32_t> path) = 0;
 
  private:
   const void* owner_;
@@ -74,7 +76,7 @@ class CpuKvCache final : public KvCache {
   }
 
  private:
-  void MovePath(int64_t base, std::span<const int32_t> path) override;
+  absl::Status MovePath(int64_t base, std::span<const int32_t> path) override;
   int64_t KeyBase(int layer, int kv_head) const {
     return (static_cast<int64_t>(layer) * num_kv_heads() + kv_head) * head_dim() * capacity();
   }

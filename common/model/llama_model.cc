@@ -8,9 +8,11 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/check.h"
+#include "common/cuda/cuda_backend.h"
 #include "common/io/gguf.h"
 #include "common/io/safetensors.h"
 #include "common/model/tensor_utils.h"
@@ -208,6 +210,17 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   return model;
 }
 
+absl::StatusOr<int> ParseDevice(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  int index = -1;
+  if (device.rfind("cuda:", 0) == 0 && absl::SimpleAtoi(device.substr(5), &index) && index >= 0) {
+    return index;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device must be cpu, cuda or cuda:N, not \"", device, "\""));
+}
+
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     const LlamaConfig& config, const TensorLookup& lookup, std::shared_ptr<void> keepalive,
     std::unique_ptr<Tokenizer> tokenizer, const ModelOptions& options, const ReleaseFn& release) {
@@ -250,7 +263,6 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     ASSIGN_OR_RETURN(w.lm_head, linear("lm_head.weight", v, h));
   }
   ASSIGN_OR_RETURN(w.final_norm, vec("model.norm.weight", h));
-  m->weight_bytes_ = w.lm_head.bytes() + w.embed.row_bytes;
   for (int l = 0; l < config.num_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     CpuBackend::Layer L;
@@ -263,12 +275,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     ASSIGN_OR_RETURN(L.w_gate_up, stacked({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
                                           {ffn, ffn}, h));
     ASSIGN_OR_RETURN(L.w_down, linear(p + "mlp.down_proj.weight", h, ffn));
-    for (const cpu::Linear* w : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) {
-      m->weight_bytes_ += w->bytes();
-    }
     w.layers.push_back(std::move(L));
   }
   m->cpu_ = std::make_unique<CpuBackend>(config, std::move(w), options.pool);
+  ASSIGN_OR_RETURN(const int gpu, ParseDevice(options.device));
+  if (gpu >= 0) {
+    ASSIGN_OR_RETURN(m->device_, MakeCudaBackend(*m->cpu_, gpu));
+  }
   return m;
 }
 
@@ -340,6 +353,9 @@ absl::Status LlamaModel::CheckRequest(const KvCache& cache, const ForwardRequest
   if (cache.owner() != &backend()) {
     return absl::InvalidArgumentError(
         "Forward: the KV cache was not made by this model (LlamaModel::NewCache)");
+  }
+  if (!cache.allocated()) {
+    return absl::ResourceExhaustedError("Forward: the KV cache could not be allocated");
   }
   if (t_len == 0) return absl::InvalidArgumentError("Forward: no tokens");
   if (base + t_len > cache.capacity()) {

@@ -49,6 +49,9 @@ struct ModelOptions {
   // The threads that run the forward pass's parallel loops, shared by everything a process
   // loads (a drafter's target and head use one pool). Null: the calling thread alone.
   std::shared_ptr<cpu::ThreadPool> pool;
+  // Where the forward pass runs: "cpu", or "cuda" / "cuda:N" (the CUDA backend, in a build with
+  // -DEAGLE_WITH_CUDA=ON; the host copy of the weights stays for draft heads).
+  std::string device = "cpu";
 };
 
 class LlamaModel {
@@ -78,7 +81,7 @@ class LlamaModel {
   const std::string& chat_template() const { return chat_template_; }
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
   // Bytes of weights read per decoded token (all matrices as held + one embedding row).
-  int64_t weight_bytes() const { return weight_bytes_; }
+  int64_t weight_bytes() const { return backend().weight_bytes(); }
   // True when any matrix runs on the int8 path.
   bool int8() const;
   std::string dtype_summary() const;
@@ -99,7 +102,9 @@ class LlamaModel {
   cpu::ThreadPool* pool() const { return cpu_->pool(); }
   const std::shared_ptr<cpu::ThreadPool>& shared_pool() const { return cpu_->shared_pool(); }
   // What runs the forward pass (backend.h); the CPU backend today.
-  const ModelBackend& backend() const { return *cpu_; }
+  const ModelBackend& backend() const {
+    return device_ != nullptr ? *device_ : static_cast<const ModelBackend&>(*cpu_);
+  }
   // The weights on the host, which the CPU backend runs on (and which draft heads share).
   const CpuBackend& cpu() const { return *cpu_; }
 
@@ -125,8 +130,12 @@ class LlamaModel {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string chat_template_;
   std::unique_ptr<CpuBackend> cpu_;
-  int64_t weight_bytes_ = 0;
+  std::unique_ptr<ModelBackend> device_;  // null: the forward pass runs on cpu_ (after cpu_:
+                                          // destroyed first, it reads cpu_'s weights)
 };
+
+// -1 for "cpu", N for "cuda" (0) or "cuda:N"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<int> ParseDevice(const std::string& device);
 
 // A prefill of a few tokens and a 4-node tree forward on a scratch cache, with every logit and
 // feature checked to be finite. Services run it before they report SERVING, so that a process

@@ -241,6 +241,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> MakeTinyLlama(
       [&] {
         ModelOptions mo;
         mo.precision = c.precision;
+        mo.device = c.device;
         return mo;
       }());
 }

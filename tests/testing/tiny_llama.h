@@ -34,7 +34,8 @@ struct TinyConfig {
   uint64_t seed = 1;
   int max_position = 512;
   cpu::Precision precision = cpu::Precision::kF32;
-  bool nan_weight = false;  // F32 only: a NaN in the LM head's first row (a corrupted file)
+  bool nan_weight = false;     // F32 only: a NaN in the LM head's first row (a corrupted file)
+  std::string device = "cpu";  // ModelOptions::device
 };
 
 // A random model built in memory (no tokenizer). With `weights`, also returns every tensor

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "common/cuda/cuda_backend.h"
 #include "common/model/llama_model.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
@@ -397,6 +399,22 @@ TEST(ModelTest, WorkspacesAreReusedAndGiveTheSameBitsAsFreshOnes) {
   }
   for (auto& t : threads) t.join();
   EXPECT_LE((*m)->cpu().workspaces_made(), 5);
+}
+
+TEST(ModelTest, DeviceIsParsedAndAMissingGpuIsAPreciseError) {
+  EXPECT_EQ(*ParseDevice("cpu"), -1);
+  EXPECT_EQ(*ParseDevice("cuda"), 0);
+  EXPECT_EQ(*ParseDevice("cuda:3"), 3);
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", ""}) {
+    EXPECT_EQ(ParseDevice(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  TinyConfig c;
+  c.device = "cuda:" + std::to_string(CudaDeviceCount());  // one past the last device
+  auto m = testing::MakeTinyLlama(c);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(),
+            CudaBuilt() ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kUnimplemented)
+      << m.status();
 }
 
 TEST(ModelTest, FingerprintDependsOnWeightsNotPrecision) {

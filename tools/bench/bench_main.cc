@@ -4,6 +4,7 @@
 // line with every figure.
 //   eagle-bench [--model PATH] [--threads N] [--prompt-tokens N] [--decode-tokens N] [--reps N]
 //               [--precision auto|int16|int8|f32] [--isa scalar|avx2|avx512]
+//               [--device cpu|cuda|cuda:N]
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 
 #include "common/cpu/kernels.h"
 #include "common/cpu/qmatmul.h"
+#include "common/cuda/cuda_backend.h"
 #include "common/model/llama_model.h"
 #include "common/timing.h"
 
@@ -82,6 +84,7 @@ int Main(int argc, char** argv) {
   std::string path = EAGLE_DEFAULT_MODEL;
   int threads = 0, prompt_tokens = 128, decode_tokens = 64, reps = 5;
   std::string precision = "auto";
+  std::string device = "cpu";
   int profile_tree = 0;  // >0: only run forwards over trees of this many nodes (for profilers)
   std::string isa;       // force kernels: scalar | avx2 | avx512 (default: the best available)
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -98,6 +101,8 @@ int Main(int argc, char** argv) {
       reps = std::atoi(argv[i + 1]);
     else if (k == "--precision")
       precision = argv[i + 1];
+    else if (k == "--device")
+      device = argv[i + 1];
     else if (k == "--profile-tree")
       profile_tree = std::atoi(argv[i + 1]);
     else if (k == "--isa")
@@ -119,6 +124,7 @@ int Main(int argc, char** argv) {
   if (isa == "avx512") cpu::SetIsaForTesting(cpu::Isa::kAvx512);
   ModelOptions options;
   options.pool = pool;
+  options.device = device;
   if (auto p = cpu::ParsePrecision(precision); p.ok()) {
     options.precision = *p;
   } else {
@@ -193,6 +199,21 @@ int Main(int argc, char** argv) {
       "GOP/s (%d "
       "threads)\n",
       bw, peak, peak_int8, threads);
+  if (const int gpu = ParseDevice(device).value_or(-1); gpu >= 0) {
+    // The forward pass runs on the GPU: its limits apply (f32 weights, CUDA-core FMAs).
+    auto gbs = CudaCopyBandwidthGBs(gpu);
+    auto fma = CudaFmaPeakGflops(gpu);
+    if (!gbs.ok() || !fma.ok()) {
+      std::fprintf(stderr, "error: measuring the GPU: %s\n",
+                   std::string((gbs.ok() ? fma.status() : gbs.status()).message()).c_str());
+      return 1;
+    }
+    bw = *gbs;
+    peak = *fma;
+    peak_int8 = 0;
+    std::printf("device: %s (%s): copy bandwidth %.0f GB/s, f32 FMA peak %.0f GFLOP/s\n",
+                model.backend().name().c_str(), CudaDeviceSummary(gpu).c_str(), bw, peak);
+  }
   // The roof that applies to the matmuls: int8 when the model computes in int8.
   const double peak_f32 = peak;
   if (model.int8() && peak_int8 > 0) peak = peak_int8;

@@ -6,7 +6,8 @@
 // tools/plot_spec_bench.py turns into a PNG chart.
 //   eagle-spec-bench --draft DIR [--model PATH] [--prompts FILE] [--limit N] [--max-tokens N]
 //                    [--modes chain,static,dynamic] [--depth N] [--draft-top-k K]
-//                    [--total-tokens N] [--threads N] [--report FILE]
+//                    [--total-tokens N] [--threads N] [--device cpu|cuda|cuda:N]
+//                    [--report FILE]
 // Modes: chain, static (mc_sim_7b_63), dynamic (EAGLE-2 with --depth/--draft-top-k/
 // --total-tokens), eagle2 (EAGLE-2 at its published evaluation defaults: top-k 10, depth 5,
 // 60 tokens; the tree the tau target refers to).
@@ -49,6 +50,7 @@ int Main(int argc, char** argv) {
                                           {"--draft-top-k", "4"},
                                           {"--total-tokens", "12"},
                                           {"--threads", "0"},
+                                          {"--device", "cpu"},
                                           {"--report", ""}};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!a.count(argv[i]) && std::string(argv[i]) != "--draft") {
@@ -69,6 +71,7 @@ int Main(int argc, char** argv) {
   }
   ModelOptions model_options;
   model_options.pool = *pool;
+  model_options.device = a["--device"];
   auto model = LlamaModel::Load(a["--model"], model_options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());

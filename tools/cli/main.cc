@@ -55,6 +55,8 @@ generate options:
                        weights: int16 (15-bit, near-f32 accuracy) or int8 (fastest, as
                        llama.cpp) on AVX-512 VNNI; f32 is the reference path. auto: int16
                        where the CPU has VNNI, else f32
+  --device D           cpu | cuda | cuda:N: where the target's forward pass runs (default
+                       cpu; cuda needs a build with -DEAGLE_WITH_CUDA=ON and a GPU)
   --json               one JSON object per token, then a summary object
 
 speculative decoding (EAGLE):
@@ -370,10 +372,11 @@ int Main(int argc, char** argv) {
     return 2;
   }
   options.precision = *precision;
+  options.device = args->Get("--device", "cpu");
   auto model = LlamaModel::Load(path, options);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
-    if (!args->Has("--model"))
+    if (!args->Has("--model") && absl::IsNotFound(model.status()))
       std::fprintf(stderr, "hint: run scripts/fetch_model.sh to get the default model\n");
     return 1;
   }
