@@ -31,7 +31,7 @@ ABSL_FLAG(int, top_k, 4, "default dynamic-tree branching");
 ABSL_FLAG(int, total_tokens, 12, "default dynamic-tree size (root included)");
 ABSL_FLAG(std::string, feature_dtype, "f16", "features on the wire: f16 | bf16 | f32");
 ABSL_FLAG(std::string, precision, "auto", "draft head precision: auto | int16 | int8 | f32");
-ABSL_FLAG(int, threads, 1,
+ABSL_FLAG(int, threads, 0,
           "threads of the draft head's pool, shared by all sessions; a session's step runs on "
           "its handler thread and uses the workers when no other session holds them (0 = every "
           "CPU the process may use)");
