@@ -65,11 +65,26 @@ TokenEmitter::TokenEmitter(const LlamaModel& model, const GenerateOptions& optio
   done_ = options.max_tokens <= 0;
 }
 
+bool TokenEmitter::IsEos(int32_t id) const {
+  const Tokenizer* tok = model_.tokenizer();
+  return tok != nullptr ? tok->IsEndOfGeneration(id) : id == model_.config().eos_id;
+}
+
+bool TokenEmitter::WouldEnd(std::span<const int32_t> tokens) const {
+  if (static_cast<int64_t>(r_->token_ids.size() + tokens.size()) >= options_.max_tokens) {
+    return true;
+  }
+  if (options_.ignore_eos) return false;
+  for (int32_t t : tokens) {
+    if (IsEos(t)) return true;
+  }
+  return false;
+}
+
 bool TokenEmitter::Emit(int32_t id) {
   if (done_) return false;
   const Tokenizer* tok = model_.tokenizer();
-  const bool eos = tok != nullptr ? tok->IsEndOfGeneration(id) : id == model_.config().eos_id;
-  if (eos && !options_.ignore_eos) {
+  if (IsEos(id) && !options_.ignore_eos) {
     r_->finish = FinishReason::kEos;
     done_ = true;
     return false;

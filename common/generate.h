@@ -64,6 +64,9 @@ class TokenEmitter {
   // Returns false once generation has ended (result->finish says why).
   bool Emit(int32_t id);
   bool done() const { return done_; }
+  // True if emitting `tokens` certainly ends the generation: an end-of-generation token (unless
+  // ignore_eos) or max_tokens reached. (A stop string is only known once the text is decoded.)
+  bool WouldEnd(std::span<const int32_t> tokens) const;
   // Releases text held back (an incomplete UTF-8 sequence or a possible stop-string prefix).
   void Finish();
 
@@ -71,6 +74,7 @@ class TokenEmitter {
   const LlamaModel& model_;
   const GenerateOptions& options_;
   const TokenCallback& on_token_;
+  bool IsEos(int32_t id) const;
   GenerateResult* r_;
   StopMatcher stop_;
   StreamDecoder decoder_;

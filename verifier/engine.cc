@@ -20,11 +20,6 @@ std::future<absl::StatusOr<T>> Ready(absl::Status s) {
   return p.get_future();
 }
 
-// The features a session asked for: final-norm hidden states or the captured layers' inputs.
-std::vector<float>& FeaturesOf(const std::vector<int>& feature_layers, ForwardResult& fr) {
-  return feature_layers.empty() ? fr.features : fr.layer_features;
-}
-
 }  // namespace
 
 struct Engine::Session {
@@ -386,19 +381,13 @@ ForwardRequest Engine::RequestFor(const Work& w) {
   if (!w.open) r.parents = w.tree.parents;
   const bool last_chunk = w.open && w.done + w.chunk == static_cast<int64_t>(w.tokens().size());
   r.logits = !w.open ? LogitsMode::kAll : last_chunk ? LogitsMode::kLast : LogitsMode::kNone;
-  if (s.want_features) {
-    if (s.feature_layers.empty()) {
-      r.return_features = true;
-    } else {
-      r.capture_layers = s.feature_layers;
-    }
-  }
+  if (s.want_features) r.WantFeatures(s.feature_layers);
   return r;
 }
 
 bool Engine::FinishOpenChunk(Work& w, ForwardResult& fr) {
   Session& s = *w.session;
-  std::vector<float>& feats = FeaturesOf(s.feature_layers, fr);
+  std::vector<float>& feats = fr.FeaturesFor(s.feature_layers);
   w.features.insert(w.features.end(), feats.begin(), feats.end());
   w.done += w.chunk;
   if (w.done < static_cast<int64_t>(w.tokens().size())) return false;
@@ -420,7 +409,7 @@ bool Engine::FinishOpenChunk(Work& w, ForwardResult& fr) {
 absl::Status Engine::FinishVerify(Work& w, ForwardResult& fr, int64_t base, double seconds,
                                   int batch_sequences) {
   Session& s = *w.session;
-  std::vector<float>& feats = FeaturesOf(s.feature_layers, fr);
+  std::vector<float>& feats = fr.FeaturesFor(s.feature_layers);
   const int64_t width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
   absl::StatusOr<VerifiedStep> step =
       VerifyTree(w.tree, fr.logits.data(), model_->config().vocab_size, feats.data(), width,

@@ -29,24 +29,13 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   const std::vector<int> layers = draft.feature_layers();
   const int64_t hs =
       layers.empty() ? cfg.hidden_size : cfg.hidden_size * static_cast<int64_t>(layers.size());
-  // Target features for the draft: final-norm hidden states, or the inputs of the given layers.
-  auto want_features = [&](ForwardRequest& r) {
-    if (layers.empty()) {
-      r.return_features = true;
-    } else {
-      r.capture_layers = layers;
-    }
-  };
-  auto features_of = [&](const ForwardResult& r) -> const std::vector<float>& {
-    return layers.empty() ? r.features : r.layer_features;
-  };
 
   // Prefill: logits for the first token, features for the draft.
   auto t0 = Clock::now();
   ForwardRequest req;
   req.tokens = prompt;
   req.logits = LogitsMode::kLast;
-  want_features(req);
+  req.WantFeatures(layers);
   ASSIGN_OR_RETURN(ForwardResult fr, target.Forward(*cache, req));
   r.prefill_seconds = SecondsSince(t0);
   auto t1 = Clock::now();
@@ -56,7 +45,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     std::vector<int32_t> next_tokens(prompt.begin() + 1, prompt.end());
     next_tokens.push_back(next);
     auto td = Clock::now();
-    RETURN_IF_ERROR(draft.Commit(features_of(fr), next_tokens));
+    RETURN_IF_ERROR(draft.Commit(fr.FeaturesFor(layers), next_tokens));
     st.draft_seconds += SecondsSince(td);
   }
   emitter.Emit(next);
@@ -73,11 +62,11 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     vr.tokens = tree.tokens;
     vr.parents = tree.parents;
     vr.logits = LogitsMode::kAll;
-    want_features(vr);
+    vr.WantFeatures(layers);
     ASSIGN_OR_RETURN(ForwardResult out, target.Forward(*cache, vr));
-    ASSIGN_OR_RETURN(VerifiedStep step,
-                     VerifyTree(tree, out.logits.data(), cfg.vocab_size, features_of(out).data(),
-                                hs, *cache, base, options.sampling, sampler.rng(), accept));
+    ASSIGN_OR_RETURN(VerifiedStep step, VerifyTree(tree, out.logits.data(), cfg.vocab_size,
+                                                   out.FeaturesFor(layers).data(), hs, *cache, base,
+                                                   options.sampling, sampler.rng(), accept));
     st.verify_seconds += SecondsSince(tv);
     st.AddStep(tree.size() - 1, static_cast<int>(step.accepted.size()));
     // Emit the accepted drafts, then the bonus/correction token.

@@ -143,7 +143,7 @@ class VerifierLoop {
     next_ = res->next_token;
     committed_ += static_cast<int64_t>(tokens.size());
     absl::Status sent = absl::OkStatus();
-    if (!EndsGeneration(tokens)) {
+    if (!emitter_.WouldEnd(tokens)) {
       if (draft_) {
         const auto tc = Clock::now();
         RETURN_IF_ERROR(CommitStep(*draft_, *res));
@@ -157,20 +157,6 @@ class VerifierLoop {
     // A failed send is retried once this step's tokens are out (a reconnect resumes after them).
     if (!sent.ok() && !emitter_.done()) return Reconnect(sent);
     return absl::OkStatus();
-  }
-
-  // True if emitting `tokens` certainly ends the generation (an end-of-generation token or
-  // max_tokens; a stop string is only known once the text is decoded).
-  bool EndsGeneration(std::span<const int32_t> tokens) const {
-    if (static_cast<int64_t>(r_.token_ids.size() + tokens.size()) >= options_.max_tokens) {
-      return true;
-    }
-    if (options_.ignore_eos) return false;
-    const Tokenizer* tok = model_.tokenizer();
-    for (int32_t t : tokens) {
-      if (tok != nullptr ? tok->IsEndOfGeneration(t) : t == model_.config().eos_id) return true;
-    }
-    return false;
   }
 
   // Drops the session and waits before the next attempt; the error itself when it is not worth

@@ -45,10 +45,6 @@ class VerifierSession {
   // verifier runs the next.
   virtual absl::Status Send(int64_t step, const DraftTree& tree) = 0;
   virtual absl::StatusOr<Result> Receive() = 0;
-  absl::StatusOr<Result> Verify(int64_t step, const DraftTree& tree) {
-    if (absl::Status s = Send(step, tree); !s.ok()) return s;
-    return Receive();
-  }
   // Ends the session (a step still in flight is waited for or cancelled).
   virtual void Close() = 0;
   // Bytes sent and received so far (protocol messages).

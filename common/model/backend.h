@@ -38,6 +38,16 @@ struct ForwardRequest {
   LogitsMode logits = LogitsMode::kAll;
   bool return_features = false;         // final-norm hidden states (EAGLE-1/2 feature)
   std::span<const int> capture_layers;  // inputs of these layers (EAGLE-3 features)
+
+  // The features a draft head takes: the inputs of `layers` (EAGLE-3), or with none the
+  // final-norm hidden states (EAGLE-1/2). `layers` must outlive the request.
+  void WantFeatures(std::span<const int> layers) {
+    if (layers.empty()) {
+      return_features = true;
+    } else {
+      capture_layers = layers;
+    }
+  }
 };
 
 // One row of a pass: a token of one request.

@@ -39,6 +39,11 @@ struct ForwardResult {
   std::vector<float> logits;          // [T or 1, vocab] f32 (per LogitsMode)
   std::vector<float> features;        // [T, hidden] f32 if requested
   std::vector<float> layer_features;  // [T, capture_layers.size() * hidden] f32 if requested
+
+  // What ForwardRequest::WantFeatures(layers) asked for.
+  std::vector<float>& FeaturesFor(std::span<const int> layers) {
+    return layers.empty() ? features : layer_features;
+  }
 };
 
 struct ModelOptions {
