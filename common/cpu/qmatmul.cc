@@ -1,6 +1,7 @@
 #include "common/cpu/qmatmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -148,6 +149,16 @@ void PackedMatrix::DequantizeRow(int64_t r, float* out) const {
 
 bool QMatMulAccelerated() { return ActiveIsa() == Isa::kAvx512 && avx512::VnniSupported(); }
 
+namespace {
+std::atomic<bool> g_amx_enabled{true};
+}  // namespace
+
+bool QMatMulAmx() {
+  return g_amx_enabled.load(std::memory_order_relaxed) && QMatMulAccelerated() && amx::Supported();
+}
+
+void SetAmxEnabled(bool enabled) { g_amx_enabled.store(enabled, std::memory_order_relaxed); }
+
 void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
                   ThreadPool* pool) {
   if (QMatMulAccelerated()) return avx512::QuantizeActs(x, tokens, cols, bits, out, pool);
@@ -155,6 +166,7 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
 }
 
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool) {
+  if (x.tokens >= kAmxMinTokens && QMatMulAmx()) return amx::QMatMul(w, x, y, pool);
   if (QMatMulAccelerated()) return avx512::QMatMul(w, x, y, pool);
   scalar::QMatMul(w, x, y);
 }

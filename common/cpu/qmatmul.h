@@ -80,6 +80,12 @@ void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool
 
 // True where the AVX-512 VNNI kernel runs (else the scalar reference does).
 bool QMatMulAccelerated();
+// True where products of at least kAmxMinTokens rows run on the AMX kernel (the CPU has AMX-INT8,
+// the kernel granted the tile state, and SetAmxEnabled(false) was not called).
+bool QMatMulAmx();
+inline constexpr int64_t kAmxMinTokens = 8;
+// Turns the AMX kernel off (or back on, where supported) for comparisons; results are identical.
+void SetAmxEnabled(bool enabled);
 
 namespace scalar {
 void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out);
@@ -93,6 +99,13 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
                   ThreadPool* pool = nullptr);
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
 }  // namespace avx512
+namespace amx {
+// AMX-TILE and AMX-INT8 present and the tile state granted by the kernel (asked once).
+bool Supported();
+// Same results as avx512::QMatMul, bit for bit: only the exact int32 block sums come from
+// TDPBSUD tiles (M <= 16 tokens x 16 outputs x 32 columns a block).
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
+}  // namespace amx
 
 }  // namespace eagle::cpu
 

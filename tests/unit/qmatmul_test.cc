@@ -101,6 +101,56 @@ TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
     }
 }
 
+// The AMX kernel gives the scalar reference's bits for every tile height (1..16 tokens, a full
+// tile plus a partial one), both activation widths, ragged output groups and any pool size.
+TEST_P(QMatMulTest, AmxEqualsScalarBitForBit) {
+  if (!amx::Supported()) GTEST_SKIP() << "no AMX-INT8 here (or the kernel refused the tiles)";
+  for (int bits : {8, 15})
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 576}, {64, 1536}, {6, 64}}) {
+      const auto wf = RandomNormal(rows * cols, 5, 0.05f);
+      const auto bytes = testing::Quantize(GetParam(), wf.data(), rows * cols);
+      Matrix m{GetParam(), rows, cols, bytes.data(), RowBytes(GetParam(), cols)};
+      auto p = Pack(m);
+      ASSERT_TRUE(p.ok());
+      for (int64_t t : {1, 2, 5, 16, 21, 40}) {
+        auto x = RandomNormal(t * cols, 6 + t);
+        x[3] = -35.0f;
+        QuantizedActs q;
+        scalar::QuantizeActs(x.data(), t, cols, bits, &q);
+        std::vector<float> ys(t * rows), ya(t * rows, -1.0f);
+        scalar::QMatMul(*p, q, ys.data());
+        amx::QMatMul(*p, q, ya.data());
+        ASSERT_EQ(ys, ya) << "AMX differs from the scalar reference: bits " << bits << " rows "
+                          << rows << " cols " << cols << " tokens " << t;
+        ThreadPoolOptions options;
+        options.num_threads = 3;
+        ThreadPool pool(options);
+        std::vector<float> yp(t * rows);
+        amx::QMatMul(*p, q, yp.data(), &pool);
+        ASSERT_EQ(ys, yp) << "on 3 threads, tokens " << t;
+      }
+    }
+}
+
+// Negative control: a weight byte changed after packing is seen by the comparison above.
+TEST(QMatMulAmxTest, DetectsAChangedWeight) {
+  if (!amx::Supported()) GTEST_SKIP() << "no AMX-INT8 here";
+  const int64_t rows = 16, cols = 64;
+  const auto wf = RandomNormal(rows * cols, 7, 0.05f);
+  const auto bytes = testing::Quantize(DType::kQ8_0, wf.data(), rows * cols);
+  Matrix m{DType::kQ8_0, rows, cols, bytes.data(), RowBytes(DType::kQ8_0, cols)};
+  auto p = Pack(m);
+  ASSERT_TRUE(p.ok());
+  auto x = RandomNormal(4 * cols, 8);
+  QuantizedActs q;
+  scalar::QuantizeActs(x.data(), 4, cols, 8, &q);
+  std::vector<float> ys(4 * rows), ya(4 * rows);
+  scalar::QMatMul(*p, q, ys.data());
+  p->storage[5] ^= 0x40;  // row 5, column 1 of block 0
+  amx::QMatMul(*p, q, ya.data());
+  EXPECT_NE(ys, ya);
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, QMatMulTest,
                          ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });

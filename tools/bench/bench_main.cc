@@ -87,6 +87,7 @@ int Main(int argc, char** argv) {
   std::string device = "cpu";
   int profile_tree = 0;  // >0: only run forwards over trees of this many nodes (for profilers)
   std::string isa;       // force kernels: scalar | avx2 | avx512 (default: the best available)
+  int amx = 1;           // 0: multi-row products stay on the VNNI kernel (same results)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--model")
@@ -107,6 +108,8 @@ int Main(int argc, char** argv) {
       profile_tree = std::atoi(argv[i + 1]);
     else if (k == "--isa")
       isa = argv[i + 1];
+    else if (k == "--amx")
+      amx = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -119,6 +122,7 @@ int Main(int argc, char** argv) {
   }
   std::shared_ptr<cpu::ThreadPool> pool = *made;
   threads = pool->num_threads();
+  cpu::SetAmxEnabled(amx != 0);
   if (isa == "scalar") cpu::SetIsaForTesting(cpu::Isa::kScalar);
   if (isa == "avx2") cpu::SetIsaForTesting(cpu::Isa::kAvx2);
   if (isa == "avx512") cpu::SetIsaForTesting(cpu::Isa::kAvx512);
@@ -157,7 +161,8 @@ int Main(int argc, char** argv) {
   std::printf("model: %s\n  %d layers, hidden %d, vocab %d, weights %s, %.1f MB read per token\n",
               path.c_str(), c.num_layers, c.hidden_size, c.vocab_size,
               model.dtype_summary().c_str(), model.weight_bytes() / 1e6);
-  std::printf("cpu: %s, %d threads\n", cpu::CpuFeatureString().c_str(), threads);
+  std::printf("cpu: %s%s, %d threads\n", cpu::CpuFeatureString().c_str(),
+              cpu::QMatMulAmx() ? " (+ amx-int8 for products of >= 8 rows)" : "", threads);
 
   // Machine limits are measured in a child process so that the probe's 256 MiB buffer does not
   // count in this process's peak RSS.
