@@ -131,9 +131,9 @@ uint64_t Rng::Next() {
 
 double Rng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::SampleFrom(const Distribution& d) {
+int32_t SampleToken(const Distribution& d, Rng& rng) {
   if (d.ids.size() == 1) return d.ids[0];
-  const double u = rng_.Uniform();
+  const double u = rng.Uniform();
   double cum = 0;
   int32_t last = d.ids[0];
   for (size_t i = 0; i < d.ids.size(); ++i) {
@@ -144,6 +144,8 @@ int32_t Sampler::SampleFrom(const Distribution& d) {
   }
   return last;
 }
+
+int32_t Sampler::SampleFrom(const Distribution& d) { return SampleToken(d, rng_); }
 
 int32_t Sampler::Sample(const float* logits, int n) {
   if (params_.greedy()) return Argmax(logits, n);

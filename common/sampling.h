@@ -43,6 +43,11 @@ class Rng {
   uint64_t s_[4];
 };
 
+// One draw from d, the way vanilla sampling makes it: a lone candidate is returned without
+// consuming the stream; otherwise one Uniform() u picks the first id whose cumulative probability
+// (in d's order) exceeds u.
+int32_t SampleToken(const Distribution& d, Rng& rng);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}

@@ -1,9 +1,18 @@
-// Verification of a draft tree against the target's logits at every node: greedy (longest path
-// that matches the target's argmax) and lossless sampling for deterministic (top-k) drafts: at a
-// node with target distribution p, children are tried in order, each accepted with probability
-// p(x) given the earlier ones were rejected (p(x) is zeroed and p renormalised on rejection); the
-// next token comes from the residual p, or from the unmodified p at a node with no children.
-// The target distribution is the one vanilla sampling uses (temperature, top-k, top-p).
+// Verification of a draft tree against the target's logits at every node.
+//
+// Greedy: the longest path whose tokens match the target's argmax at each node; the next token is
+// the argmax where the path stops.
+//
+// Sampled (temperature > 0): at each node on the path, the target's token is drawn exactly as
+// vanilla sampling draws it (SampleToken over the processed distribution p: temperature, top-k,
+// top-p; one Uniform() from the session's stream). A child whose token equals that draw is
+// accepted and the walk goes on from it; otherwise the draw is the next token. Every emitted
+// token is therefore the draw vanilla decoding makes at that position from the same stream, so
+// a seeded run's output equals the vanilla seeded output whatever tree was drafted (its shape may
+// follow load and timing under --tree auto). For deterministic (top-k) drafts this is as
+// efficient as recursive rejection sampling: the chance that some child x_1..x_k is accepted is
+// sum_i p(x_i) under both rules (rejection sampling accepts x_1 with p(x_1), then x_2 with
+// p(x_2) / (1 - p(x_1)) from the renormalised residual, and so on).
 #ifndef EAGLE_COMMON_EAGLE_ACCEPTANCE_H_
 #define EAGLE_COMMON_EAGLE_ACCEPTANCE_H_
 
