@@ -42,6 +42,28 @@ std::vector<float> LogProbs(const float* x, int n, std::span<const int32_t> ids)
 
 }  // namespace
 
+absl::StatusOr<TreeMode> ParseTreeMode(const std::string& name) {
+  for (TreeMode m : {TreeMode::kChain, TreeMode::kStatic, TreeMode::kDynamic, TreeMode::kAuto}) {
+    if (name == TreeModeName(m)) return m;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("tree mode '", name, "': must be auto, chain, static or dynamic"));
+}
+
+const char* TreeModeName(TreeMode mode) {
+  switch (mode) {
+    case TreeMode::kChain:
+      return "chain";
+    case TreeMode::kStatic:
+      return "static";
+    case TreeMode::kDynamic:
+      return "dynamic";
+    case TreeMode::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
 absl::Status ValidateTreeOptions(const TreeOptions& o) {
   if (o.depth < 1 || o.depth > 32)
     return absl::InvalidArgumentError("tree depth must be in [1, 32]");
@@ -53,6 +75,15 @@ absl::Status ValidateTreeOptions(const TreeOptions& o) {
   }
   if (o.mode == TreeMode::kStatic && !o.choices.empty()) {
     RETURN_IF_ERROR(BuildStaticShape(o.choices).status());
+  }
+  if (o.mode == TreeMode::kAuto) {
+    const PlannerOptions& p = o.planner;
+    if (p.max_nodes < 0 || p.max_nodes > 256) {
+      return absl::InvalidArgumentError("auto: max_nodes must be in [0, 256]");
+    }
+    if (p.max_depth < 1 || p.max_depth > 32 || p.branching < 1 || p.branching > 32) {
+      return absl::InvalidArgumentError("auto: max_depth and branching must be in [1, 32]");
+    }
   }
   return absl::OkStatus();
 }
@@ -153,6 +184,8 @@ absl::StatusOr<DraftTree> EagleDraftModel::Draft(int32_t root, const TreeOptions
       tree = DraftStatic(root, choices);
       break;
     }
+    case TreeMode::kAuto:
+      return absl::InvalidArgumentError("Draft: auto trees are planned by StepDrafter");
     case TreeMode::kDynamic: {
       TreeOptions o = options;
       // The first level comes from the committed position; expansions add one level each.
@@ -164,6 +197,105 @@ absl::StatusOr<DraftTree> EagleDraftModel::Draft(int32_t root, const TreeOptions
   // Tree KV is never kept: the next Commit recomputes accepted positions from target features.
   RETURN_IF_ERROR(cache_->Truncate(committed_len_));
   return tree;
+}
+
+absl::StatusOr<DraftTree> DraftModel::DraftPlanned(int32_t root, DraftPolicy& /*policy*/,
+                                                   int max_depth, std::vector<float>* probs) {
+  probs->clear();
+  TreeOptions o;
+  o.depth = std::clamp(max_depth, 1, 3);
+  ASSIGN_OR_RETURN(DraftTree tree, Draft(root, o));
+  return tree.TrimToDepth(max_depth);
+}
+
+absl::StatusOr<DraftTree> EagleDraftModel::DraftPlanned(int32_t root, DraftPolicy& policy,
+                                                        int max_depth, std::vector<float>* probs) {
+  if (root != last_token_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Draft: root ", root, " is not the last committed token ", last_token_));
+  }
+  committed_len_ = cache_->length();
+  const int room =
+      static_cast<int>(std::min<int64_t>({64, max_depth, head_->max_position() - committed_len_}));
+  probs->assign(1, 1.0f);
+  if (room <= 0) return DraftTree{{root}, {-1}};
+  const int64_t hs = head_->config().hidden_size;
+  const int vocab = head_->draft_vocab_size();
+  const int k = std::min(policy.branching(), vocab);
+  // The pool of drafted nodes; index 0 is the root.
+  std::vector<Node> pool{{root, -1}};
+  std::vector<double> chance{1.0};
+  std::vector<int> depth{0};
+  std::vector<std::vector<float>> feats{last_feature_};
+  auto add_children = [&](int32_t parent, const float* logits) {
+    const auto top = TopK(logits, vocab, k);
+    const auto lp = LogProbs(logits, vocab, top);
+    for (int j = 0; j < static_cast<int>(top.size()); ++j) {
+      const float p = std::exp(lp[j]);
+      pool.push_back({head_->ToTarget(top[j]), parent});
+      chance.push_back(chance[parent] * policy.Chance(p));
+      depth.push_back(depth[parent] + 1);
+      probs->push_back(p);
+    }
+  };
+  add_children(0, last_logits_.data());
+  // Indices of the pool by descending chance (ties: lower index, so a parent precedes its child).
+  auto ranked = [&](int at_depth) {
+    std::vector<int32_t> idx;
+    for (int32_t i = 1; i < static_cast<int32_t>(pool.size()); ++i) {
+      if (at_depth < 0 || depth[i] == at_depth) idx.push_back(i);
+    }
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](int32_t a, int32_t b) { return chance[a] > chance[b]; });
+    return idx;
+  };
+  auto chances_of = [&](const std::vector<int32_t>& idx) {
+    std::vector<double> c;
+    for (int32_t i : idx) c.push_back(chance[i]);
+    return c;
+  };
+  std::vector<int> level_rows;
+  for (int d = 1; d < room; ++d) {
+    const std::vector<int32_t> deepest = ranked(d);
+    const int e = std::min<int>(
+        policy.Expand(chances_of(ranked(-1)), chances_of(deepest), level_rows), deepest.size());
+    if (e <= 0) break;
+    const std::vector<int32_t> frontier(deepest.begin(), deepest.begin() + e);
+    std::vector<float> pf;
+    for (int32_t i : frontier) {
+      const auto& f = feats[pool[i].parent];
+      pf.insert(pf.end(), f.begin(), f.end());
+    }
+    std::vector<float> out_f, out_l;
+    RETURN_IF_ERROR(ForwardLevel(pool, frontier, pf, d, &out_f, &out_l));
+    level_rows.push_back(e);
+    feats.resize(pool.size());
+    for (int j = 0; j < e; ++j) {
+      feats[frontier[j]].assign(out_f.begin() + j * hs, out_f.begin() + (j + 1) * hs);
+      add_children(frontier[j], out_l.data() + j * vocab);
+    }
+  }
+  RETURN_IF_ERROR(cache_->Truncate(committed_len_));
+  // The best n nodes, in pool order (parents first).
+  std::vector<int32_t> best = ranked(-1);
+  const int n =
+      std::clamp(policy.Select(chances_of(best), level_rows), 0, static_cast<int>(best.size()));
+  best.resize(n);
+  std::sort(best.begin(), best.end());
+  std::vector<int32_t> new_index(pool.size(), -1);
+  new_index[0] = 0;
+  DraftTree out{{root}, {-1}};
+  std::vector<float> all = std::move(*probs);
+  probs->assign(1, 1.0f);
+  for (int32_t i : best) {
+    const int32_t parent = new_index[pool[i].parent];
+    if (parent < 0) continue;
+    new_index[i] = static_cast<int32_t>(out.tokens.size());
+    out.tokens.push_back(pool[i].token);
+    out.parents.push_back(parent);
+    probs->push_back(all[i]);
+  }
+  return out;
 }
 
 absl::StatusOr<DraftTree> EagleDraftModel::DraftStatic(int32_t root, const TreeChoices& choices) {

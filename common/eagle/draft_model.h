@@ -10,28 +10,33 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/eagle/draft_tree.h"
 #include "common/eagle/eagle_head.h"
+#include "common/eagle/tree_planner.h"
 
 namespace eagle {
 
-enum class TreeMode { kChain, kStatic, kDynamic };
+// kAuto: each step's tree sized from measured costs and the session's acceptance (tree_planner.h).
+enum class TreeMode { kChain, kStatic, kDynamic, kAuto };
+// "chain", "static", "dynamic", "auto".
+absl::StatusOr<TreeMode> ParseTreeMode(const std::string& name);
+const char* TreeModeName(TreeMode mode);
 
-// Defaults chosen by measurement on the 2-core development VM with the shipped SmolLM2 head
-// (eagle-spec-bench, 20 held-out prompts x 128 tokens): chains of depth 3 run at 0.92-1.21x of
-// plain decoding (tau 2.16), ahead of dynamic trees (top-k 4, 12 nodes: 0.76-0.78x, tau 2.81),
-// static trees (0.44x, tau 2.99) and EAGLE-2's 60-node tree (0.19-0.25x, tau 3.56): on a CPU a
-// tree's verification costs more than its extra accepted tokens bring (a forward over 4 rows
-// costs 1.45x one row, over 64 rows ~17x).
+// The fixed modes' defaults (chain of 3, dynamic top-k 4 of 12 tokens) are the fastest fixed
+// settings measured on small CPUs (README, "Speculative decoding").
 struct TreeOptions {
   TreeMode mode = TreeMode::kChain;
-  int depth = 3;          // chain length; dynamic: expansion levels after the first
-  int top_k = 4;          // dynamic: branching per level
-  int total_tokens = 12;  // dynamic: tree size including the root
-  TreeChoices choices;    // static: empty = mc_sim_7b_63
+  int depth = 3;           // chain length; dynamic: expansion levels after the first
+  int top_k = 4;           // dynamic: branching per level
+  int total_tokens = 12;   // dynamic: tree size including the root
+  TreeChoices choices;     // static: empty = mc_sim_7b_63
+  PlannerOptions planner;  // auto: the planner's bounds
+  // auto: measured costs (either curve empty, or null: measured when a generation starts).
+  std::shared_ptr<const SpeculationCosts> costs;
 };
 absl::Status ValidateTreeOptions(const TreeOptions& o);
 
@@ -45,8 +50,14 @@ class DraftModel {
   // at t+1..t+n.
   virtual absl::Status Commit(std::span<const float> features,
                               std::span<const int32_t> next_tokens) = 0;
-  // Proposes a tree rooted at `root`, which must be the last committed next token.
+  // Proposes a tree rooted at `root`, which must be the last committed next token. kAuto is
+  // not a shape: the generation loops plan it (StepDrafter) and ask for static trees.
   virtual absl::StatusOr<DraftTree> Draft(int32_t root, const TreeOptions& options) = 0;
+  // An auto draft: its levels and size decided by `policy` (tree_planner.h), at most
+  // `max_depth` deep. `probs` gets each node's draft probability (the root's is 1). This default
+  // drafts a chain of up to 3 and leaves `probs` empty (no calibration).
+  virtual absl::StatusOr<DraftTree> DraftPlanned(int32_t root, DraftPolicy& policy, int max_depth,
+                                                 std::vector<float>* probs);
 };
 
 // EAGLE-1/2 drafting with an EagleHead: chain, static (EAGLE-1) and dynamic (EAGLE-2) trees.
@@ -57,6 +68,9 @@ class EagleDraftModel final : public DraftModel {
   absl::Status Commit(std::span<const float> features,
                       std::span<const int32_t> next_tokens) override;
   absl::StatusOr<DraftTree> Draft(int32_t root, const TreeOptions& options) override;
+  // EAGLE-2's expansion, level by level as `policy` decides, then its best nodes.
+  absl::StatusOr<DraftTree> DraftPlanned(int32_t root, DraftPolicy& policy, int max_depth,
+                                         std::vector<float>* probs) override;
   int64_t committed() const { return cache_->length(); }
 
  private:
