@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/eagle/step_drafter.h"
 #include "common/eagle/verify_step.h"
 #include "common/status_macros.h"
 #include "common/timing.h"
@@ -30,6 +31,12 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   const int64_t hs =
       layers.empty() ? cfg.hidden_size : cfg.hidden_size * static_cast<int64_t>(layers.size());
 
+  std::shared_ptr<const SpeculationCosts> costs;
+  if (tree_options.mode == TreeMode::kAuto) {
+    ASSIGN_OR_RETURN(costs, ResolveCosts(tree_options, nullptr, &target));
+  }
+  StepDrafter drafter(&draft, tree_options, std::move(costs));
+
   // Prefill: logits for the first token, features for the draft.
   auto t0 = Clock::now();
   ForwardRequest req;
@@ -44,17 +51,15 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     // Pairs (f_t, x_{t+1}): prompt[1:] followed by the sampled token.
     std::vector<int32_t> next_tokens(prompt.begin() + 1, prompt.end());
     next_tokens.push_back(next);
-    auto td = Clock::now();
-    RETURN_IF_ERROR(draft.Commit(fr.FeaturesFor(layers), next_tokens));
-    st.draft_seconds += SecondsSince(td);
+    drafter.Commit(fr.FeaturesFor(layers), next_tokens);
   }
   emitter.Emit(next);
   while (!emitter.done()) {
-    auto td = Clock::now();
-    ASSIGN_OR_RETURN(DraftTree drafted, draft.Draft(next, tree_options));
-    st.draft_seconds += SecondsSince(td);
-    // Near the end of the context, drop nodes that would sit past the last position.
-    const DraftTree tree = drafted.TrimToDepth(cfg.max_position - 1 - cache->length());
+    const auto ts = Clock::now();
+    // Near the end of the context, no node may sit past the last position.
+    ASSIGN_OR_RETURN(DraftTree tree, drafter.Next(next, cfg.max_position - 1 - cache->length()));
+    st.draft_seconds += drafter.last_seconds();
+    if (tree.size() == 1) ++st.plain_steps;
     RETURN_IF_ERROR(tree.Validate(cfg.vocab_size, max_tree));
     auto tv = Clock::now();
     const int64_t base = cache->length();
@@ -67,17 +72,19 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     ASSIGN_OR_RETURN(VerifiedStep step, VerifyTree(tree, out.logits.data(), cfg.vocab_size,
                                                    out.FeaturesFor(layers).data(), hs, *cache, base,
                                                    options.sampling, sampler.rng(), accept));
-    st.verify_seconds += SecondsSince(tv);
+    const double verify_s = SecondsSince(tv);
+    st.verify_seconds += verify_s;
     st.AddStep(tree.size() - 1, static_cast<int>(step.accepted.size()));
     // Emit the accepted drafts, then the bonus/correction token.
     for (size_t j = 0; j < step.accepted.size() && !emitter.done(); ++j) {
       emitter.Emit(step.accepted[j]);
     }
-    if (!emitter.Emit(step.next_token)) break;
+    const bool more = emitter.Emit(step.next_token);
+    drafter.Observe(step.accepted, verify_s, 0, 0,
+                    SecondsSince(ts) - drafter.last_seconds() - verify_s);
+    if (!more) break;
     next = step.next_token;
-    td = Clock::now();
-    RETURN_IF_ERROR(CommitStep(draft, step));
-    st.draft_seconds += SecondsSince(td);
+    drafter.Commit(step);
   }
   emitter.Finish();
   r.decode_seconds = SecondsSince(t1);

@@ -21,6 +21,7 @@ struct SpeculativeStats {
   int64_t accepted_drafts = 0;             // draft tokens accepted (bonus tokens not counted)
   int64_t tree_nodes = 0;                  // draft nodes verified (root excluded)
   std::vector<int64_t> accepted_at_depth;  // [d] steps that accepted a draft at depth d + 1
+  int64_t plain_steps = 0;                 // steps without a draft (auto: it did not pay)
   double draft_seconds = 0;
   double verify_seconds = 0;
   // Records one verification: `tree_nodes` draft nodes (root excluded), `accepted` of them kept.

@@ -78,8 +78,19 @@ class VerifierLoop {
     if (emitted == 0) r_.prefill_seconds = SecondsSince(t0_);
     next_ = opened->first_token;
     if (loop_.head != nullptr) {
+      std::shared_ptr<const SpeculationCosts> costs;
+      if (loop_.tree.mode == TreeMode::kAuto) {
+        auto curve = CostCurve::FromPoints(opened->forward_cost);
+        auto resolved = ResolveCosts(loop_.tree, curve.ok() ? &*curve : nullptr, &model_);
+        if (!resolved.ok()) {
+          EndSession();
+          return resolved.status();
+        }
+        costs = *std::move(resolved);
+      }
       draft_ = std::make_unique<EagleDraftModel>(
           loop_.head, static_cast<int64_t>(prompt_.size()) + options_.max_tokens + 1024);
+      drafter_ = std::make_unique<StepDrafter>(draft_.get(), loop_.tree, std::move(costs));
       // Pairs (f_t, x_{t+1}) over prompt + resumed tokens, then the first sampled token.
       std::vector<int32_t> next_tokens(prompt_.begin() + 1, prompt_.end());
       next_tokens.insert(next_tokens.end(), r_.token_ids.begin(), r_.token_ids.end());
@@ -89,9 +100,7 @@ class VerifierLoop {
         EndSession();
         return absl::InternalError("the verifier sent prompt features of the wrong size");
       }
-      const auto td = Clock::now();
-      RETURN_IF_ERROR(draft_->Commit(opened->features, next_tokens));
-      st_.draft_seconds += SecondsSince(td);
+      drafter_->Commit(opened->features, next_tokens);
     }
     committed_ = static_cast<int64_t>(prompt_.size() + r_.token_ids.size()) + 1;
     emitter_.Emit(next_);
@@ -101,14 +110,14 @@ class VerifierLoop {
   // Drafts the tree rooted at next_ (a root-only tree for plain decoding), trimmed to the
   // context, and sends it.
   absl::Status SendNext() {
-    const auto td = Clock::now();
     tree_ = DraftTree{{next_}, {-1}};
-    if (draft_) {
-      ASSIGN_OR_RETURN(DraftTree drafted, draft_->Draft(next_, loop_.tree));
+    draft_s_ = 0;
+    if (drafter_) {
       // The verifier's KV holds every committed token but the root.
-      tree_ = drafted.TrimToDepth(model_.config().max_position - committed_);
+      ASSIGN_OR_RETURN(tree_, drafter_->Next(next_, model_.config().max_position - committed_));
+      draft_s_ = drafter_->last_seconds();
+      if (tree_.size() == 1) ++st_.plain_steps;
     }
-    draft_s_ = SecondsSince(td);
     st_.draft_seconds += draft_s_;
     sent_at_ = Clock::now();
     RETURN_IF_ERROR(session_->Send(step_, tree_));
@@ -139,16 +148,15 @@ class VerifierLoop {
     st_.network_seconds += network_s;
     st_.AddStep(tree_.size() - 1, accepted);
     if (loop_.on_step) loop_.on_step(draft_s_, network_s, res->verify_seconds, accepted);
+    if (drafter_)
+      drafter_->Observe(res->accepted, res->verify_seconds, res->pass_rows, res->pass_sequences,
+                        network_s);
     const std::vector<int32_t> tokens = res->tokens();
     next_ = res->next_token;
     committed_ += static_cast<int64_t>(tokens.size());
     absl::Status sent = absl::OkStatus();
     if (!emitter_.WouldEnd(tokens)) {
-      if (draft_) {
-        const auto tc = Clock::now();
-        RETURN_IF_ERROR(CommitStep(*draft_, *res));
-        st_.draft_seconds += SecondsSince(tc);
-      }
+      if (drafter_) drafter_->Commit(*res);
       sent = SendNext();
     }
     for (int32_t t : tokens) {
@@ -163,6 +171,7 @@ class VerifierLoop {
   // a retry or the verifier has been gone too long.
   absl::Status Reconnect(const absl::Status& why) {
     EndSession();
+    drafter_.reset();
     draft_.reset();
     if (!Retryable(why) || loop_.reconnect_seconds <= 0) return why;
     if (!failing_) {
@@ -203,6 +212,7 @@ class VerifierLoop {
 
   std::unique_ptr<VerifierSession> session_;
   std::unique_ptr<EagleDraftModel> draft_;
+  std::unique_ptr<StepDrafter> drafter_;  // over draft_
   int64_t committed_ = 0;  // prompt + tokens the verifier has decided, the root included
   int32_t next_ = -1;      // the root of the next tree
   int64_t step_ = 0;

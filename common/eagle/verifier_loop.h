@@ -17,6 +17,7 @@
 #include "common/eagle/draft_tree.h"
 #include "common/eagle/eagle_head.h"
 #include "common/eagle/speculative.h"
+#include "common/eagle/step_drafter.h"
 #include "common/eagle/verify_step.h"
 #include "common/generate.h"
 
@@ -30,6 +31,8 @@ class VerifierSession {
     int32_t first_token = -1;
     int prompt_tokens = 0;
     std::vector<float> features;  // [prompt_tokens, width] (empty when width == 0)
+    // The verifier's forward seconds by rows, as it measures them (empty: not sent).
+    std::vector<CostCurve::Point> forward_cost;
   };
   // `resume`: tokens generated before a reconnect (appended to the prompt by the verifier).
   // `max_tokens` counts them too. `width` 0: no features wanted.
@@ -39,6 +42,8 @@ class VerifierSession {
                                       const std::vector<int>& feature_layers, int64_t width) = 0;
   struct Result : VerifiedStep {
     double verify_seconds = 0;  // the verifier's forward pass
+    int pass_rows = 0;          // rows of that pass, all sessions' (0: not sent)
+    int pass_sequences = 0;     // sessions in that pass (0: not sent)
   };
   // Sends step `step`'s tree; its result comes from the next Receive. One step in flight at a
   // time (FAILED_PRECONDITION otherwise), so that the loop can stream one step's tokens while the

@@ -1,7 +1,9 @@
 // Losslessness on the default model: for 50 held-out chat prompts, speculative greedy decoding
-// (128 new tokens; chain, static and dynamic trees in turn) equals vanilla greedy decoding token
-// for token. The head is the shipped one (heads/smollm2-135m-eagle); a random head in the
-// published layout stands in if it is absent (losslessness does not depend on head quality).
+// (128 new tokens; auto, chain, static and dynamic trees in turn) equals vanilla greedy decoding
+// token for token; every fifth prompt is also sampled (T=0.8, top-p 0.9, its own seed), where
+// the seeded speculative output equals the seeded vanilla output too. The head is the shipped one
+// (heads/smollm2-135m-eagle); a random head in the published layout stands in if it is absent
+// (losslessness does not depend on head quality).
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -37,6 +39,9 @@ TEST(SpeculativeGoldenTest, FiftyHeldOutPromptsEqualVanilla) {
   std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
   auto kind = ChatTemplateFromJinja((*model)->chat_template());
   ASSERT_TRUE(kind.ok());
+  // Auto trees plan with this machine's measured costs.
+  auto costs = MeasureSpeculationCosts(model->get(), **head);
+  ASSERT_TRUE(costs.ok()) << costs.status();
   std::string line;
   int n = 0, identical = 0, steps = 0, generated = 0;
   while (std::getline(in, line) && n < 50) {
@@ -50,7 +55,10 @@ TEST(SpeculativeGoldenTest, FiftyHeldOutPromptsEqualVanilla) {
     ASSERT_TRUE(vanilla.ok());
     EagleDraftModel d(head->get(), static_cast<int64_t>(prompt.size()) + 1024);
     TreeOptions t;
-    t.mode = n % 3 == 0 ? TreeMode::kDynamic : n % 3 == 1 ? TreeMode::kStatic : TreeMode::kChain;
+    constexpr TreeMode kModes[] = {TreeMode::kAuto, TreeMode::kDynamic, TreeMode::kStatic,
+                                   TreeMode::kChain};
+    t.mode = kModes[n % 4];
+    t.costs = *costs;
     t.depth = 3;
     t.top_k = 4;
     t.total_tokens = 12;
@@ -61,6 +69,19 @@ TEST(SpeculativeGoldenTest, FiftyHeldOutPromptsEqualVanilla) {
     EXPECT_EQ(spec->token_ids, vanilla->token_ids) << "prompt " << j["id"];
     EXPECT_EQ(spec->finish, vanilla->finish);
     identical += spec->token_ids == vanilla->token_ids;
+    if (n % 5 == 0) {
+      GenerateOptions so = o;
+      so.max_tokens = 64;
+      so.sampling.temperature = 0.8f;
+      so.sampling.top_p = 0.9f;
+      so.sampling.seed = 100 + n;
+      auto sampled = GenerateVanilla(**model, prompt, so, nullptr);
+      ASSERT_TRUE(sampled.ok());
+      EagleDraftModel sd(head->get(), static_cast<int64_t>(prompt.size()) + 1024);
+      auto spec_sampled = GenerateSpeculative(**model, sd, prompt, so, t, nullptr, nullptr);
+      ASSERT_TRUE(spec_sampled.ok()) << spec_sampled.status();
+      EXPECT_EQ(spec_sampled->token_ids, sampled->token_ids) << "sampled, prompt " << j["id"];
+    }
     steps += st.steps;
     generated += static_cast<int>(spec->token_ids.size());
     ++n;

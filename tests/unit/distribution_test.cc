@@ -89,7 +89,7 @@ double Critical(int dof) {
 std::vector<std::vector<int>> SampleSpeculative(const LlamaModel& m, const EagleHead& head,
                                                 const std::vector<int32_t>& prompt,
                                                 const SamplingParams& sp, int runs,
-                                                const AcceptFn& accept) {
+                                                const AcceptFn& accept, bool auto_trees = false) {
   std::vector<std::vector<int>> counts(3, std::vector<int>(kVocab, 0));
   for (int r = 0; r < runs; ++r) {
     GenerateOptions o;
@@ -103,6 +103,15 @@ std::vector<std::vector<int>> SampleSpeculative(const LlamaModel& m, const Eagle
     t.depth = 2;
     t.top_k = 3;
     t.total_tokens = 8;
+    if (auto_trees) {
+      // Costs under which the planner drafts trees of several levels (rows nearly free).
+      auto costs = std::make_shared<SpeculationCosts>();
+      costs->verify = *CostCurve::FromPoints({{1, 1e-3}, {64, 1.01e-3}});
+      costs->draft_level = *CostCurve::FromPoints({{1, 1e-7}, {64, 1e-7}});
+      t.mode = TreeMode::kAuto;
+      t.costs = std::move(costs);
+      t.planner.probe_steps = 0;
+    }
     auto g = GenerateSpeculative(m, d, prompt, o, t, nullptr, nullptr, accept);
     EXPECT_TRUE(g.ok());
     for (int i = 0; i < 3; ++i) ++counts[i][g->token_ids[i]];
@@ -139,6 +148,20 @@ TEST_P(DistributionTest, FirstThreeTokensFollowTheTargetDistribution) {
     EXPECT_LT(chi, Critical(dof)) << "token " << i + 1 << ": chi2 " << chi << " with " << dof
                                   << " dof";
     std::printf("token %d: chi2 %.1f, %d dof, critical %.1f\n", i + 1, chi, dof, Critical(dof));
+  }
+}
+
+// Auto trees, whose shape follows the acceptance seen so far, keep the distribution too.
+TEST_F(DistributionTest, AutoTreesFollowTheTargetDistribution) {
+  const SamplingParams sp{1.0f, 0, 1.0f, 0};
+  const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
+  const auto exact = ExactMarginals(*model_, prompt, sp);
+  const int runs = 4000;
+  const auto counts = SampleSpeculative(*model_, *head_, prompt, sp, runs, nullptr, true);
+  for (int i = 0; i < 3; ++i) {
+    const auto [chi, dof] = ChiSquare(counts[i], exact[i], runs);
+    EXPECT_LT(chi, Critical(dof)) << "token " << i + 1 << ": chi2 " << chi << " with " << dof
+                                  << " dof";
   }
 }
 
