@@ -72,6 +72,9 @@ absl::StatusOr<VerifierSession::Opened> GrpcVerifierSession::Open(
   Opened out;
   out.first_token = resp.opened().first_token();
   out.prompt_tokens = resp.opened().prompt_tokens();
+  for (const v1::CostPoint& cp : resp.opened().forward_cost()) {
+    out.forward_cost.push_back({cp.rows(), cp.seconds()});
+  }
   const int chunks = resp.opened().feature_chunks();
   if (width > 0) out.features.reserve(static_cast<size_t>(out.prompt_tokens) * width);
   for (int c = 0; c < chunks; ++c) {
@@ -115,6 +118,8 @@ absl::StatusOr<VerifierSession::Result> GrpcVerifierSession::Receive() {
   out.accepted.assign(vr.accepted_tokens().begin(), vr.accepted_tokens().end());
   out.next_token = vr.next_token();
   out.verify_seconds = vr.verify_seconds();
+  out.pass_rows = vr.pass_rows();
+  out.pass_sequences = vr.batch_sequences();
   if (width_ > 0) {
     auto f = rpc::UnpackFeatures(vr.features(), width_);
     if (!f.ok()) return absl::InternalError(absl::StrCat("verifier: ", f.status().message()));

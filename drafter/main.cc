@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/eagle/cost_model.h"
 #include "common/log.h"
 #include "common/rpc/convert.h"
 #include "common/rpc/security.h"
@@ -25,7 +26,8 @@ ABSL_FLAG(std::string, verifier, "127.0.0.1:50051", "the verifier's gRPC address
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9092",
           "admin HTTP address for Prometheus /metrics (empty = off)");
-ABSL_FLAG(std::string, tree, "chain", "default tree: chain | static | dynamic");
+ABSL_FLAG(std::string, tree, "auto",
+          "default tree: auto (sized each step from measured costs) | chain | static | dynamic");
 ABSL_FLAG(int, depth, 3, "default draft depth");
 ABSL_FLAG(int, top_k, 4, "default dynamic-tree branching");
 ABSL_FLAG(int, total_tokens, 12, "default dynamic-tree size (root included)");
@@ -77,15 +79,16 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "error: --feature_dtype must be f16, bf16 or f32\n");
     return 2;
   }
-  const std::string mode = absl::GetFlag(FLAGS_tree);
-  cfg.tree.mode = mode == "static"    ? TreeMode::kStatic
-                  : mode == "dynamic" ? TreeMode::kDynamic
-                                      : TreeMode::kChain;
+  auto mode = ParseTreeMode(absl::GetFlag(FLAGS_tree));
+  if (!mode.ok()) {
+    std::fprintf(stderr, "error: --tree: %s\n", std::string(mode.status().message()).c_str());
+    return 2;
+  }
+  cfg.tree.mode = *mode;
   cfg.tree.depth = absl::GetFlag(FLAGS_depth);
   cfg.tree.top_k = absl::GetFlag(FLAGS_top_k);
   cfg.tree.total_tokens = absl::GetFlag(FLAGS_total_tokens);
-  if (absl::Status s = ValidateTreeOptions(cfg.tree);
-      !s.ok() || (mode != "chain" && mode != "static" && mode != "dynamic")) {
+  if (absl::Status s = ValidateTreeOptions(cfg.tree); !s.ok()) {
     std::fprintf(stderr, "error: bad tree options: %s\n", std::string(s.message()).c_str());
     return 2;
   }
@@ -149,6 +152,15 @@ int Main(int argc, char** argv) {
     }
     head = std::move(*h);
     cfg.head = head.get();
+    // Auto trees: one draft level's cost by rows on this machine (the verify side comes from
+    // the verifier with each session).
+    auto costs = MeasureSpeculationCosts(nullptr, *head);
+    if (!costs.ok()) {
+      LogEvent("error", "cost_measurement_failed",
+               {{"error", std::string(costs.status().message())}});
+      return 1;
+    }
+    cfg.tree.costs = *std::move(costs);
   }
 
   // The verifier must serve the same model: compare fingerprints (waits for it to come up).

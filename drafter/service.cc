@@ -28,6 +28,9 @@ absl::StatusOr<TreeOptions> TreeFromOverride(const v1::SpeculationOverride& o,
     case v1::SpeculationOverride::DYNAMIC:
       t.mode = TreeMode::kDynamic;
       break;
+    case v1::SpeculationOverride::AUTO:
+      t.mode = TreeMode::kAuto;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("speculation.mode: unknown mode ", o.mode()));
   }

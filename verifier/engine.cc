@@ -300,6 +300,16 @@ void Engine::Loop() {
   }
 }
 
+void Engine::SetForwardCost(CostCurve curve) {
+  std::lock_guard<std::mutex> lock(cost_mu_);
+  forward_cost_ = std::move(curve);
+}
+
+CostCurve Engine::forward_cost() const {
+  std::lock_guard<std::mutex> lock(cost_mu_);
+  return forward_cost_;
+}
+
 void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
   // Finished work is reset to null in `batch`; what remains (prefills with tokens left) is
   // queued again by the caller.
@@ -320,6 +330,10 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
   auto results = model_->ForwardBatch(caches, reqs);
   const double seconds = SecondsSince(t0);
   if (hooks_.on_batch) hooks_.on_batch(static_cast<int>(live.size()), tokens, seconds);
+  if (results.ok() && std::none_of(live.begin(), live.end(), [](Work* w) { return w->open; })) {
+    std::lock_guard<std::mutex> lock(cost_mu_);
+    forward_cost_.Observe(tokens, seconds);
+  }
   auto finished = [&](Work* w) {
     for (auto& b : batch) {
       if (b.get() == w) b.reset();
@@ -335,7 +349,7 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
         finished(&w);
         continue;
       }
-      failed = FinishVerify(w, fr, bases[i], seconds, static_cast<int>(live.size()));
+      failed = FinishVerify(w, fr, bases[i], seconds, static_cast<int>(live.size()), tokens);
       if (failed.ok()) {
         finished(&w);
         continue;
@@ -397,6 +411,7 @@ bool Engine::FinishOpenChunk(Work& w, ForwardResult& fr) {
   o.prompt_tokens = static_cast<int>(w.tokens().size());
   o.feature_width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
   o.features = std::move(w.features);
+  o.forward_cost = forward_cost();
   {
     std::lock_guard<std::mutex> lock(mu_);
     s.root = o.first_token;
@@ -407,7 +422,7 @@ bool Engine::FinishOpenChunk(Work& w, ForwardResult& fr) {
 }
 
 absl::Status Engine::FinishVerify(Work& w, ForwardResult& fr, int64_t base, double seconds,
-                                  int batch_sequences) {
+                                  int batch_sequences, int pass_rows) {
   Session& s = *w.session;
   std::vector<float>& feats = fr.FeaturesFor(s.feature_layers);
   const int64_t width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
@@ -419,6 +434,7 @@ absl::Status Engine::FinishVerify(Work& w, ForwardResult& fr, int64_t base, doub
   static_cast<VerifiedStep&>(v) = *std::move(step);
   v.seconds = seconds;
   v.batch_sequences = batch_sequences;
+  v.pass_rows = pass_rows;
   if (hooks_.on_verify) hooks_.on_verify(static_cast<int>(v.accepted.size()), w.tree.size() - 1);
   {
     std::lock_guard<std::mutex> lock(mu_);

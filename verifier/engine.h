@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/eagle/cost_model.h"
 #include "common/eagle/draft_tree.h"
 #include "common/eagle/verify_step.h"
 #include "common/model/llama_model.h"
@@ -51,6 +52,7 @@ struct OpenResult {
   int prompt_tokens = 0;
   int64_t feature_width = 0;
   std::vector<float> features;  // [prompt_tokens, feature_width] (empty without features)
+  CostCurve forward_cost;       // the engine's forward cost at the time (forward_cost())
 };
 
 // The verified step (accepted tokens, next token, the features of the root and each accepted
@@ -58,6 +60,7 @@ struct OpenResult {
 struct VerifyOutput : VerifiedStep {
   double seconds = 0;       // the forward pass this step shared (wall time)
   int batch_sequences = 0;  // sessions in that forward pass
+  int pass_rows = 0;        // rows of that pass, all sessions' together
 };
 
 struct EngineStats {
@@ -96,6 +99,11 @@ class Engine {
   void Drain();
   bool draining() const;
 
+  // The forward pass's seconds by rows: set once measured (MeasureForwardCost), then moved
+  // toward every pass of tree verifications only (CostCurve::Observe). Sessions get it on Open.
+  void SetForwardCost(CostCurve curve);
+  CostCurve forward_cost() const;
+
   EngineStats stats() const;
   const LlamaModel& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
@@ -117,7 +125,7 @@ class Engine {
   static ForwardRequest RequestFor(const Work& w);
   bool FinishOpenChunk(Work& w, ForwardResult& fr);
   absl::Status FinishVerify(Work& w, ForwardResult& fr, int64_t base, double seconds,
-                            int batch_sequences);
+                            int batch_sequences, int pass_rows);
 
   const LlamaModel* model_;
   const EngineOptions options_;
@@ -132,6 +140,8 @@ class Engine {
   int64_t kv_bytes_released_ = 0;
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   std::deque<std::unique_ptr<Work>> queue_;
+  mutable std::mutex cost_mu_;
+  CostCurve forward_cost_;  // cost_mu_
   std::thread thread_;
 };
 

@@ -36,6 +36,7 @@ absl::StatusOr<VerifierSession::Opened> EngineSession::Open(std::span<const int3
   out.first_token = opened->first_token;
   out.prompt_tokens = opened->prompt_tokens;
   out.features = std::move(opened->features);
+  out.forward_cost = opened->forward_cost.points();
   return out;
 }
 
@@ -54,6 +55,8 @@ absl::StatusOr<VerifierSession::Result> EngineSession::Receive() {
   Result out;
   static_cast<VerifiedStep&>(out) = std::move(static_cast<VerifiedStep&>(*v));
   out.verify_seconds = v->seconds;
+  out.pass_rows = v->pass_rows;
+  out.pass_sequences = v->batch_sequences;
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/eagle/cost_model.h"
 #include "common/log.h"
 #include "common/rpc/security.h"
 #include "common/rpc/server.h"
@@ -112,6 +113,24 @@ int Main(int argc, char** argv) {
   eo.max_tree_nodes = absl::GetFlag(FLAGS_max_tree_nodes);
   eo.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   Engine engine(model->get(), eo, metrics.Hooks());
+  // What drafters size auto trees from: the forward pass's cost by rows on this machine.
+  const auto t2 = std::chrono::steady_clock::now();
+  auto cost = MeasureForwardCost(**model, DefaultCostRows(), /*repeats=*/2);
+  if (!cost.ok()) {
+    LogEvent("error", "cost_measurement_failed", {{"error", std::string(cost.status().message())}});
+    return 1;
+  }
+  {
+    std::string curve;
+    for (const CostCurve::Point& p : cost->points()) {
+      absl::StrAppend(&curve, curve.empty() ? "" : " ", p.rows, ":", p.seconds * 1e3);
+    }
+    LogEvent("info", "forward_cost_measured",
+             {{"rows_ms", curve},
+              {"seconds",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count()}});
+  }
+  engine.SetForwardCost(*std::move(cost));
   metrics.Refresh(engine);
   VerifierService service(&engine, &metrics, std::move(security->auth));
   auto admin = rpc::StartAdmin(absl::GetFlag(FLAGS_admin), registry);

@@ -236,6 +236,11 @@ grpc::Status VerifierService::RunSession(
     o->set_session_id(std::to_string(opened->session_id));
     o->set_first_token(opened->first_token);
     o->set_prompt_tokens(opened->prompt_tokens);
+    for (const CostCurve::Point& pt : opened->forward_cost.points()) {
+      auto* cp = o->add_forward_cost();
+      cp->set_rows(pt.rows);
+      cp->set_seconds(pt.seconds);
+    }
     o->set_feature_chunks(static_cast<int32_t>(chunks));
     if (!stream->Write(resp)) return grpc::Status(grpc::CANCELLED, "the client went away");
     for (int64_t c = 0; c < chunks; ++c) {
@@ -284,6 +289,7 @@ grpc::Status VerifierService::RunSession(
     if (width > 0) rpc::PackFeatures(out->features, rows, width, dtype, r->mutable_features());
     r->set_verify_seconds(out->seconds);
     r->set_batch_sequences(out->batch_sequences);
+    r->set_pass_rows(out->pass_rows);
     if (!stream->Write(resp)) return grpc::Status(grpc::CANCELLED, "the client went away");
   }
   return ctx->IsCancelled() ? grpc::Status(grpc::CANCELLED, "the client cancelled")

@@ -72,6 +72,8 @@ std::vector<int32_t> Drive(Engine& e, const std::vector<int32_t>& prompt,
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok()) break;
     EXPECT_EQ(r->features.size(), (r->accepted.size() + 1) * 64);
+    EXPECT_GE(r->pass_rows, t.size());  // this tree's rows and any other session's
+    EXPECT_GE(r->batch_sequences, 1);
     out.insert(out.end(), r->accepted.begin(), r->accepted.end());
     out.push_back(r->next_token);
   }
@@ -112,6 +114,29 @@ TEST(VerifierEngineTest, ConcurrentSessionsAreBatchedAndUnaffected) {
   for (int i = 0; i < kSessions; ++i) EXPECT_EQ(got[i], truths[i]) << "session " << i;
   EXPECT_GT(max_batch, 1) << "no forward pass was shared";
   EXPECT_EQ(e.stats().active_sessions, 0);
+}
+
+// What drafters size auto trees from: the curve set at start reaches each session's Open, and
+// the passes of tree verifications move it toward what they measure.
+TEST(VerifierEngineTest, ForwardCostReachesSessionsAndFollowsThePasses) {
+  auto m = Tiny();
+  Engine e(m.get(), EngineOptions());
+  EXPECT_TRUE(e.forward_cost().empty());
+  // Far slower than the tiny model runs.
+  auto slow = CostCurve::FromPoints({{1, 1.0}, {8, 1.0}});
+  ASSERT_TRUE(slow.ok());
+  e.SetForwardCost(*slow);
+  OpenParams p;
+  p.prompt = Prompt(5, 1);
+  p.max_tokens = 40;
+  auto o = e.Open(p).get();
+  ASSERT_TRUE(o.ok());
+  ASSERT_EQ(o->forward_cost.points().size(), 2u);
+  EXPECT_DOUBLE_EQ(o->forward_cost.points()[0].seconds, 1.0);
+  e.Close(o->session_id);
+  const auto prompt = Prompt(6, 2);
+  Drive(e, prompt, Vanilla(*m, prompt, 24), 24);
+  EXPECT_LT(e.forward_cost().Seconds(2), 0.8);  // each pass moves it by a bounded factor
 }
 
 TEST(VerifierEngineTest, AdmissionControlAndProtocolErrors) {
