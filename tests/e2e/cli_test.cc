@@ -95,7 +95,7 @@ namespace {
 TEST_F(CliTest, SpeculativeOutputEqualsVanilla) {
   const std::string dir = eagle::testing::TempDir();
   ASSERT_TRUE(eagle::testing::WriteEagleHeadDir(dir, 576, 1536, 9, 3, 49152, true, 7).ok());
-  for (const char* tree : {"chain", "static", "dynamic"}) {
+  for (const char* tree : {"auto", "chain", "static", "dynamic"}) {
     auto r = Exec(std::string("generate --prompt 'Name three colors.' --chat --max-tokens 32 "
                               "--ignore-eos --json --compare-vanilla --draft ") +
                   dir + " --tree " + tree + " --depth 4");

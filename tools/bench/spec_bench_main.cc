@@ -5,10 +5,12 @@
 // every speculative output equals the vanilla one. Writes a JSON report (--report), which
 // tools/plot_spec_bench.py turns into a PNG chart.
 //   eagle-spec-bench --draft DIR [--model PATH] [--prompts FILE] [--limit N] [--max-tokens N]
-//                    [--modes chain,static,dynamic] [--depth N] [--draft-top-k K]
+//                    [--modes auto,chain,static,dynamic] [--depth N] [--draft-top-k K]
 //                    [--total-tokens N] [--threads N] [--device cpu|cuda|cuda:N]
 //                    [--report FILE]
-// Modes: chain, static (mc_sim_7b_63), dynamic (EAGLE-2 with --depth/--draft-top-k/
+// Modes: auto (trees sized each step from the costs measured at start and the acceptance seen;
+// the table gives the mean nodes per step and the steps without a draft), chain, static
+// (mc_sim_7b_63), dynamic (EAGLE-2 with --depth/--draft-top-k/
 // --total-tokens), eagle2 (EAGLE-2 at its published evaluation defaults: top-k 10, depth 5,
 // 60 tokens; the tree the tau target refers to).
 // FILE: JSONL with "prompt" (and "category"), or Spec-Bench's question.jsonl ("turns",
@@ -34,7 +36,7 @@ struct Prompt {
 };
 
 struct Totals {
-  double tokens = 0, seconds = 0, steps = 0, accepted = 0;
+  double tokens = 0, seconds = 0, steps = 0, accepted = 0, nodes = 0, plain_steps = 0;
   double draft_seconds = 0, verify_seconds = 0;  // speculative modes: time in each half
   std::vector<double> by_depth;
   int runs = 0, identical = 0;
@@ -45,7 +47,7 @@ int Main(int argc, char** argv) {
                                           {"--prompts", EAGLE_DEFAULT_PROMPTS},
                                           {"--limit", "20"},
                                           {"--max-tokens", "128"},
-                                          {"--modes", "chain,static,dynamic"},
+                                          {"--modes", "auto,chain,static,dynamic"},
                                           {"--depth", "3"},
                                           {"--draft-top-k", "4"},
                                           {"--total-tokens", "12"},
@@ -108,6 +110,7 @@ int Main(int argc, char** argv) {
   o.max_tokens = std::stoi(a["--max-tokens"]);
   std::vector<std::string> modes = absl::StrSplit(a["--modes"], ',');
   std::map<std::string, std::map<std::string, Totals>> results;  // mode -> category -> totals
+  std::shared_ptr<const SpeculationCosts> costs;
   auto run_one = [&](const std::vector<int32_t>& ids, const std::string& mode, GenerateResult* r,
                      SpeculativeStats* st) -> absl::Status {
     if (mode == "vanilla") {
@@ -117,9 +120,10 @@ int Main(int argc, char** argv) {
       return absl::OkStatus();
     }
     TreeOptions t;
-    t.mode = mode == "chain"    ? TreeMode::kChain
-             : mode == "static" ? TreeMode::kStatic
-                                : TreeMode::kDynamic;
+    auto parsed = ParseTreeMode(mode == "eagle2" ? "dynamic" : mode);
+    if (!parsed.ok()) return parsed.status();
+    t.mode = *parsed;
+    t.costs = costs;
     t.depth = std::stoi(a["--depth"]);
     t.top_k = std::stoi(a["--draft-top-k"]);
     t.total_tokens = std::stoi(a["--total-tokens"]);
@@ -134,6 +138,13 @@ int Main(int argc, char** argv) {
     *r = *g;
     return absl::OkStatus();
   };
+  // Auto trees plan with this machine's costs, measured once.
+  auto measured = MeasureSpeculationCosts(model->get(), **head);
+  if (!measured.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(measured.status().message()).c_str());
+    return 1;
+  }
+  costs = *measured;
   std::vector<std::string> all_modes = {"vanilla"};
   all_modes.insert(all_modes.end(), modes.begin(), modes.end());
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
@@ -161,6 +172,8 @@ int Main(int argc, char** argv) {
         t.seconds += r.decode_seconds;
         t.steps += mode == "vanilla" ? r.token_ids.size() : st.steps;
         t.accepted += st.accepted_drafts;
+        t.nodes += st.tree_nodes;
+        t.plain_steps += st.plain_steps;
         t.draft_seconds += st.draft_seconds;
         t.verify_seconds += st.verify_seconds;
         if (t.by_depth.size() < st.accepted_at_depth.size())
@@ -179,8 +192,9 @@ int Main(int argc, char** argv) {
                            {"max_tokens", o.max_tokens},
                            {"prompts", prompts.size()},
                            {"threads", (*pool)->num_threads()}};
-  std::printf("%-10s %-26s %9s %8s %6s %10s %17s  %s\n", "mode", "category", "tok/s", "speedup",
-              "tau", "identical", "draft/verify ms", "acceptance by depth");
+  std::printf("%-10s %-26s %9s %8s %6s %6s %6s %10s %17s  %s\n", "mode", "category", "tok/s",
+              "speedup", "tau", "nodes", "plain", "identical", "draft/verify ms",
+              "acceptance by depth");
   for (const std::string& mode : all_modes) {
     for (const auto& [cat, t] : results[mode]) {
       const double tps = t.seconds > 0 ? t.tokens / t.seconds : 0;
@@ -195,9 +209,12 @@ int Main(int argc, char** argv) {
       const double draft_ms = t.steps > 0 ? 1e3 * t.draft_seconds / t.steps : 0;
       const double verify_ms =
           t.steps > 0 ? 1e3 * (mode == "vanilla" ? t.seconds : t.verify_seconds) / t.steps : 0;
-      std::printf("%-10s %-26s %9.1f %7.2fx %6.2f %6d/%-3d %8.2f/%-8.2f  %s\n", mode.c_str(),
-                  cat.c_str(), tps, vtps > 0 ? tps / vtps : 0, tau, t.identical, t.runs, draft_ms,
-                  verify_ms, depth_str.c_str());
+      // Mean draft nodes per step, and the share of steps that drafted nothing (auto).
+      const double nodes = t.steps > 0 && mode != "vanilla" ? t.nodes / t.steps : 0;
+      const double plain = t.steps > 0 && mode != "vanilla" ? t.plain_steps / t.steps : 0;
+      std::printf("%-10s %-26s %9.1f %7.2fx %6.2f %6.1f %5.0f%% %6d/%-3d %8.2f/%-8.2f  %s\n",
+                  mode.c_str(), cat.c_str(), tps, vtps > 0 ? tps / vtps : 0, tau, nodes,
+                  100 * plain, t.identical, t.runs, draft_ms, verify_ms, depth_str.c_str());
       report["results"][mode][cat] = {{"tokens_per_s", tps},
                                       {"speedup", vtps > 0 ? tps / vtps : 0},
                                       {"tau", tau},
@@ -205,6 +222,8 @@ int Main(int argc, char** argv) {
                                       {"identical", t.identical},
                                       {"draft_ms_per_step", draft_ms},
                                       {"verify_ms_per_step", verify_ms},
+                                      {"nodes_per_step", nodes},
+                                      {"plain_step_share", plain},
                                       {"runs", t.runs}};
     }
   }

@@ -88,8 +88,10 @@ absl::StatusOr<v1::GenerateRequest> BuildRequest(const ClientArgs& a) {
     sp->set_mode(v1::SpeculationOverride::STATIC);
   } else if (tree == "dynamic") {
     sp->set_mode(v1::SpeculationOverride::DYNAMIC);
+  } else if (tree == "auto") {
+    sp->set_mode(v1::SpeculationOverride::AUTO);
   } else if (!tree.empty()) {
-    return absl::InvalidArgumentError("--tree must be off, chain, static or dynamic");
+    return absl::InvalidArgumentError("--tree must be off, auto, chain, static or dynamic");
   }
   sp->set_depth(depth);
   sp->set_top_k(dtop_k);

@@ -62,8 +62,9 @@ generate options:
 speculative decoding (EAGLE):
   --draft DIR          EAGLE head (config.json + model.safetensors) for this model; "default"
                        is the head shipped for SmolLM2-135M-Instruct (heads/)
-  --tree MODE          chain | static | dynamic (EAGLE-2) (default chain: fastest measured
-                       on a 2-core CPU with the shipped head)
+  --tree MODE          auto | chain | static | dynamic (EAGLE-2) (default auto: each step's
+                       tree sized from this machine's measured costs and the acceptance seen
+                       so far, from none at all up to 48 nodes)
   --depth N            draft depth (chain length; dynamic expansion levels; default 3)
   --draft-top-k K      dynamic tree branching (default 4)
   --total-tokens N     dynamic tree size including the root (default 12)
@@ -166,16 +167,7 @@ absl::StatusOr<std::vector<int32_t>> BuildPrompt(const LlamaModel& model, const 
 
 absl::StatusOr<TreeOptions> ParseTreeOptions(const Args& a) {
   TreeOptions t;
-  const std::string mode = a.Get("--tree", "chain");
-  if (mode == "chain") {
-    t.mode = TreeMode::kChain;
-  } else if (mode == "static") {
-    t.mode = TreeMode::kStatic;
-  } else if (mode == "dynamic") {
-    t.mode = TreeMode::kDynamic;
-  } else {
-    return absl::InvalidArgumentError("--tree must be chain, static or dynamic");
-  }
+  ASSIGN_OR_RETURN(t.mode, ParseTreeMode(a.Get("--tree", "auto")));
   RETURN_IF_ERROR(GetNum(a, "--depth", &t.depth));
   RETURN_IF_ERROR(GetNum(a, "--draft-top-k", &t.top_k));
   RETURN_IF_ERROR(GetNum(a, "--total-tokens", &t.total_tokens));
@@ -214,6 +206,9 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
     ASSIGN_OR_RETURN(tree, ParseTreeOptions(a));
     const std::string dir = a.Get("--draft") == "default" ? EAGLE_DEFAULT_HEAD : a.Get("--draft");
     ASSIGN_OR_RETURN(head, EagleHead::Load(dir, model));
+    if (tree.mode == TreeMode::kAuto) {
+      ASSIGN_OR_RETURN(tree.costs, MeasureSpeculationCosts(&model, *head));
+    }
   }
   // Vanilla reference run (silent) for --compare-vanilla.
   std::optional<GenerateResult> vanilla;
@@ -245,9 +240,13 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
             {"draft_time_share", draft_share},
             {"draft_s", stats.draft_seconds},
             {"verify_s", stats.verify_seconds},
-            {"mean_tree_nodes", stats.steps > 0 ? double(stats.tree_nodes) / stats.steps : 0}};
-    spec_line = absl::StrFormat(" | steps %d, tau %.2f, draft share %.0f%%", stats.steps,
-                                stats.tau(), 100 * draft_share);
+            {"mean_tree_nodes", stats.steps > 0 ? double(stats.tree_nodes) / stats.steps : 0},
+            {"plain_steps", stats.plain_steps},
+            {"tree", TreeModeName(tree.mode)}};
+    spec_line = absl::StrFormat(
+        " | %s trees, steps %d, tau %.2f, %.1f nodes per step, draft share %.0f%%",
+        TreeModeName(tree.mode), stats.steps, stats.tau(),
+        stats.steps > 0 ? double(stats.tree_nodes) / stats.steps : 0, 100 * draft_share);
     if (vanilla.has_value()) {
       const int vn = static_cast<int>(vanilla->token_ids.size());
       const double vtps = vanilla->decode_seconds > 0 ? vn / vanilla->decode_seconds : 0;
