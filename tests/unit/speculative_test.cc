@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/eagle/acceptance.h"
+#include "common/eagle/cost_model.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 
@@ -179,6 +180,12 @@ class LosslessTest : public ::testing::TestWithParam<SpecCase> {};
 
 TEST_P(LosslessTest, GreedySpeculativeEqualsVanillaWithARandomHead) {
   const SpecCase sc = GetParam();
+  // Auto trees plan with costs that make real trees pay (rows nearly free, head levels cheap),
+  // speculation forced on.
+  auto costs = std::make_shared<SpeculationCosts>();
+  costs->verify = *CostCurve::FromPoints({{1, 1e-3}, {64, 1.01e-3}});
+  costs->draft_level = *CostCurve::FromPoints({{1, 1e-7}, {64, 1e-7}});
+  int64_t nodes = 0, steps = 0;
   for (uint64_t seed : {1, 2, 3, 4, 5, 6}) {
     testing::TinyConfig c;
     c.seed = seed;
@@ -202,11 +209,19 @@ TEST_P(LosslessTest, GreedySpeculativeEqualsVanillaWithARandomHead) {
     to.depth = sc.depth;
     to.top_k = sc.top_k;
     to.total_tokens = sc.total;
+    to.costs = costs;
+    to.planner.probe_steps = 0;
     SpeculativeStats stats;
     auto spec = GenerateSpeculative(**target, drafter, prompt, o, to, nullptr, &stats);
     ASSERT_TRUE(spec.ok()) << spec.status();
     EXPECT_EQ(spec->token_ids, vanilla->token_ids) << "seed " << seed;
     EXPECT_GT(stats.steps, 0);
+    nodes += stats.tree_nodes;
+    steps += stats.steps;
+  }
+  // Auto drafted real trees (a random head's chances are low, and rows cost nothing here).
+  if (sc.mode == TreeMode::kAuto) {
+    EXPECT_GT(static_cast<double>(nodes) / steps, 4.0);
   }
 }
 
@@ -214,7 +229,8 @@ INSTANTIATE_TEST_SUITE_P(Trees, LosslessTest,
                          ::testing::Values(SpecCase{TreeMode::kChain, 4, 1, 0},
                                            SpecCase{TreeMode::kStatic, 5, 0, 0},
                                            SpecCase{TreeMode::kDynamic, 4, 4, 16},
-                                           SpecCase{TreeMode::kDynamic, 3, 8, 40}));
+                                           SpecCase{TreeMode::kDynamic, 3, 8, 40},
+                                           SpecCase{TreeMode::kAuto, 3, 4, 12}));
 
 // Adapts OracleDrafter's notion of position from the commits it sees.
 class CountingOracle final : public DraftModel {

@@ -1,6 +1,7 @@
 // eagle-service-bench: the services against the in-process generator, on the same prompts.
 // Measures (greedy, wall time per request including prefill, client side):
-//   1. in process: plain decoding and speculative decoding (the drafter's default tree);
+//   1. in process: plain decoding and speculative decoding (--tree, default auto as in the
+//      drafter; auto plans with this process's measured costs);
 //   2. through the drafter, one session at a time: tokens/s and its ratio to (1);
 //   3. through the drafter, N sessions at once: aggregate tokens/s and its ratio to (2);
 //   4. the same two for plain generation on the verifier (continuous batching of decode steps);
@@ -8,6 +9,7 @@
 // Start the services first (scripts/bench_services.sh does it all).
 //   eagle-service-bench --server ADDR --verifier ADDR --drafter-admin PORT [--limit N]
 //                       [--max-tokens N] [--concurrency N] [--threads N] [--report FILE]
+//                       [--tree auto|chain|static|dynamic]
 //                       [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name N]]
 //                       [--token-file F]   (secured services: as eagle-cli's flags)
 #include <grpcpp/grpcpp.h>
@@ -23,6 +25,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/eagle/cost_model.h"
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
 #include "common/prompt.h"
@@ -133,6 +136,7 @@ int Main(int argc, char** argv) {
                                           {"--concurrency", "8"},
                                           {"--threads", "0"},
                                           {"--report", ""},
+                                          {"--tree", "auto"},
                                           {"--tls-ca", ""},
                                           {"--tls-cert", ""},
                                           {"--tls-key", ""},
@@ -161,6 +165,22 @@ int Main(int argc, char** argv) {
   if (!head.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(head.status().message()).c_str());
     return 1;
+  }
+  TreeOptions tree;
+  if (auto mode = ParseTreeMode(a["--tree"]); mode.ok()) {
+    tree.mode = *mode;
+  } else {
+    std::fprintf(stderr, "error: --tree: %s\n", std::string(mode.status().message()).c_str());
+    return 2;
+  }
+  if (tree.mode == TreeMode::kAuto) {
+    auto costs = MeasureSpeculationCosts(model->get(), **head);
+    if (!costs.ok()) {
+      std::fprintf(stderr, "error: measuring costs: %s\n",
+                   std::string(costs.status().message()).c_str());
+      return 1;
+    }
+    tree.costs = *costs;
   }
   const int max_tokens = std::stoi(a["--max-tokens"]);
   const int concurrency = std::stoi(a["--concurrency"]);
@@ -200,7 +220,7 @@ int Main(int argc, char** argv) {
       EagleDraftModel d(head->get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
       SpeculativeStats st;
       t0 = Clock::now();
-      auto s = GenerateSpeculative(**model, d, ids[i], o, TreeOptions(), nullptr, &st);
+      auto s = GenerateSpeculative(**model, d, ids[i], o, tree, nullptr, &st);
       const double ts = SecondsSince(t0);
       if (!v.ok() || !s.ok()) return 1;
       if (warm) continue;
@@ -216,6 +236,8 @@ int Main(int argc, char** argv) {
       spec.verify_seconds += st.verify_seconds;
       total_stats.steps += st.steps;
       total_stats.accepted_drafts += st.accepted_drafts;
+      total_stats.tree_nodes += st.tree_nodes;
+      total_stats.plain_steps += st.plain_steps;
     }
   }
   std::fprintf(stderr, "in-process runs done\n");
@@ -257,8 +279,13 @@ int Main(int argc, char** argv) {
               max_tokens, (*pool)->num_threads());
   std::printf("%-44s %9s %8s\n", "run", "tok/s", "ratio");
   std::printf("%-44s %9.1f %8s\n", "in process, vanilla", vanilla.tps(), "");
-  std::printf("%-44s %9.1f %7.2fx  (vs vanilla; tau %.2f)\n", "in process, speculative", spec.tps(),
-              spec.tps() / vanilla.tps(), tau);
+  const double steps_in_process = std::max<double>(1, static_cast<double>(total_stats.steps));
+  std::printf(
+      "%-44s %9.1f %7.2fx  (vs vanilla; %s trees, tau %.2f, %.1f nodes per step, %.0f%% plain "
+      "steps)\n",
+      "in process, speculative", spec.tps(), spec.tps() / vanilla.tps(), TreeModeName(tree.mode),
+      tau, static_cast<double>(total_stats.tree_nodes) / steps_in_process,
+      100.0 * static_cast<double>(total_stats.plain_steps) / steps_in_process);
   std::printf("%-44s %9.1f %7.2fx  (vs in-process speculative)\n",
               "services, speculative, 1 session", remote1.tps(), remote1.tps() / spec.tps());
   std::printf("%-44s %9.1f %7.2fx  (vs 1 session)\n",
@@ -294,19 +321,23 @@ int Main(int argc, char** argv) {
   split("services, speculative", remote1);
   std::printf("outputs identical to in-process vanilla: %d/%zu\n", identical, reqs.size());
   if (!a["--report"].empty()) {
-    nlohmann::json j = {{"prompts", reqs.size()},
-                        {"max_tokens", max_tokens},
-                        {"concurrency", concurrency},
-                        {"in_process_vanilla_tps", vanilla.tps()},
-                        {"in_process_speculative_tps", spec.tps()},
-                        {"tau", tau},
-                        {"service_1_tps", remote1.tps()},
-                        {"service_n_tps", remoteN.tps()},
-                        {"plain_1_tps", plain1.tps()},
-                        {"plain_n_tps", plainN.tps()},
-                        {"bytes_sent_per_step", sent / std::max(1.0, steps)},
-                        {"bytes_received_per_step", prompt_bytes},
-                        {"identical", identical}};
+    nlohmann::json j = {
+        {"prompts", reqs.size()},
+        {"max_tokens", max_tokens},
+        {"concurrency", concurrency},
+        {"in_process_vanilla_tps", vanilla.tps()},
+        {"in_process_speculative_tps", spec.tps()},
+        {"tree", TreeModeName(tree.mode)},
+        {"tau", tau},
+        {"nodes_per_step", static_cast<double>(total_stats.tree_nodes) / steps_in_process},
+        {"plain_steps", static_cast<double>(total_stats.plain_steps) / steps_in_process},
+        {"service_1_tps", remote1.tps()},
+        {"service_n_tps", remoteN.tps()},
+        {"plain_1_tps", plain1.tps()},
+        {"plain_n_tps", plainN.tps()},
+        {"bytes_sent_per_step", sent / std::max(1.0, steps)},
+        {"bytes_received_per_step", prompt_bytes},
+        {"identical", identical}};
     for (const auto& [name, r] :
          {std::pair{"in_process_speculative", &spec}, std::pair{"service_1", &remote1}}) {
       const double n = std::max(1.0, r->steps);
