@@ -161,8 +161,12 @@ void TreePlanner::Observe(const DraftTree& tree, std::span<const float> probs,
     const double tokens = static_cast<double>(accepted.size() + 1);
     const double own_commit = draft_scale_ * draft_level_.Seconds(tokens);
     spec_tokens_ = o_.decay * spec_tokens_ + tokens;
+    // The tree's extra rows lengthen the pass for every other session in it: charged here, a
+    // session's speculation pays only when it adds more tokens than the pass loses in all.
+    const double added =
+        std::max(0.0, verify_.Seconds(rows) - verify_.Seconds(rows - tree.size() + 1));
     spec_seconds_ = o_.decay * spec_seconds_ + std::max(0.0, cost.draft_s - cost.commit_s) +
-                    own_commit + cost.verify_s + other_s;
+                    own_commit + cost.verify_s + other_s + (sessions - 1) * added;
   }
   level_rows_.clear();
 }

@@ -26,7 +26,9 @@
 // wins (k in 1, 2, 4, 8), then keeps the n nodes whose rate is best (n = 0 included).
 //
 // Off. Before drafting, a session whose speculative steps have run at a lower rate than a plain
-// step would (both measured, decayed) skips the draft and the head's commit: commits wait until
+// step would (decayed; a speculative step's seconds include the time its tree's extra rows add
+// to the pass times the other sessions in it, so that under load a session does not gain at
+// the others' expense) skips the draft and the head's commit: commits wait until
 // speculation resumes. After `probe_steps` such steps it speculates once to refresh the
 // estimates; the interval doubles (up to 16 times) while probes find that it does not pay.
 #ifndef EAGLE_COMMON_EAGLE_TREE_PLANNER_H_

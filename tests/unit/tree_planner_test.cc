@@ -212,6 +212,39 @@ TEST(TreePlannerTest, ControlADraftThatPaysStaysOn) {
   EXPECT_EQ(on, 40);
 }
 
+TEST(TreePlannerTest, UnderLoadATreeIsChargedTheTimeItCostsTheOtherSessions) {
+  // Rows cost 3 ms each past the first. Alone, 3 tokens in 20 ms beat 1 in 10 ms. In a pass with
+  // 7 other sessions (7 rows) the same tree takes 41 ms against a plain step's 31 ms, which
+  // alone would still pay, but it also costs the 7 others 9 ms each: 3 tokens per 104 ms
+  // against 1 per 31 ms, so speculation turns off.
+  PlannerOptions o;
+  o.probe_steps = 4;
+  const CostCurve verify = Curve({{1, 10e-3}, {64, 199e-3}});
+  const std::vector<int32_t> accepted = {1, 2};
+  auto on_steps = [&](int sessions) {
+    TreePlanner p(verify, Curve({{1, 1e-4}, {64, 2e-4}}), o);
+    TreePlanner::StepCost spec, plain;
+    spec.draft_s = 1e-3;
+    spec.pass_sequences = plain.pass_sequences = sessions;
+    spec.pass_rows = sessions - 1 + 4;
+    plain.pass_rows = sessions;
+    spec.verify_s = verify.Seconds(spec.pass_rows);
+    plain.verify_s = verify.Seconds(plain.pass_rows);
+    int on = 0;
+    for (int step = 0; step < 40; ++step) {
+      if (p.Speculate()) {
+        ++on;
+        p.Observe(Chain(3), {}, accepted, spec);
+      } else {
+        p.Observe(DraftTree{{0}, {-1}}, {}, {}, plain);
+      }
+    }
+    return on;
+  };
+  EXPECT_EQ(on_steps(1), 40);
+  EXPECT_LT(on_steps(8), 10);
+}
+
 TEST(AutoTreeTest, DraftIsRefusedAndOptionsChecked) {
   testing::TinyConfig c;
   auto target = testing::MakeTinyLlama(c);
