@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -15,6 +17,7 @@
 #include "common/rpc/convert.h"
 #include "common/rpc/security.h"
 #include "common/rpc/server.h"
+#include "drafter/http_server.h"
 #include "drafter/service.h"
 
 ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
@@ -26,6 +29,13 @@ ABSL_FLAG(std::string, verifier, "127.0.0.1:50051", "the verifier's gRPC address
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9092",
           "admin HTTP address for Prometheus /metrics (empty = off)");
+ABSL_FLAG(std::string, http, "",
+          "OpenAI-compatible HTTP API address (host:port; port 0 = any; empty = off); TLS and "
+          "bearer tokens as the gRPC port's");
+ABSL_FLAG(std::string, served_model_name, "",
+          "the model name the HTTP API lists and requests must give (empty = the model file's "
+          "name without its extension, or the HF directory's name)");
+ABSL_FLAG(std::string, http_port_file, "", "write the bound HTTP port here once serving");
 ABSL_FLAG(std::string, tree, "auto",
           "default tree: auto (sized each step from measured costs) | chain | static | dynamic");
 ABSL_FLAG(int, depth, 3, "default draft depth");
@@ -55,8 +65,18 @@ ABSL_FLAG(std::string, verifier_tls_server_name, "",
 ABSL_FLAG(std::string, verifier_token_file, "",
           "send the first token of this file as 'authorization: Bearer' to the verifier");
 
+ABSL_DECLARE_FLAG(std::string, tls_cert);
+ABSL_DECLARE_FLAG(std::string, tls_key);
+ABSL_DECLARE_FLAG(std::string, tls_client_ca);
+
 namespace eagle::drafter {
 namespace {
+
+std::string DefaultServedName(const std::string& model) {
+  std::filesystem::path p(model);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "dir/" names dir
+  return std::filesystem::is_directory(p) ? p.filename().string() : p.stem().string();
+}
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage("eagle-drafter [--verifier HOST:PORT] [--listen HOST:PORT] ...");
@@ -203,19 +223,46 @@ int Main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   DrafterMetrics metrics(*registry);
-  DrafterService service(cfg, channel, &metrics);
+  Generations generations(cfg, channel, &metrics);
+  DrafterService service(&generations);
   auto admin = rpc::StartAdmin(absl::GetFlag(FLAGS_admin), registry);
   if (!admin.ok()) {
     LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});
     return 1;
+  }
+  std::unique_ptr<HttpFrontDoor> http;
+  if (!absl::GetFlag(FLAGS_http).empty()) {
+    HttpOptions ho;
+    ho.listen = absl::GetFlag(FLAGS_http);
+    ho.served_model = absl::GetFlag(FLAGS_served_model_name).empty()
+                          ? DefaultServedName(absl::GetFlag(FLAGS_model))
+                          : absl::GetFlag(FLAGS_served_model_name);
+    // One thread per connection: every admitted generation, and a few for refusals and probes.
+    ho.threads = cfg.max_generations + 8;
+    ho.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+    ho.tls_key = absl::GetFlag(FLAGS_tls_key);
+    ho.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+    auto h = HttpFrontDoor::Start(ho, &generations, *registry);
+    if (!h.ok()) {
+      LogEvent("error", "http_listen_failed", {{"error", std::string(h.status().message())}});
+      return 1;
+    }
+    http = std::move(*h);
+    if (const std::string f = absl::GetFlag(FLAGS_http_port_file); !f.empty()) {
+      if (FILE* out = std::fopen(f.c_str(), "w"); out != nullptr) {
+        std::fprintf(out, "%d\n", http->port());
+        std::fclose(out);
+      }
+    }
+    LogEvent("info", "http_serving", {{"port", http->port()}, {"model", ho.served_model}});
   }
   rpc::ServeOptions so;
   so.listen = absl::GetFlag(FLAGS_listen);
   so.credentials = security->credentials;
   so.port_file = absl::GetFlag(FLAGS_port_file);
   so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
-  so.drain = [&] { service.Drain(); };
-  so.in_flight = [&] { return service.in_flight(); };
+  so.drain = [&] { generations.Drain(); };
+  so.in_flight = [&] { return generations.in_flight(); };
   so.on_serving = [&](int port) {
     LogEvent("info", "serving",
              {{"port", port},
@@ -223,6 +270,7 @@ int Main(int argc, char** argv) {
               {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
   };
   const int code = rpc::Serve(&service, so, sigs);
+  if (http != nullptr) http->Stop();
   rpc::ReleaseAdminAtExit(std::move(*admin));
   return code;
 }

@@ -1,230 +1,50 @@
 #include "drafter/service.h"
 
-#include "absl/strings/str_cat.h"
-#include "common/log.h"
 #include "common/rpc/convert.h"
-#include "common/rpc/request.h"
-#include "common/rpc/server.h"
-#include "drafter/grpc_session.h"
 
 namespace eagle::drafter {
 
-absl::StatusOr<TreeOptions> TreeFromOverride(const v1::SpeculationOverride& o,
-                                             const TreeOptions& defaults, bool* off) {
-  TreeOptions t = defaults;
-  *off = false;
-  switch (o.mode()) {
-    case v1::SpeculationOverride::MODE_UNSPECIFIED:
-      break;
-    case v1::SpeculationOverride::OFF:
-      *off = true;
-      break;
-    case v1::SpeculationOverride::CHAIN:
-      t.mode = TreeMode::kChain;
-      break;
-    case v1::SpeculationOverride::STATIC:
-      t.mode = TreeMode::kStatic;
-      break;
-    case v1::SpeculationOverride::DYNAMIC:
-      t.mode = TreeMode::kDynamic;
-      break;
-    case v1::SpeculationOverride::AUTO:
-      t.mode = TreeMode::kAuto;
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("speculation.mode: unknown mode ", o.mode()));
-  }
-  if (o.depth() < 0 || o.depth() > 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("speculation.depth: ", o.depth(), " must be in [1, 32] (0 = default)"));
-  }
-  if (o.top_k() < 0 || o.top_k() > 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("speculation.top_k: ", o.top_k(), " must be in [1, 32] (0 = default)"));
-  }
-  if (o.total_tokens() != 0 && (o.total_tokens() < 2 || o.total_tokens() > 256)) {
-    return absl::InvalidArgumentError(absl::StrCat("speculation.total_tokens: ", o.total_tokens(),
-                                                   " must be in [2, 256] (0 = default)"));
-  }
-  if (o.depth() > 0) t.depth = o.depth();
-  if (o.top_k() > 0) t.top_k = o.top_k();
-  if (o.total_tokens() > 0) t.total_tokens = o.total_tokens();
-  if (!o.tree_choices().empty()) {
-    if (o.tree_choices().size() > 16384) {
-      return absl::InvalidArgumentError("speculation.tree_choices: longer than 16 KiB");
-    }
-    auto c = ParseTreeChoices(o.tree_choices());
-    if (!c.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("speculation.tree_choices: ", c.status().message()));
-    }
-    if (auto shape = BuildStaticShape(*c); !shape.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("speculation.tree_choices: ", shape.status().message()));
-    }
-    t.choices = *c;
-  }
-  if (absl::Status s = ValidateTreeOptions(t); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("speculation: ", s.message()));
-  }
-  return t;
-}
-
-DrafterMetrics::DrafterMetrics(prometheus::Registry& r)
-    : active(prometheus::BuildGauge()
-                 .Name("eagle_drafter_active_generations")
-                 .Help("Generate calls in progress")
-                 .Register(r)
-                 .Add({})),
-      reconnects(prometheus::BuildCounter()
-                     .Name("eagle_drafter_verifier_reconnects_total")
-                     .Help("Sessions reopened on a verifier after it went away")
-                     .Register(r)
-                     .Add({})),
-      requests_(prometheus::BuildCounter()
-                    .Name("eagle_drafter_requests_total")
-                    .Help("Generate calls by outcome (gRPC status)")
-                    .Register(r)),
-      tokens_(prometheus::BuildCounter()
-                  .Name("eagle_drafter_tokens_total")
-                  .Help("Tokens by kind: prompt, completion")
-                  .Register(r)),
-      accepted_at_depth_(prometheus::BuildCounter()
-                             .Name("eagle_drafter_accepted_at_depth_total")
-                             .Help("Steps that accepted a draft token at this depth")
-                             .Register(r)),
-      steps_(prometheus::BuildCounter()
-                 .Name("eagle_drafter_steps_total")
-                 .Help("Verify steps")
-                 .Register(r)
-                 .Add({})),
-      bytes_(prometheus::BuildCounter()
-                 .Name("eagle_drafter_verifier_bytes_total")
-                 .Help("Protocol bytes exchanged with the verifier, by direction")
-                 .Register(r)),
-      step_seconds_(prometheus::BuildHistogram()
-                        .Name("eagle_drafter_step_seconds")
-                        .Help("Per-step latency by phase: draft, network, verify")
-                        .Register(r)),
-      tau_(prometheus::BuildHistogram()
-               .Name("eagle_drafter_tau")
-               .Help("Tokens per step of finished generations")
-               .Register(r)
-               .Add({},
-                    prometheus::Histogram::BucketBoundaries{1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8})) {}
-
-void DrafterMetrics::Request(const grpc::Status& s) {
-  requests_.Add({{"outcome", rpc::StatusLabel(s.error_code())}}).Increment();
-}
-
-void DrafterMetrics::Step(double draft, double network, double verify, int accepted) {
-  static const prometheus::Histogram::BucketBoundaries kB = {0.0001, 0.0003, 0.001, 0.002, 0.005,
-                                                             0.01,   0.02,   0.05,  0.1,   0.5};
-  step_seconds_.Add({{"phase", "draft"}}, kB).Observe(draft);
-  step_seconds_.Add({{"phase", "network"}}, kB).Observe(network);
-  step_seconds_.Add({{"phase", "verify"}}, kB).Observe(verify);
-  steps_.Increment();
-  for (int d = 1; d <= accepted; ++d) {
-    accepted_at_depth_.Add({{"depth", std::to_string(std::min(d, 16))}}).Increment();
-  }
-}
-
-void DrafterMetrics::Done(const GenerateResult& r, const VerifierLoopStats& s) {
-  tokens_.Add({{"kind", "prompt"}}).Increment(r.prompt_tokens);
-  tokens_.Add({{"kind", "completion"}}).Increment(static_cast<double>(r.token_ids.size()));
-  if (s.steps > 0) tau_.Observe(s.tau());
-  bytes_.Add({{"direction", "sent"}}).Increment(static_cast<double>(s.bytes_sent));
-  bytes_.Add({{"direction", "received"}}).Increment(static_cast<double>(s.bytes_received));
-}
-
-DrafterService::DrafterService(DrafterConfig config, std::shared_ptr<grpc::Channel> verifier,
-                               DrafterMetrics* metrics)
-    : config_(config),
-      channel_(std::move(verifier)),
-      stub_(v1::Verifier::NewStub(channel_)),
-      metrics_(metrics) {}
-
 grpc::Status DrafterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                       grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  if (grpc::Status a = config_.auth.Check(*ctx); !a.ok()) {
-    metrics_->Request(a);
+  if (grpc::Status a = generations_->config().auth.Check(*ctx); !a.ok()) {
+    generations_->metrics()->Request(static_cast<absl::StatusCode>(a.error_code()));
     return a;
   }
-  rpc::InFlight in_flight(in_flight_);
-  metrics_->active.Increment();
   grpc::Status s = Run(ctx, req, writer);
-  metrics_->active.Decrement();
-  metrics_->Request(s);
+  generations_->metrics()->Request(static_cast<absl::StatusCode>(s.error_code()));
   return s;
 }
 
 grpc::Status DrafterService::Run(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                  grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  if (draining_) return grpc::Status(grpc::UNAVAILABLE, "the drafter is draining");
-  if (in_flight_.load() > config_.max_generations) {
-    return grpc::Status(grpc::RESOURCE_EXHAUSTED,
-                        absl::StrCat("the drafter is at its limit of ", config_.max_generations,
-                                     " concurrent generations"));
-  }
+  auto slot = generations_->Admit();
+  if (!slot.ok()) return rpc::ToGrpc(slot.status());
   const std::string request_id = rpc::RequestId(*ctx, req->request_id());
   if (request_id.size() > 64) {
     return grpc::Status(grpc::INVALID_ARGUMENT, "request_id: at most 64 bytes");
   }
-  auto parsed = rpc::ParseGenerateRequest(*config_.model, *req);
-  if (!parsed.ok()) return rpc::ToGrpc(parsed.status());
-  bool off = false;
-  auto tree = TreeFromOverride(req->speculation(), config_.tree, &off);
-  if (!tree.ok()) return rpc::ToGrpc(tree.status());
-  VerifierLoopOptions ro;
-  ro.head = off ? nullptr : config_.head;
-  ro.tree = *tree;
-  ro.reconnect_seconds = config_.reconnect_seconds;
-  ro.cancelled = [ctx] { return ctx->IsCancelled(); };
-  ro.on_step = [this](double d, double n, double v, int a) { metrics_->Step(d, n, v, a); };
-  SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
-    return std::make_unique<GrpcVerifierSession>(
-        stub_.get(), ctx, request_id, config_.feature_dtype, config_.verifier_credentials);
-  };
+  auto prepared = generations_->Prepare(*req);
+  if (!prepared.ok()) return rpc::ToGrpc(prepared.status());
   bool client_gone = false;
-  const TokenCallback on_token = rpc::StreamTokens(writer, &client_gone);
-  LogEvent("info", "generate_start",
-           {{"request_id", request_id},
-            {"prompt_tokens", parsed->prompt.size()},
-            {"max_tokens", parsed->options.max_tokens},
-            {"speculative", ro.head != nullptr}});
-  VerifierLoopStats stats;
-  auto result = GenerateWithVerifier(*config_.model, factory, parsed->prompt, parsed->options, ro,
-                                     on_token, &stats);
-  metrics_->reconnects.Increment(stats.reconnects);
-  if (!result.ok()) {
-    LogEvent("warn", "generate_failed",
-             {{"request_id", request_id}, {"error", std::string(result.status().message())}});
-    if (ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "cancelled");
-    return rpc::ToGrpc(result.status());
-  }
-  if (client_gone || ctx->IsCancelled()) return grpc::Status(grpc::CANCELLED, "cancelled");
-  metrics_->Done(*result, stats);
-  v1::GenerateResponse last = rpc::LastChunk(*result);
+  GenerationSink sink;
+  sink.request_id = request_id;
+  sink.grpc_parent = ctx;
+  sink.cancelled = [ctx] { return ctx->IsCancelled(); };
+  sink.on_token = rpc::StreamTokens(writer, &client_gone);
+  auto c = generations_->Run(*prepared, sink);
+  if (!c.ok()) return rpc::ToGrpc(c.status());
+  v1::GenerateResponse last = rpc::LastChunk(c->result);
   auto* st = last.mutable_stats();
-  st->set_steps(stats.steps);
-  st->set_tau(stats.tau());
-  for (int64_t n : stats.accepted_at_depth) {
-    st->add_acceptance_by_depth(stats.steps > 0 ? static_cast<double>(n) / stats.steps : 0);
+  st->set_steps(c->stats.steps);
+  st->set_tau(c->stats.tau());
+  for (int64_t n : c->stats.accepted_at_depth) {
+    st->add_acceptance_by_depth(c->stats.steps > 0 ? static_cast<double>(n) / c->stats.steps : 0);
   }
   auto* tm = last.mutable_timings();
-  tm->set_draft_seconds(stats.draft_seconds);
-  tm->set_network_seconds(stats.network_seconds);
-  tm->set_verify_seconds(stats.verify_seconds);
+  tm->set_draft_seconds(c->stats.draft_seconds);
+  tm->set_network_seconds(c->stats.network_seconds);
+  tm->set_verify_seconds(c->stats.verify_seconds);
   writer->Write(last);
-  LogEvent("info", "generate_done",
-           {{"request_id", request_id},
-            {"completion_tokens", result->token_ids.size()},
-            {"finish", FinishReasonName(result->finish)},
-            {"steps", stats.steps},
-            {"tau", stats.tau()},
-            {"reconnects", stats.reconnects},
-            {"bytes_sent", stats.bytes_sent},
-            {"bytes_received", stats.bytes_received}});
   return grpc::Status::OK;
 }
 

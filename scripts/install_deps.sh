@@ -6,7 +6,7 @@ pkgs=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libpcre2-dev nlohmann-json3-dev unzip clang-format
-  prometheus-cpp-dev libcpp-httplib-dev openssl
+  prometheus-cpp-dev libcpp-httplib-dev openssl curl
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -111,17 +111,24 @@ grpc::Status TokenCheck::Check(const grpc::ServerContext& ctx) const {
   if (tokens_.empty()) return grpc::Status::OK;
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
-  if (it == md.end()) {
-    return grpc::Status(grpc::UNAUTHENTICATED, "missing authorization: Bearer <token>");
+  if (it == md.end()) return ToGrpc(CheckHeader(nullptr));
+  const std::string value(it->second.data(), it->second.size());
+  return ToGrpc(CheckHeader(&value));
+}
+
+absl::Status TokenCheck::CheckHeader(const std::string* authorization) const {
+  if (tokens_.empty()) return absl::OkStatus();
+  if (authorization == nullptr) {
+    return absl::UnauthenticatedError("missing authorization: Bearer <token>");
   }
-  absl::string_view value(it->second.data(), it->second.size());
+  absl::string_view value(*authorization);
   if (!absl::ConsumePrefix(&value, "Bearer ")) {
-    return grpc::Status(grpc::UNAUTHENTICATED, "authorization must be 'Bearer <token>'");
+    return absl::UnauthenticatedError("authorization must be 'Bearer <token>'");
   }
   bool ok = false;
   for (const std::string& t : tokens_) ok |= SameBytes(value, t);
-  if (!ok) return grpc::Status(grpc::UNAUTHENTICATED, "unknown bearer token");
-  return grpc::Status::OK;
+  if (!ok) return absl::UnauthenticatedError("unknown bearer token");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ClientCredentials> ClientCredentials::Make(const ClientSecurity& s) {

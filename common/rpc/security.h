@@ -37,6 +37,8 @@ class TokenCheck {
   // OK, or UNAUTHENTICATED (missing header, not "Bearer ...", or unknown token). The comparison
   // takes the same time wherever the token differs.
   grpc::Status Check(const grpc::ServerContext& ctx) const;
+  // The same check on an HTTP request's Authorization header (null: absent).
+  absl::Status CheckHeader(const std::string* authorization) const;
 
  private:
   std::vector<std::string> tokens_;

@@ -6,6 +6,7 @@
 #include "common/rpc/security.h"
 
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -63,7 +64,8 @@ class SecurityTest : public ::testing::Test {
         {"--verifier_tls_ca", Cert("ca.pem"), "--verifier_tls_cert", Cert("client.pem"),
          "--verifier_tls_key", Cert("client.key"), "--verifier_token_file", dir_ + "/client_token",
          "--tls_cert", Cert("server.pem"), "--tls_key", Cert("server.key"), "--auth_token_file",
-         dir_ + "/tokens"},
+         dir_ + "/tokens", "--http",
+         "127.0.0.1:" + std::to_string(http_port_ = testing::FreePort())},
         Creds(Sec(Cert("ca.pem"))));
     ASSERT_TRUE(d.ok()) << d.status();
     drafter_ = new Service(std::move(*d));
@@ -100,6 +102,7 @@ class SecurityTest : public ::testing::Test {
   static inline std::string certs_;
   static inline Service* verifier_ = nullptr;
   static inline Service* drafter_ = nullptr;
+  static inline int http_port_ = 0;
 };
 
 v1::GenerateRequest Request() {
@@ -146,6 +149,35 @@ TEST_F(SecurityTest, OnlyAValidClientPassesTheMutualTlsMatrix) {
   EXPECT_EQ(testing::Health(VerifierAddress(),
                             Creds(Sec(Cert("ca.pem"), Cert("client.pem"), Cert("client.key")))),
             "SERVING");
+}
+
+// The HTTP API serves the gRPC port's TLS certificate and checks the same tokens.
+TEST_F(SecurityTest, TheHttpApiServesTlsAndChecksTheSameTokens) {
+  httplib::SSLClient tls("localhost", http_port_);
+  tls.set_ca_cert_path(Cert("ca.pem").c_str());
+  tls.enable_server_certificate_verification(true);
+  auto ok = tls.Get("/v1/models", {{"Authorization", absl::StrCat("Bearer ", kToken)}});
+  ASSERT_TRUE(ok) << httplib::to_string(ok.error());
+  EXPECT_EQ(ok->status, 200);
+  auto rotated = tls.Get("/v1/models", {{"Authorization", absl::StrCat("Bearer ", kOldToken)}});
+  ASSERT_TRUE(rotated);
+  EXPECT_EQ(rotated->status, 200);
+  auto none = tls.Get("/v1/models");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  auto wrong = tls.Get("/v1/models", {{"Authorization", "Bearer tok-wrong"}});
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_EQ(wrong->body.find("tok-wrong"), std::string::npos);
+  // A client that does not trust the CA, and a plaintext client, get nothing.
+  httplib::SSLClient untrusting("localhost", http_port_);
+  untrusting.set_ca_cert_path(Cert("server.pem").c_str());
+  untrusting.enable_server_certificate_verification(true);
+  EXPECT_FALSE(untrusting.Get("/v1/models"));
+  httplib::Client plain("127.0.0.1", http_port_);
+  plain.set_read_timeout(std::chrono::seconds(5));
+  auto p = plain.Get("/v1/models", {{"Authorization", absl::StrCat("Bearer ", kToken)}});
+  EXPECT_TRUE(!p || p->status != 200);
 }
 
 TEST_F(SecurityTest, AnExpiredServerCertificateIsRefused) {
