@@ -5,13 +5,17 @@
 //   2. through the drafter, one session at a time: tokens/s and its ratio to (1);
 //   3. through the drafter, N sessions at once: aggregate tokens/s and its ratio to (2);
 //   4. the same two for plain generation on the verifier (continuous batching of decode steps);
-//   5. bytes per verify step each way and round trips per step, from the drafter's metrics.
+//   5. bytes per verify step each way and round trips per step, from the drafter's metrics;
+//   6. with --http (the drafter's --http address): time to first token and tokens/s through the
+//      OpenAI-compatible HTTP API (streaming chat) against the gRPC API, one request at a time,
+//      the two interleaved prompt by prompt, and whether their texts agree.
 // Start the services first (scripts/bench_services.sh does it all).
 //   eagle-service-bench --server ADDR --verifier ADDR --drafter-admin PORT [--limit N]
 //                       [--max-tokens N] [--concurrency N] [--threads N] [--report FILE]
 //                       [--tree auto|chain|static|dynamic]
 //                       [--tls-ca PEM [--tls-cert PEM --tls-key PEM] [--tls-server-name N]]
 //                       [--token-file F]   (secured services: as eagle-cli's flags)
+//                       [--http HOST:PORT --served-model NAME]
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -72,7 +76,8 @@ struct Run {
 template <typename Stub>
 std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req,
                           const rpc::ClientCredentials& creds, bool* ok,
-                          double* first_token = nullptr, Run* split = nullptr) {
+                          double* first_token = nullptr, Run* split = nullptr,
+                          std::string* text = nullptr) {
   grpc::ClientContext ctx;
   creds.Attach(&ctx);
   const auto t0 = Clock::now();
@@ -82,6 +87,7 @@ std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req,
   while (reader->Read(&chunk)) {
     if (ids.empty() && first_token != nullptr) *first_token += SecondsSince(t0);
     ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+    if (text != nullptr) *text += chunk.text();
     if (split != nullptr && chunk.has_timings()) split->Add(chunk);
   }
   grpc::Status s = reader->Finish();
@@ -90,6 +96,57 @@ std::vector<int32_t> Call(Stub* stub, const v1::GenerateRequest& req,
     *ok = false;
   }
   return ids;
+}
+
+// One streaming chat completion over HTTP: its text, and the seconds to its first text event.
+struct HttpResult {
+  bool ok = false;
+  std::string text;
+  double first_token_seconds = 0;
+  double seconds = 0;
+  int completion_tokens = 0;
+};
+HttpResult HttpChat(const std::string& address, const std::string& model, const std::string& prompt,
+                    int max_tokens, const std::string& token) {
+  HttpResult r;
+  const size_t colon = address.rfind(':');
+  httplib::Client cli(address.substr(0, colon), std::stoi(address.substr(colon + 1)));
+  cli.set_read_timeout(std::chrono::seconds(300));
+  nlohmann::json body = {
+      {"model", model},           {"messages", {{{"role", "user"}, {"content", prompt}}}},
+      {"max_tokens", max_tokens}, {"temperature", 0},
+      {"stream", true},           {"stream_options", {{"include_usage", true}}}};
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.set_header("Content-Type", "application/json");
+  if (!token.empty()) req.set_header("Authorization", "Bearer " + token);
+  req.body = body.dump();
+  std::string buf;
+  const auto t0 = Clock::now();
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    buf.append(data, n);
+    for (size_t end; (end = buf.find("\n\n")) != std::string::npos;) {
+      std::string ev = buf.substr(0, end);
+      buf.erase(0, end + 2);
+      if (ev.rfind("data: ", 0) != 0 || ev == "data: [DONE]") continue;
+      auto j = nlohmann::json::parse(ev.substr(6), nullptr, false);
+      if (j.is_discarded()) continue;
+      if (j.contains("usage")) r.completion_tokens = j["usage"]["completion_tokens"];
+      if (!j.contains("choices") || j["choices"].empty()) continue;
+      const auto& d = j["choices"][0]["delta"];
+      if (d.contains("content") && !d["content"].get<std::string>().empty()) {
+        if (r.text.empty()) r.first_token_seconds = SecondsSince(t0);
+        r.text += d["content"].get<std::string>();
+      }
+    }
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error err;
+  r.ok = cli.send(req, res, err) && res.status == 200;
+  r.seconds = SecondsSince(t0);
+  return r;
 }
 
 // Sequential (concurrency 1) or concurrent over the prompts; every prompt once.
@@ -141,7 +198,9 @@ int Main(int argc, char** argv) {
                                           {"--tls-cert", ""},
                                           {"--tls-key", ""},
                                           {"--tls-server-name", ""},
-                                          {"--token-file", ""}};
+                                          {"--token-file", ""},
+                                          {"--http", ""},
+                                          {"--served-model", "SmolLM2-135M-Instruct.Q4_1"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!a.count(argv[i])) {
       std::fprintf(stderr, "unknown flag %s (see the source header)\n", argv[i]);
@@ -320,6 +379,46 @@ int Main(int argc, char** argv) {
   split("in process, speculative", spec);
   split("services, speculative", remote1);
   std::printf("outputs identical to in-process vanilla: %d/%zu\n", identical, reqs.size());
+  // 6. The HTTP API against the gRPC API, interleaved prompt by prompt.
+  nlohmann::json http_report;
+  if (!a["--http"].empty()) {
+    std::string token;
+    if (!a["--token-file"].empty()) std::ifstream(a["--token-file"]) >> token;
+    double grpc_first = 0, grpc_seconds = 0, http_first = 0, http_seconds = 0, grpc_tokens = 0,
+           http_tokens = 0;
+    int same = 0;
+    auto stub = drafter();
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      std::string text;
+      double first = 0;
+      auto t0 = Clock::now();
+      auto out = Call(stub.get(), reqs[i], *creds, &ok, &first, nullptr, &text);
+      grpc_seconds += SecondsSince(t0);
+      grpc_first += first;
+      grpc_tokens += static_cast<double>(out.size());
+      HttpResult h = HttpChat(a["--http"], a["--served-model"], texts[i], max_tokens, token);
+      if (!h.ok) {
+        std::fprintf(stderr, "error: the HTTP request for prompt %zu failed\n", i);
+        return 1;
+      }
+      http_first += h.first_token_seconds;
+      http_seconds += h.seconds;
+      http_tokens += h.completion_tokens;
+      same += h.text == text;
+    }
+    const double n = static_cast<double>(reqs.size());
+    std::printf(
+        "HTTP API (OpenAI, streaming chat) vs gRPC, 1 request at a time, interleaved: time to "
+        "first token %.1f vs %.1f ms (%.2fx); %.1f vs %.1f tok/s; texts identical %d/%zu\n",
+        1e3 * http_first / n, 1e3 * grpc_first / n, http_first / grpc_first,
+        http_tokens / http_seconds, grpc_tokens / grpc_seconds, same, reqs.size());
+    http_report = {{"http_first_token_ms", 1e3 * http_first / n},
+                   {"grpc_first_token_ms", 1e3 * grpc_first / n},
+                   {"http_tps", http_tokens / http_seconds},
+                   {"grpc_tps", grpc_tokens / grpc_seconds},
+                   {"http_identical", same}};
+    if (same != static_cast<int>(reqs.size())) identical = -1;
+  }
   if (!a["--report"].empty()) {
     nlohmann::json j = {
         {"prompts", reqs.size()},
@@ -338,6 +437,7 @@ int Main(int argc, char** argv) {
         {"bytes_sent_per_step", sent / std::max(1.0, steps)},
         {"bytes_received_per_step", prompt_bytes},
         {"identical", identical}};
+    if (!http_report.is_null()) j["http"] = http_report;
     for (const auto& [name, r] :
          {std::pair{"in_process_speculative", &spec}, std::pair{"service_1", &remote1}}) {
       const double n = std::max(1.0, r->steps);
