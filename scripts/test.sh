@@ -9,11 +9,13 @@ cd "$root"
 bash scripts/install_deps.sh
 bash scripts/fetch_model.sh >/dev/null
 bash scripts/build.sh
-# The HTTP API's e2e test drives the official `openai` Python client from this virtualenv (PyPI);
-# where it cannot be installed, that one test skips and says why.
-if ! .venv-test/bin/python -c 'import openai' 2>/dev/null; then
-  python3 -m venv .venv-test && .venv-test/bin/pip install -q 'openai>=1.40' ||
-    echo "[test] the openai client could not be installed; its test will skip"
+# Python packages of two tests, from PyPI into this virtualenv: the official `openai` client (the
+# HTTP API's e2e test) and kubernetes-validate, which carries the Kubernetes OpenAPI schemas
+# (deploy_manifests_test). Where they cannot be installed, those tests skip and say why.
+if ! .venv-test/bin/python -c 'import openai, kubernetes_validate' 2>/dev/null; then
+  python3 -m venv .venv-test && .venv-test/bin/pip install -q 'openai>=1.40' \
+    'kubernetes-validate>=1.30' ||
+    echo "[test] the test virtualenv could not be set up; the tests that need it will skip"
 fi
 (cd build && ctest --output-on-failure -j "$(nproc)" "$@")
 # Where a CUDA toolkit is installed, the CUDA backend must compile and link with warnings as
