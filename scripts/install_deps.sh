@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build and tests need. Idempotent: a second run installs nothing.
+# Installs the Debian packages the build and tests need, and any package named as an argument.
+# Idempotent: a second run installs nothing.
 set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv
@@ -7,6 +8,7 @@ pkgs=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libpcre2-dev nlohmann-json3-dev unzip clang-format
   prometheus-cpp-dev libcpp-httplib-dev openssl curl
+  "$@"
 )
 missing=()
 for p in "${pkgs[@]}"; do

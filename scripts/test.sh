@@ -6,7 +6,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/install_deps.sh
+# podman, runc and debootstrap: the container image test builds and starts the image.
+bash scripts/install_deps.sh podman runc debootstrap
 bash scripts/fetch_model.sh >/dev/null
 bash scripts/build.sh
 # Python packages of two tests, from PyPI into this virtualenv: the official `openai` client (the

@@ -86,6 +86,37 @@ TEST_F(CliTest, BadInputGivesCleanErrors) {
   EXPECT_EQ(r.code, 2);
 }
 
+// The bench and datagen tools: every bad flag is a usage error naming the flag, exit status 2
+// (before, a mistyped number threw from std::stoi and aborted the tool).
+TEST(ToolFlagsTest, BenchAndDatagenToolsRefuseBadFlagsWithExitTwo) {
+  struct Case {
+    const char* tool;
+    std::string args;
+    std::string words;  // expected in the message
+  };
+  const std::string head = " --draft " EAGLE_DEFAULT_HEAD;
+  const Case cases[] = {
+      {EAGLE_SPEC_BENCH, head + " --threads abc", "--threads: 'abc' is not an integer"},
+      {EAGLE_SPEC_BENCH, head + " --limit 5x", "--limit: '5x' is not an integer"},
+      {EAGLE_SPEC_BENCH, head + " --max-tokens 99999999999",
+       "--max-tokens: 99999999999 is outside"},
+      {EAGLE_SPEC_BENCH, head + " --limit", "--limit: needs a value"},
+      {EAGLE_SPEC_BENCH, " --bogus 1", "--bogus: unknown flag"},
+      {EAGLE_SERVICE_BENCH, " --threads 1.5", "--threads: '1.5' is not an integer"},
+      {EAGLE_SERVICE_BENCH, " --http nowhere", "--http: 'nowhere' is not HOST:PORT"},
+      {EAGLE_SERVICE_BENCH, " --concurrency", "--concurrency: needs a value"},
+      {EAGLE_DATAGEN, " --out /tmp/x --threads two", "--threads: 'two' is not an integer"},
+      {EAGLE_DATAGEN, " --out /tmp/x --seed -1", "--seed: '-1' is not a non-negative integer"},
+      {EAGLE_DATAGEN, " --out /tmp/x --temperature warm", "--temperature: 'warm' is not a number"},
+  };
+  for (const Case& c : cases) {
+    auto r = eagle::testing::RunCommand(std::string(c.tool) + c.args);
+    EXPECT_EQ(r.code, 2) << c.tool << c.args << ": " << r.out;
+    EXPECT_TRUE(absl::StrContains(r.out, c.words)) << c.tool << c.args << ": " << r.out;
+    EXPECT_FALSE(absl::StrContains(r.out, "terminate called")) << r.out;
+  }
+}
+
 }  // namespace
 
 namespace {

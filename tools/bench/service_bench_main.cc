@@ -38,6 +38,7 @@
 #include "common/timing.h"
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
+#include "tools/flag_map.h"
 
 namespace eagle {
 namespace {
@@ -110,7 +111,11 @@ HttpResult HttpChat(const std::string& address, const std::string& model, const 
                     int max_tokens, const std::string& token) {
   HttpResult r;
   const size_t colon = address.rfind(':');
-  httplib::Client cli(address.substr(0, colon), std::stoi(address.substr(colon + 1)));
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return r;  // checked in Main
+  }
+  httplib::Client cli(address.substr(0, colon), port);
   cli.set_read_timeout(std::chrono::seconds(300));
   nlohmann::json body = {
       {"model", model},           {"messages", {{{"role", "user"}, {"content", prompt}}}},
@@ -182,33 +187,39 @@ Run Serve(const MakeStub& make, const std::vector<v1::GenerateRequest>& reqs, in
 }
 
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> a = {{"--model", EAGLE_DEFAULT_MODEL},
-                                          {"--draft", EAGLE_DEFAULT_HEAD},
-                                          {"--prompts", EAGLE_DEFAULT_PROMPTS},
-                                          {"--server", "127.0.0.1:50052"},
-                                          {"--verifier", "127.0.0.1:50051"},
-                                          {"--drafter-admin", "9092"},
-                                          {"--limit", "16"},
-                                          {"--max-tokens", "64"},
-                                          {"--concurrency", "8"},
-                                          {"--threads", "0"},
-                                          {"--report", ""},
-                                          {"--tree", "auto"},
-                                          {"--tls-ca", ""},
-                                          {"--tls-cert", ""},
-                                          {"--tls-key", ""},
-                                          {"--tls-server-name", ""},
-                                          {"--token-file", ""},
-                                          {"--http", ""},
-                                          {"--served-model", "SmolLM2-135M-Instruct.Q4_1"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!a.count(argv[i])) {
-      std::fprintf(stderr, "unknown flag %s (see the source header)\n", argv[i]);
+  FlagMap a("eagle-service-bench", {{"--model", EAGLE_DEFAULT_MODEL},
+                                    {"--draft", EAGLE_DEFAULT_HEAD},
+                                    {"--prompts", EAGLE_DEFAULT_PROMPTS},
+                                    {"--server", "127.0.0.1:50052"},
+                                    {"--verifier", "127.0.0.1:50051"},
+                                    {"--drafter-admin", "9092"},
+                                    {"--limit", "16"},
+                                    {"--max-tokens", "64"},
+                                    {"--concurrency", "8"},
+                                    {"--threads", "0"},
+                                    {"--report", ""},
+                                    {"--tree", "auto"},
+                                    {"--tls-ca", ""},
+                                    {"--tls-cert", ""},
+                                    {"--tls-key", ""},
+                                    {"--tls-server-name", ""},
+                                    {"--token-file", ""},
+                                    {"--http", ""},
+                                    {"--served-model", "SmolLM2-135M-Instruct.Q4_1"}});
+  a.Parse(argc, argv);
+  // Every number is checked before any work (each read below exits 2 on a bad value, too).
+  for (const char* f : {"--threads", "--limit", "--max-tokens", "--concurrency", "--drafter-admin"})
+    a.Int(f);
+  if (const std::string& h = a["--http"]; !h.empty()) {
+    int port = 0;
+    const size_t colon = h.rfind(':');
+    if (colon == std::string::npos || !absl::SimpleAtoi(h.substr(colon + 1), &port)) {
+      std::fprintf(stderr, "eagle-service-bench: error: --http: '%s' is not HOST:PORT\n",
+                   h.c_str());
       return 2;
     }
-    a[argv[i]] = argv[i + 1];
   }
-  auto pool = cpu::ThreadPool::ForThreads(std::stoi(a["--threads"]));
+  auto pool = cpu::ThreadPool::ForThreads(a.Int("--threads"));
   if (!pool.ok()) {
     std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
     return 2;
@@ -241,13 +252,13 @@ int Main(int argc, char** argv) {
     }
     tree.costs = *costs;
   }
-  const int max_tokens = std::stoi(a["--max-tokens"]);
-  const int concurrency = std::stoi(a["--concurrency"]);
+  const int max_tokens = a.Int("--max-tokens");
+  const int concurrency = a.Int("--concurrency");
   std::vector<std::string> texts;
   {
     std::ifstream in(a["--prompts"]);
     std::string line;
-    while (std::getline(in, line) && static_cast<int>(texts.size()) < std::stoi(a["--limit"])) {
+    while (std::getline(in, line) && static_cast<int>(texts.size()) < a.Int("--limit")) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (!j.is_discarded() && j.contains("prompt")) texts.push_back(j["prompt"]);
     }
@@ -309,7 +320,7 @@ int Main(int argc, char** argv) {
   }
   auto drafter = [&] { return v1::Drafter::NewStub(creds->Channel(a["--server"])); };
   auto verifier = [&] { return v1::Verifier::NewStub(creds->Channel(a["--verifier"])); };
-  const int admin = std::stoi(a["--drafter-admin"]);
+  const int admin = a.Int("--drafter-admin");
   Serve(drafter, std::vector<v1::GenerateRequest>(reqs.begin(), reqs.begin() + 1), 1, *creds, &ok);
   const double sent0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"sent\"}");
   const double recv0 = Scrape(admin, "eagle_drafter_verifier_bytes_total{direction=\"received\"}");

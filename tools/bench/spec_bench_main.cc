@@ -27,6 +27,7 @@
 #include "common/chat_template.h"
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
+#include "tools/flag_map.h"
 
 namespace eagle {
 namespace {
@@ -43,30 +44,30 @@ struct Totals {
 };
 
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> a = {{"--model", EAGLE_DEFAULT_MODEL},
-                                          {"--prompts", EAGLE_DEFAULT_PROMPTS},
-                                          {"--limit", "20"},
-                                          {"--max-tokens", "128"},
-                                          {"--modes", "auto,chain,static,dynamic"},
-                                          {"--depth", "3"},
-                                          {"--draft-top-k", "4"},
-                                          {"--total-tokens", "12"},
-                                          {"--threads", "0"},
-                                          {"--device", "cpu"},
-                                          {"--report", ""}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!a.count(argv[i]) && std::string(argv[i]) != "--draft") {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      return 2;
-    }
-    a[argv[i]] = argv[i + 1];
-  }
-  if (!a.count("--draft")) {
+  FlagMap a("eagle-spec-bench",
+            {{"--model", EAGLE_DEFAULT_MODEL},
+             {"--prompts", EAGLE_DEFAULT_PROMPTS},
+             {"--limit", "20"},
+             {"--max-tokens", "128"},
+             {"--modes", "auto,chain,static,dynamic"},
+             {"--depth", "3"},
+             {"--draft-top-k", "4"},
+             {"--total-tokens", "12"},
+             {"--threads", "0"},
+             {"--device", "cpu"},
+             {"--report", ""}},
+            {"--draft"});
+  a.Parse(argc, argv);
+  // Every number is checked before any work (each read below exits 2 on a bad value, too).
+  for (const char* f :
+       {"--threads", "--limit", "--max-tokens", "--depth", "--draft-top-k", "--total-tokens"})
+    a.Int(f);
+  if (!a.Has("--draft")) {
     std::fprintf(stderr,
                  "usage: eagle-spec-bench --draft HEAD_DIR [options] (see the source header)\n");
     return 2;
   }
-  auto pool = cpu::ThreadPool::ForThreads(std::stoi(a["--threads"]));
+  auto pool = cpu::ThreadPool::ForThreads(a.Int("--threads"));
   if (!pool.ok()) {
     std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
     return 2;
@@ -88,7 +89,7 @@ int Main(int argc, char** argv) {
   {
     std::ifstream in(a["--prompts"]);
     std::string line;
-    while (std::getline(in, line) && static_cast<int>(prompts.size()) < std::stoi(a["--limit"])) {
+    while (std::getline(in, line) && static_cast<int>(prompts.size()) < a.Int("--limit")) {
       if (line.empty()) continue;
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded()) continue;
@@ -107,7 +108,7 @@ int Main(int argc, char** argv) {
   auto kind = ChatTemplateFromJinja((*model)->chat_template());
   const Tokenizer* tok = (*model)->tokenizer();
   GenerateOptions o;
-  o.max_tokens = std::stoi(a["--max-tokens"]);
+  o.max_tokens = a.Int("--max-tokens");
   std::vector<std::string> modes = absl::StrSplit(a["--modes"], ',');
   std::map<std::string, std::map<std::string, Totals>> results;  // mode -> category -> totals
   std::shared_ptr<const SpeculationCosts> costs;
@@ -124,9 +125,9 @@ int Main(int argc, char** argv) {
     if (!parsed.ok()) return parsed.status();
     t.mode = *parsed;
     t.costs = costs;
-    t.depth = std::stoi(a["--depth"]);
-    t.top_k = std::stoi(a["--draft-top-k"]);
-    t.total_tokens = std::stoi(a["--total-tokens"]);
+    t.depth = a.Int("--depth");
+    t.top_k = a.Int("--draft-top-k");
+    t.total_tokens = a.Int("--total-tokens");
     if (mode == "eagle2") {  // EAGLE-2's published evaluation tree (../shared/docs/eagle.md 3.6)
       t.depth = 5;
       t.top_k = 10;

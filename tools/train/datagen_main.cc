@@ -27,6 +27,7 @@
 #include "common/eagle/eagle_head.h"
 #include "common/eagle/train_data.h"
 #include "common/generate.h"
+#include "tools/flag_map.h"
 
 namespace eagle {
 namespace {
@@ -34,30 +35,29 @@ namespace {
 namespace fs = std::filesystem;
 
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> a = {{"--model", EAGLE_DEFAULT_MODEL},
-                                          {"--data-dir", EAGLE_DEFAULT_DATA},
-                                          {"--heldout", EAGLE_HELDOUT},
-                                          {"--limit", "2000"},
-                                          {"--max-tokens", "256"},
-                                          {"--sampled-every", "3"},
-                                          {"--temperature", "0.7"},
-                                          {"--seed", "1"},
-                                          {"--threads", "0"},
-                                          {"--batch", "16"},
-                                          {"--eagle3", "0"},
-                                          {"--out", ""}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!a.count(argv[i])) {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      return 2;
-    }
-    a[argv[i]] = argv[i + 1];
-  }
+  FlagMap a("eagle-datagen", {{"--model", EAGLE_DEFAULT_MODEL},
+                              {"--data-dir", EAGLE_DEFAULT_DATA},
+                              {"--heldout", EAGLE_HELDOUT},
+                              {"--limit", "2000"},
+                              {"--max-tokens", "256"},
+                              {"--sampled-every", "3"},
+                              {"--temperature", "0.7"},
+                              {"--seed", "1"},
+                              {"--threads", "0"},
+                              {"--batch", "16"},
+                              {"--eagle3", "0"},
+                              {"--out", ""}});
+  a.Parse(argc, argv);
+  // Every number is checked before any work (each read below exits 2 on a bad value, too).
+  for (const char* f : {"--threads", "--limit", "--sampled-every", "--batch", "--max-tokens"})
+    a.Int(f);
+  a.Uint64("--seed");
+  a.Double("--temperature");
   if (a["--out"].empty()) {
     std::fprintf(stderr, "usage: eagle-datagen --out FILE [options] (see the source header)\n");
     return 2;
   }
-  auto pool = cpu::ThreadPool::ForThreads(std::stoi(a["--threads"]));
+  auto pool = cpu::ThreadPool::ForThreads(a.Int("--threads"));
   if (!pool.ok()) {
     std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
     return 2;
@@ -98,9 +98,9 @@ int Main(int argc, char** argv) {
       prompts.emplace_back(id, j["prompt"].get<std::string>());
     }
   }
-  std::mt19937_64 rng(std::stoull(a["--seed"]));
+  std::mt19937_64 rng(a.Uint64("--seed"));
   std::shuffle(prompts.begin(), prompts.end(), rng);
-  const int64_t limit = std::min<int64_t>(std::stoll(a["--limit"]), prompts.size());
+  const int64_t limit = std::min<int64_t>(a.Int("--limit"), prompts.size());
   int64_t done = 0;
   std::vector<int> layers;
   if (a["--eagle3"] == "1") {
@@ -119,7 +119,7 @@ int Main(int argc, char** argv) {
                static_cast<long long>(done));
   auto kind = ChatTemplateFromJinja((*model)->chat_template());
   const Tokenizer* tok = (*model)->tokenizer();
-  const int sampled_every = std::max(1, std::stoi(a["--sampled-every"]));
+  const int sampled_every = std::max(1, a.Int("--sampled-every"));
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_written = 0;
   // Continuous batching: up to --batch sequences decode together in one forward pass (each
@@ -139,8 +139,8 @@ int Main(int argc, char** argv) {
     int generated = 0;
     bool finished = false;  // last token sampled; its feature still to compute
   };
-  const int batch = std::max(1, std::stoi(a["--batch"]));
-  const int max_tokens = std::stoi(a["--max-tokens"]);
+  const int batch = std::max(1, a.Int("--batch"));
+  const int max_tokens = a.Int("--max-tokens");
   const int hidden = (*model)->config().hidden_size;
   std::vector<std::unique_ptr<Seq>> active;
   std::map<int64_t, std::unique_ptr<Seq>> ready;  // finished, waiting for earlier prompts
@@ -157,7 +157,7 @@ int Main(int argc, char** argv) {
       q->prompt_tokens = static_cast<int>(q->tokens.size());
       SamplingParams sp;
       if (next_prompt % sampled_every == sampled_every - 1) {
-        sp.temperature = std::stof(a["--temperature"]);
+        sp.temperature = static_cast<float>(a.Double("--temperature"));
         sp.top_p = 0.95f;
         sp.seed = static_cast<uint64_t>(next_prompt);
       }
