@@ -146,7 +146,7 @@ Generations::Generations(DrafterConfig config, std::shared_ptr<grpc::Channel> ve
 absl::StatusOr<std::unique_ptr<Generations::Slot>> Generations::Admit() {
   if (draining_) return absl::UnavailableError("the drafter is draining");
   auto slot = std::make_unique<Slot>(this);
-  if (in_flight_.load() > config_.max_generations) {
+  if (slot->position() > config_.max_generations) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the drafter is at its limit of ", config_.max_generations, " concurrent generations"));
   }
@@ -168,7 +168,7 @@ absl::StatusOr<Completion> Generations::Run(const PreparedGeneration& p,
   ro.head = p.speculate ? config_.head : nullptr;
   ro.tree = p.tree;
   ro.reconnect_seconds = config_.reconnect_seconds;
-  ro.cancelled = sink.cancelled;
+  ro.cancelled = [this, &sink] { return stopping_ || (sink.cancelled && sink.cancelled()); };
   ro.on_step = [this](double d, double n, double v, int a) { metrics_->Step(d, n, v, a); };
   SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
     return std::make_unique<GrpcVerifierSession>(stub_.get(), sink.grpc_parent, sink.request_id,
@@ -188,7 +188,7 @@ absl::StatusOr<Completion> Generations::Run(const PreparedGeneration& p,
   auto result = GenerateWithVerifier(*config_.model, factory, p.parsed.prompt, p.parsed.options, ro,
                                      on_token, &c.stats);
   metrics_->reconnects.Increment(c.stats.reconnects);
-  const bool cancelled = sink.cancelled && sink.cancelled();
+  const bool cancelled = ro.cancelled();
   if (!result.ok()) {
     LogEvent("warn", "generate_failed",
              {{"request_id", sink.request_id}, {"error", std::string(result.status().message())}});

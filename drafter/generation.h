@@ -87,10 +87,10 @@ class Generations {
   // Holds one of the max_generations slots (and counts in in_flight()) while it lives.
   class Slot {
    public:
-    explicit Slot(Generations* g) : g_(g) {
-      ++g_->in_flight_;
+    explicit Slot(Generations* g) : g_(g), position_(++g_->in_flight_) {
       g_->metrics_->active.Increment();
     }
+    int position() const { return position_; }  // generations in flight, this one included
     ~Slot() {
       g_->metrics_->active.Decrement();
       --g_->in_flight_;
@@ -100,6 +100,7 @@ class Generations {
 
    private:
     Generations* g_;
+    int position_;
   };
   // A slot, or UNAVAILABLE while draining, RESOURCE_EXHAUSTED at max_generations.
   absl::StatusOr<std::unique_ptr<Slot>> Admit();
@@ -116,6 +117,10 @@ class Generations {
   int in_flight() const { return in_flight_.load(); }
   void Drain() { draining_ = true; }
   bool draining() const { return draining_.load(); }
+  // After the drain's grace: generations still running end at their next step (CANCELLED);
+  // both front doors' `cancelled` check it.
+  void Stop() { stopping_ = true; }
+  bool stopping() const { return stopping_.load(); }
 
  private:
   DrafterConfig config_;
@@ -124,6 +129,7 @@ class Generations {
   DrafterMetrics* metrics_;
   std::atomic<int> in_flight_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> stopping_{false};
 };
 
 // Parses the per-request speculation override over the server's defaults.

@@ -4,10 +4,12 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <random>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -20,6 +22,15 @@ namespace eagle::drafter {
 using nlohmann::json;
 using openai::ApiError;
 using openai::Endpoint;
+
+namespace {
+
+// JSON text for the wire. Text from the model (a stream stopped inside a UTF-8 sequence, a byte
+// token) or from the client (a URL-decoded path) need not be valid UTF-8: invalid bytes become
+// U+FFFD instead of an exception.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
 
 class HttpFrontDoor::Impl {
  public:
@@ -86,7 +97,7 @@ class HttpFrontDoor::Impl {
             e.message = absl::StrCat("HTTP ", a.status);
             Count("other", a.status);
           }
-          a.set_content(openai::ErrorBody(e).dump(), "application/json");
+          a.set_content(Dump(openai::ErrorBody(e)), "application/json");
           return httplib::Server::HandlerResponse::Handled;
         }));
     s.set_exception_handler(
@@ -103,7 +114,7 @@ class HttpFrontDoor::Impl {
           e.http_status = 500;
           e.type = "server_error";
           e.message = "internal error";
-          Fail(a, q.path, e);
+          Fail(a, "exception", e);
         });
   }
 
@@ -121,7 +132,7 @@ class HttpFrontDoor::Impl {
 
   void Reply(httplib::Response& a, const std::string& route, int status, const json& body) {
     a.status = status;
-    a.set_content(body.dump(), "application/json");
+    a.set_content(Dump(body), "application/json");
     Count(route, status);
   }
 
@@ -139,10 +150,16 @@ class HttpFrontDoor::Impl {
     return false;
   }
 
+  // The client's X-Request-Id if it is 1-64 characters of [A-Za-z0-9._:-] (it travels as gRPC
+  // metadata and into JSON), else a new one.
   static std::string RequestIdOf(const httplib::Request& q) {
     if (q.has_header("X-Request-Id")) {
       std::string id = q.get_header_value("X-Request-Id");
-      if (!id.empty() && id.size() <= 64) return id;
+      const bool plain = std::all_of(id.begin(), id.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+               c == ':' || c == '-';
+      });
+      if (!id.empty() && id.size() <= 64 && plain) return id;
     }
     return rpc::NewRequestId();
   }
@@ -187,7 +204,7 @@ class HttpFrontDoor::Impl {
     if (!api.stream) {
       GenerationSink sink;
       sink.request_id = rid;
-      sink.on_token = [](int32_t, const std::string&) { return true; };
+      sink.on_token = [](int32_t, const std::string&) { return true; };  // the body comes last
       auto c = generations_->Run(*prepared, sink);
       generations_->metrics()->Request(c.status().code());
       if (!c.ok()) {
@@ -199,11 +216,7 @@ class HttpFrontDoor::Impl {
     }
     // Streaming: the generation runs inside the content provider, on this connection's thread,
     // once the headers are out; the slot and the prepared request travel with it.
-    struct Stream {
-      std::unique_ptr<Generations::Slot> slot;
-      PreparedGeneration prepared;
-    };
-    auto st = std::make_shared<Stream>();
+    auto st = std::make_shared<StreamState>();
     st->slot = std::move(*slot);
     st->prepared = std::move(*prepared);
     a.set_header("Cache-Control", "no-cache");
@@ -211,45 +224,67 @@ class HttpFrontDoor::Impl {
     const bool include_usage = api.include_usage;
     a.set_chunked_content_provider("text/event-stream", [this, st, ep, meta, rid, include_usage,
                                                          t0](size_t, httplib::DataSink& out) {
-      auto event = [&](const std::string& data) {
-        const std::string e = absl::StrCat("data: ", data, "\n\n");
-        return out.write(e.data(), e.size());
-      };
-      bool first = true;
-      if (ep == Endpoint::kChat) {
-        // OpenAI's first chunk: the role, with empty content.
-        if (!event(openai::ChunkBody(ep, meta, "", true, nullptr).dump())) return false;
-        first = false;
+      // httplib runs a content provider outside its handler's exception guard: an exception
+      // here would end the process, so it ends only this stream.
+      try {
+        return Stream(*st, ep, meta, rid, include_usage, t0, out);
+      } catch (const std::exception& e) {
+        LogEvent("error", "http_stream_exception", {{"request_id", rid}, {"error", e.what()}});
+        return false;
       }
-      bool timed = false;
-      GenerationSink sink;
-      sink.request_id = rid;
-      sink.cancelled = [&out] { return !out.is_writable(); };
-      sink.on_token = [&](int32_t, const std::string& text) {
-        if (text.empty()) return true;
-        if (!timed) {
-          timed = true;
-          first_token_.Observe(
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        }
-        const bool ok = event(openai::ChunkBody(ep, meta, text, first, nullptr).dump());
-        first = false;
-        return ok;
-      };
-      auto c = generations_->Run(st->prepared, sink);
-      generations_->metrics()->Request(c.status().code());
-      if (!c.ok()) {
-        if (c.status().code() == absl::StatusCode::kCancelled) return false;  // client gone
-        event(openai::ErrorBody(openai::FromStatus(c.status(), ep)).dump());
-      } else {
-        event(openai::ChunkBody(ep, meta, "", first, &*c).dump());
-        if (include_usage) event(openai::UsageChunk(ep, meta, *c).dump());
-      }
-      event("[DONE]");
-      out.done();
-      st->slot.reset();
-      return true;
     });
+  }
+
+  struct StreamState {
+    std::unique_ptr<Generations::Slot> slot;
+    PreparedGeneration prepared;
+  };
+
+  // One streaming generation, written as server-sent events. False: the client went away (the
+  // connection is dropped).
+  bool Stream(StreamState& st, Endpoint ep, const openai::ResponseMeta& meta,
+              const std::string& rid, bool include_usage, std::chrono::steady_clock::time_point t0,
+              httplib::DataSink& out) {
+    auto event = [&](const std::string& data) {
+      const std::string e = absl::StrCat("data: ", data, "\n\n");
+      return out.write(e.data(), e.size());
+    };
+    bool first = true;
+    if (ep == Endpoint::kChat) {
+      // OpenAI's first chunk: the role, with empty content.
+      if (!event(Dump(openai::ChunkBody(ep, meta, "", true, nullptr)))) return false;
+      first = false;
+    }
+    bool timed = false;
+    GenerationSink sink;
+    sink.request_id = rid;
+    sink.cancelled = [&out] { return !out.is_writable(); };
+    sink.on_token = [&](int32_t, const std::string& text) {
+      if (text.empty()) return true;
+      if (!timed) {
+        timed = true;
+        first_token_.Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      const bool ok = event(Dump(openai::ChunkBody(ep, meta, text, first, nullptr)));
+      first = false;
+      return ok;
+    };
+    auto c = generations_->Run(st.prepared, sink);
+    generations_->metrics()->Request(c.status().code());
+    if (!c.ok()) {
+      if (c.status().code() == absl::StatusCode::kCancelled && !generations_->stopping()) {
+        return false;  // the client is gone
+      }
+      event(Dump(openai::ErrorBody(openai::FromStatus(c.status(), ep))));
+    } else {
+      event(Dump(openai::ChunkBody(ep, meta, "", first, &*c)));
+      if (include_usage) event(Dump(openai::UsageChunk(ep, meta, *c)));
+    }
+    event("[DONE]");
+    out.done();
+    st.slot.reset();
+    return true;
   }
 
   HttpOptions options_;
@@ -308,6 +343,18 @@ absl::StatusOr<std::unique_ptr<HttpFrontDoor>> HttpFrontDoor::Start(
     NameThisThread("eagle-http");
     srv->listen_after_bind();
   });
+  // stop() only acts once the server runs: wait for it, so that Stop() never joins a thread
+  // that has yet to start listening.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!s.is_running() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!s.is_running()) {
+    d->thread_.detach();
+    d->server_.release();  // its thread may still use it; the process is exiting
+    return absl::UnavailableError(
+        absl::StrCat("--http: the server on ", o.listen, " did not start"));
+  }
   return d;
 }
 

@@ -270,6 +270,9 @@ int Main(int argc, char** argv) {
               {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
   };
   const int code = rpc::Serve(&service, so, sigs);
+  // The grace is over (or the server never started): HTTP generations still running end now,
+  // then the HTTP server's connection threads are joined.
+  generations.Stop();
   if (http != nullptr) http->Stop();
   rpc::ReleaseAdminAtExit(std::move(*admin));
   return code;

@@ -306,6 +306,18 @@ std::optional<ApiError> ParseSpeculation(const json& v, v1::SpeculationOverride*
       if (val.is_string()) {
         o->set_tree_choices(val.get<std::string>());
       } else if (val.is_array()) {
+        // Paths of child indices, [[0], [1], [0, 0], ...]; the shape is checked before it is
+        // serialized (a deeply nested value would exhaust the serializer's recursion).
+        for (const json& path : val) {
+          if (!path.is_array()) {
+            return Invalid(field, absl::StrCat("'", field, "' must be an array of paths"));
+          }
+          for (const json& i : path) {
+            if (!i.is_number_integer()) {
+              return Invalid(field, absl::StrCat("'", field, "': a path holds integers"));
+            }
+          }
+        }
         o->set_tree_choices(val.dump());
       } else {
         return Invalid(field, absl::StrCat("'", field, "' must be an array of paths"));

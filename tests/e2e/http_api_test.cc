@@ -4,6 +4,7 @@
 // tokens and admission, request ids in the logs; then the official `openai` Python client and
 // curl against it (each skipped, with the reason, where it is not installed).
 #include <httplib.h>
+#include <signal.h>
 
 #include <atomic>
 #include <cstdio>
@@ -83,7 +84,8 @@ class HttpApi {
   // Reads a server-sent event stream; `keep_going` (optional) sees the number of text events so
   // far and may return false to drop the connection.
   HttpReply Stream(const std::string& path, const json& body,
-                   const std::function<bool(int)>& keep_going = nullptr) const {
+                   const std::function<bool(int)>& keep_going = nullptr,
+                   const httplib::Headers& extra = {}) const {
     httplib::Client cli("127.0.0.1", port_);
     cli.set_read_timeout(std::chrono::seconds(120));
     HttpReply r;
@@ -92,7 +94,7 @@ class HttpApi {
     httplib::Request req;
     req.method = "POST";
     req.path = path;
-    req.headers = Headers({});
+    req.headers = Headers(extra);
     req.set_header("Content-Type", "application/json");
     req.body = body.dump();
     req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
@@ -323,6 +325,24 @@ TEST_F(HttpApiTest, EveryRefusalHasOpenAisStatusAndBodyAndHarmsNoOtherRequest) {
           << e.dump();
     }
   }
+  // Bytes that are not UTF-8 (httplib URL-decodes paths and headers) and a deeply nested value
+  // get answers, not a dead server.
+  EXPECT_EQ(api.Get("/%FF%FE").status, 404);
+  json streamed = ok;
+  streamed["stream"] = true;
+  HttpReply odd_id =
+      api.Stream("/v1/chat/completions", streamed, nullptr, {{"X-Request-Id", "%FF%FEbad id"}});
+  EXPECT_EQ(odd_id.status, 200);
+  EXPECT_TRUE(odd_id.done);
+  EXPECT_NE(odd_id.request_id.find_first_not_of("0123456789abcdef"), 0u);  // a new id
+  EXPECT_EQ(odd_id.request_id.size(), 16u);
+  std::string deep = "[";
+  for (int i = 0; i < 200000; ++i) deep += "[";
+  deep += std::string(200001, ']');
+  HttpReply nested =
+      api.Post("/v1/chat/completions", ok.dump().substr(0, ok.dump().size() - 1) +
+                                           ",\"speculation\":{\"tree_choices\":" + deep + "}}");
+  EXPECT_EQ(nested.status, 400) << nested.body.dump().substr(0, 200);
   // GET on a POST route, POST on a GET route.
   EXPECT_EQ(api.Get("/v1/chat/completions").status, 404);
   EXPECT_EQ(api.Post("/v1/models", "{}").status, 404);
@@ -401,6 +421,37 @@ TEST_F(HttpApiTest, BearerTokensAndAdmission) {
   EXPECT_EQ(busy.body["error"]["type"], "rate_limit_error");
   EXPECT_GE(WaitMetric(d->admin_port, "eagle_drafter_active_generations", 0, 5), 0);
   EXPECT_EQ(api.Post("/v1/chat/completions", body).status, 200);
+}
+
+// SIGTERM with HTTP generations running (one streaming, one not): after --grace_seconds they
+// are cancelled, and the drafter exits 0 soon after, instead of waiting for them to finish.
+TEST_F(HttpApiTest, SigtermEndsRunningHttpGenerationsAfterTheGrace) {
+  const int port = testing::FreePort();
+  auto d = testing::StartDrafter(dir_, verifier_->address(),
+                                 {"--http", "127.0.0.1:" + std::to_string(port),
+                                  "--served_model_name", kModel, "--grace_seconds", "1"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  HttpApi api(port);
+  const json body = ChatBody("Write a very long story about a dragon.", 4000);
+  HttpReply plain, streamed;
+  std::thread a([&] { plain = api.Post("/v1/chat/completions", body.dump()); });
+  std::thread b([&] {
+    json j = body;
+    j["stream"] = true;
+    streamed = api.Stream("/v1/chat/completions", j);
+  });
+  ASSERT_GE(WaitMetric(d->admin_port, "eagle_drafter_active_generations", 2, 30), 0);
+  const auto t0 = Clock::now();
+  d->proc->Signal(SIGTERM);
+  const int code = d->proc->Wait(15);
+  const double took = SecondsSince(t0);
+  a.join();
+  b.join();
+  EXPECT_EQ(code, 0);
+  EXPECT_LT(took, 6.0) << "the drafter waited for its HTTP generations";
+  EXPECT_NE(plain.status, 200);
+  EXPECT_FALSE(streamed.done && streamed.text.size() > 10000);
+  EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 5), 0);
 }
 
 std::string Python() {
