@@ -8,6 +8,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/jinja.h"
+#include "nlohmann/json.hpp"
 
 namespace eagle {
 namespace {
@@ -142,6 +144,31 @@ std::string RenderVicuna(const std::vector<ChatMessage>& messages, bool add_gene
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> RenderJinjaChatTemplate(std::string_view jinja,
+                                                    const std::vector<ChatMessage>& messages,
+                                                    bool add_generation_prompt,
+                                                    std::string_view bos_token,
+                                                    std::string_view eos_token) {
+  auto parsed = jinja::Template::Parse(jinja);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(),
+                        absl::StrCat("chat template: ", parsed.status().message()));
+  }
+  nlohmann::ordered_json context = {{"messages", nlohmann::ordered_json::array()},
+                                    {"add_generation_prompt", add_generation_prompt},
+                                    {"bos_token", std::string(bos_token)},
+                                    {"eos_token", std::string(eos_token)}};
+  for (const ChatMessage& m : messages) {
+    context["messages"].push_back({{"role", m.role}, {"content", m.content}});
+  }
+  auto text = parsed->Render(context);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("chat template: ", text.status().message()));
+  }
+  return text;
+}
 
 absl::StatusOr<ChatTemplateKind> ChatTemplateFromName(std::string_view name) {
   if (name == "chatml") return ChatTemplateKind::kChatML;

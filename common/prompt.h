@@ -18,10 +18,18 @@ std::string DefaultSystemFromJinja(const std::string& jinja);
 
 absl::StatusOr<std::vector<int32_t>> EncodeText(const LlamaModel& model, const std::string& text);
 
-// `kind` defaults to the template recognised in the model's metadata.
+// Renders `messages` with a chat template and encodes them. The template is `kind` when given,
+// else the model's builtin_chat_template() when set, else the model's own Jinja template (as
+// transformers renders it; the text then carries any BOS itself, so none is added). Errors:
+// NOT_FOUND when the model has no template and none is named; the renderer's errors otherwise,
+// with the hint to name a built-in template.
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const LlamaModel& model,
                                                 const std::vector<ChatMessage>& messages,
                                                 std::optional<ChatTemplateKind> kind = {});
+
+// Renders a one-message conversation with the template EncodeChat would use, so that a
+// service can say at start that chat requests will fail (and why).
+absl::Status CheckChatTemplate(const LlamaModel& model);
 
 }  // namespace eagle
 

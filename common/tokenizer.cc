@@ -26,6 +26,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/io/gguf.h"
+#include "common/normalizer.h"
 #include "common/status_macros.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -529,6 +531,12 @@ class BpeTokenizer final : public TokenizerBase {
  public:
   absl::Status Init(const TokenizerData& data) {
     RETURN_IF_ERROR(InitCommon(data));
+    if (!data.normalizer.empty()) {
+      auto spec_json = nlohmann::json::parse(data.normalizer, nullptr, /*allow_exceptions=*/false);
+      if (spec_json.is_discarded()) return absl::InvalidArgumentError("normalizer: invalid JSON");
+      ASSIGN_OR_RETURN(normalizer_, Normalizer::FromJson(spec_json, "normalizer"));
+      if (normalizer_->identity()) normalizer_.reset();
+    }
     ASSIGN_OR_RETURN(PreTokenizerSpec spec, PreTokenizerForName(data.pre));
     ignore_merges_ = spec.ignore_merges;
     for (const std::string& pattern : spec.regexes) {
@@ -589,6 +597,11 @@ class BpeTokenizer final : public TokenizerBase {
     matcher_.Split(
         text, /*allow_control=*/parse_special, /*allow_user=*/true,
         [&](std::string_view raw) {
+          std::string normalized;
+          if (normalizer_ != nullptr) {
+            normalized = normalizer_->Apply(raw);
+            raw = normalized;
+          }
           pieces.assign(1, raw);
           for (size_t r = 0; r < regexes_.size(); ++r) {
             next.clear();
@@ -613,6 +626,7 @@ class BpeTokenizer final : public TokenizerBase {
   }
 
  private:
+  std::shared_ptr<const Normalizer> normalizer_;  // null: none
   struct MergeInfo {
     int32_t rank;
     int32_t id;
@@ -1203,8 +1217,13 @@ absl::Status LoadTokenizerJson(const nlohmann::json& j, const std::string& file,
         absl::StrCat(file, ": model type ", model_type, " is not supported (only BPE)"));
   }
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+    RETURN_IF_ERROR(Normalizer::FromJson(j["normalizer"], file).status());
+    data->normalizer = j["normalizer"].dump();
+  }
+  if (j.contains("decoder") && !j["decoder"].is_null() && JsonTypeOf(j["decoder"]) != "ByteLevel") {
     return absl::UnimplementedError(
-        absl::StrCat(file, ": normalizer ", JsonTypeOf(j["normalizer"]), " is not supported"));
+        absl::StrCat(file, ": decoder ", JsonTypeOf(j["decoder"]),
+                     " is not supported for a byte-level BPE tokenizer (only ByteLevel)"));
   }
   ASSIGN_OR_RETURN(
       data->pre,
@@ -1435,6 +1454,12 @@ absl::StatusOr<TokenizerData> LoadHfTokenizerData(const std::string& dir) {
     if (fs::is_regular_file(config_path, ec)) {
       RETURN_IF_ERROR(ApplyTokenizerConfig(config_path, &data));
     }
+    // transformers >= 4.43 saves the template beside the tokenizer as chat_template.jinja (and
+    // no longer inside tokenizer_config.json); when both exist the file wins, as it does there.
+    const fs::path jinja_path = root / "chat_template.jinja";
+    if (fs::is_regular_file(jinja_path, ec)) {
+      ASSIGN_OR_RETURN(data.chat_template, ReadFile(jinja_path));
+    }
     const fs::path generation_path = root / "generation_config.json";
     if (fs::is_regular_file(generation_path, ec)) {
       RETURN_IF_ERROR(ApplyGenerationConfig(generation_path, &data));
@@ -1469,6 +1494,39 @@ std::string StreamDecoder::Flush() {
   std::string rest;
   rest.swap(pending_);
   return rest;
+}
+
+absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& g) {
+  TokenizerData d;
+  ASSIGN_OR_RETURN(d.model, g.GetString("tokenizer.ggml.model"));
+  if (g.Find("tokenizer.ggml.pre")) {
+    ASSIGN_OR_RETURN(d.pre, g.GetString("tokenizer.ggml.pre"));
+  }
+  const GgufValue* tokens = g.Find("tokenizer.ggml.tokens");
+  if (tokens == nullptr || tokens->strs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no tokenizer.ggml.tokens"));
+  }
+  d.tokens = tokens->strs;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.token_type")) {
+    d.token_types.assign(v->ints.begin(), v->ints.end());
+    if (d.token_types.size() != d.tokens.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(g.path(), ": token_type length mismatch"));
+    }
+  }
+  if (const GgufValue* v = g.Find("tokenizer.ggml.merges")) d.merges = v->strs;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.scores"))
+    d.scores.assign(v->floats.begin(), v->floats.end());
+  if (const GgufValue* v = g.Find("tokenizer.ggml.bos_token_id"))
+    d.bos_id = static_cast<int32_t>(v->i);
+  if (const GgufValue* v = g.Find("tokenizer.ggml.eos_token_id"))
+    d.eos_id = static_cast<int32_t>(v->i);
+  if (const GgufValue* v = g.Find("tokenizer.ggml.eot_token_id"))
+    d.extra_eos_ids.push_back(static_cast<int32_t>(v->i));
+  if (const GgufValue* v = g.Find("tokenizer.ggml.add_bos_token")) d.add_bos = v->i != 0;
+  if (const GgufValue* v = g.Find("tokenizer.ggml.add_space_prefix"))
+    d.add_space_prefix = v->i != 0;
+  if (const GgufValue* v = g.Find("tokenizer.chat_template")) d.chat_template = v->s;
+  return d;
 }
 
 }  // namespace eagle

@@ -17,6 +17,8 @@
 
 namespace eagle {
 
+class GgufFile;
+
 // Everything a tokenizer needs, independent of the file it came from.
 struct TokenizerData {
   std::string model;                 // "gpt2" (byte-level BPE) or "llama" (SentencePiece)
@@ -33,7 +35,9 @@ struct TokenizerData {
   bool add_bos = false;
   bool add_space_prefix =
       true;                   // SentencePiece: prepend "▁" (GGUF tokenizer.ggml.add_space_prefix)
-  std::string chat_template;  // Jinja source from the model, if any (used to pick a template)
+  std::string chat_template;  // Jinja source from the model, if any
+  std::string normalizer;     // tokenizer.json's "normalizer" as JSON text (Hugging Face
+                              // directories; byte-level BPE only); empty = none
 };
 
 class Tokenizer {
@@ -64,6 +68,9 @@ class Tokenizer {
 // Reads a Hugging Face tokenizer directory: tokenizer.json (BPE) or tokenizer.model
 // (SentencePiece), with tokenizer_config.json for bos/eos/chat template when present.
 absl::StatusOr<TokenizerData> LoadHfTokenizerData(const std::string& dir);
+
+// Reads a GGUF file's tokenizer.ggml.* metadata and tokenizer.chat_template.
+absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& gguf);
 
 // Turns a stream of token ids into valid UTF-8 text pieces: bytes of an incomplete UTF-8
 // sequence are held back until the sequence completes.

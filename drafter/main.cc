@@ -12,8 +12,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/chat_template.h"
 #include "common/eagle/cost_model.h"
 #include "common/log.h"
+#include "common/prompt.h"
 #include "common/rpc/convert.h"
 #include "common/rpc/security.h"
 #include "common/rpc/server.h"
@@ -25,6 +27,9 @@ ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
           "draft head; must be the verifier's model (checked by fingerprint)");
 ABSL_FLAG(std::string, head, EAGLE_DEFAULT_HEAD,
           "EAGLE head directory; \"none\" = plain decoding for every request");
+ABSL_FLAG(std::string, chat_template, "",
+          "chat template for message requests: empty = the model's own (Jinja, rendered as "
+          "transformers does), or a built-in one: chatml | llama2 | llama3 | vicuna");
 ABSL_FLAG(std::string, verifier, "127.0.0.1:50051", "the verifier's gRPC address");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9092",
@@ -145,10 +150,22 @@ int Main(int argc, char** argv) {
   ModelOptions mo;
   mo.precision = *precision;
   mo.pool = *pool;
+  if (const std::string name = absl::GetFlag(FLAGS_chat_template); !name.empty()) {
+    if (auto kind = ChatTemplateFromName(name); !kind.ok()) {
+      std::fprintf(stderr, "error: --chat_template: %s\n",
+                   std::string(kind.status().message()).c_str());
+      return 2;
+    }
+  }
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
     return 1;
+  }
+  (*model)->set_builtin_chat_template(absl::GetFlag(FLAGS_chat_template));
+  if (absl::Status s = CheckChatTemplate(**model); !s.ok()) {
+    // Text and token requests still work; message requests will get this error.
+    LogEvent("warn", "chat_template_unusable", {{"error", std::string(s.message())}});
   }
   // The drafter uses the target's embedding and LM head: check them, and the head below, with a
   // forward pass before anything serves (a failed warm-up exits).

@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libsentencepiece-dev libpcre2-dev nlohmann-json3-dev unzip clang-format
+  libsentencepiece-dev libpcre2-dev libutf8proc-dev nlohmann-json3-dev unzip clang-format
   prometheus-cpp-dev libcpp-httplib-dev openssl curl
   "$@"
 )

@@ -12,8 +12,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/chat_template.h"
 #include "common/eagle/cost_model.h"
 #include "common/log.h"
+#include "common/prompt.h"
 #include "common/rpc/security.h"
 #include "common/rpc/server.h"
 #include "common/thread_name.h"
@@ -21,6 +23,9 @@
 
 ABSL_FLAG(std::string, model, EAGLE_DEFAULT_MODEL,
           "target model: a GGUF file or a Hugging Face directory");
+ABSL_FLAG(std::string, chat_template, "",
+          "chat template for message requests: empty = the model's own (Jinja, rendered as "
+          "transformers does), or a built-in one: chatml | llama2 | llama3 | vicuna");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9091",
           "admin HTTP address for Prometheus /metrics (empty = off)");
@@ -82,10 +87,22 @@ int Main(int argc, char** argv) {
   mo.pool = *pool;
   mo.device = absl::GetFlag(FLAGS_device);
   const auto t0 = std::chrono::steady_clock::now();
+  if (const std::string name = absl::GetFlag(FLAGS_chat_template); !name.empty()) {
+    if (auto kind = ChatTemplateFromName(name); !kind.ok()) {
+      std::fprintf(stderr, "error: --chat_template: %s\n",
+                   std::string(kind.status().message()).c_str());
+      return 2;
+    }
+  }
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
     LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
     return 1;
+  }
+  (*model)->set_builtin_chat_template(absl::GetFlag(FLAGS_chat_template));
+  if (absl::Status s = CheckChatTemplate(**model); !s.ok()) {
+    // Text and token requests still work; message requests will get this error.
+    LogEvent("warn", "chat_template_unusable", {{"error", std::string(s.message())}});
   }
   LogEvent(
       "info", "model_loaded",

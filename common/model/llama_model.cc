@@ -89,39 +89,6 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& g) {
   return c;
 }
 
-absl::StatusOr<TokenizerData> TokenizerDataFromGguf(const GgufFile& g) {
-  TokenizerData d;
-  ASSIGN_OR_RETURN(d.model, g.GetString("tokenizer.ggml.model"));
-  if (g.Find("tokenizer.ggml.pre")) {
-    ASSIGN_OR_RETURN(d.pre, g.GetString("tokenizer.ggml.pre"));
-  }
-  const GgufValue* tokens = g.Find("tokenizer.ggml.tokens");
-  if (tokens == nullptr || tokens->strs.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(g.path(), ": no tokenizer.ggml.tokens"));
-  }
-  d.tokens = tokens->strs;
-  if (const GgufValue* v = g.Find("tokenizer.ggml.token_type")) {
-    d.token_types.assign(v->ints.begin(), v->ints.end());
-    if (d.token_types.size() != d.tokens.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(g.path(), ": token_type length mismatch"));
-    }
-  }
-  if (const GgufValue* v = g.Find("tokenizer.ggml.merges")) d.merges = v->strs;
-  if (const GgufValue* v = g.Find("tokenizer.ggml.scores"))
-    d.scores.assign(v->floats.begin(), v->floats.end());
-  if (const GgufValue* v = g.Find("tokenizer.ggml.bos_token_id"))
-    d.bos_id = static_cast<int32_t>(v->i);
-  if (const GgufValue* v = g.Find("tokenizer.ggml.eos_token_id"))
-    d.eos_id = static_cast<int32_t>(v->i);
-  if (const GgufValue* v = g.Find("tokenizer.ggml.eot_token_id"))
-    d.extra_eos_ids.push_back(static_cast<int32_t>(v->i));
-  if (const GgufValue* v = g.Find("tokenizer.ggml.add_bos_token")) d.add_bos = v->i != 0;
-  if (const GgufValue* v = g.Find("tokenizer.ggml.add_space_prefix"))
-    d.add_space_prefix = v->i != 0;
-  if (const GgufValue* v = g.Find("tokenizer.chat_template")) d.chat_template = v->s;
-  return d;
-}
-
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
@@ -178,15 +145,19 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     }
     if (st->FindTensor("lm_head.weight") == nullptr) config.tied_embeddings = true;
     std::unique_ptr<Tokenizer> tok;
+    std::string chat_template;
     if (auto data = LoadHfTokenizerData(path); data.ok()) {
+      chat_template = data->chat_template;
       ASSIGN_OR_RETURN(tok, Tokenizer::Create(*std::move(data)));
     } else if (!absl::IsNotFound(data.status())) {
       return data.status();
     }
     SafetensorsSet* raw = st.get();
-    return Create(
+    auto model = Create(
         config, [raw](const std::string& n) { return raw->FindTensor(n); }, st, std::move(tok),
         options);
+    if (model.ok()) (*model)->chat_template_ = std::move(chat_template);
+    return model;
   }
   std::shared_ptr<GgufFile> g;
   {

@@ -82,8 +82,13 @@ class LlamaModel {
 
   const LlamaConfig& config() const { return config_; }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
-  // Chat template text from the model, if any.
+  // Chat template text (Jinja) from the model, if any.
   const std::string& chat_template() const { return chat_template_; }
+  // A built-in chat template by name ("chatml", "llama2", "llama3", "vicuna") that EncodeChat
+  // uses instead of the model's own; empty (the default) = the model's own. Set once after
+  // Load, before the model is shared (the services' --chat_template).
+  void set_builtin_chat_template(std::string name) { builtin_chat_template_ = std::move(name); }
+  const std::string& builtin_chat_template() const { return builtin_chat_template_; }
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const;
   // Bytes of weights read per decoded token (all matrices as held + one embedding row).
   int64_t weight_bytes() const { return backend().weight_bytes(); }
@@ -134,6 +139,7 @@ class LlamaModel {
   std::shared_ptr<void> keepalive_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string chat_template_;
+  std::string builtin_chat_template_;
   std::unique_ptr<CpuBackend> cpu_;
   std::unique_ptr<ModelBackend> device_;  // null: the forward pass runs on cpu_ (after cpu_:
                                           // destroyed first, it reads cpu_'s weights)

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "common/io/safetensors.h"
 #include "common/model/llama_model.h"
+#include "common/prompt.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 
@@ -231,6 +232,62 @@ TEST(CheckpointTest, HuggingFaceDirAndGgufAgree) {
     for (size_t i = 0; i < a->logits.size(); ++i)
       ASSERT_NEAR(a->logits[i], b->logits[i], 1e-4) << i;
   }
+}
+
+// A Hugging Face directory as transformers >= 4.43 saves it: tokenizer.json with an empty
+// normalizer Sequence, tokenizer_config.json without a template, and chat_template.jinja. Chat
+// requests render the model's own template; a built-in one is the explicit fallback; a template
+// outside the renderer's subset fails with its construct named, and no template with NOT_FOUND.
+TEST(CheckpointTest, HuggingFaceDirectoryRendersItsOwnChatTemplate) {
+  testing::TinyConfig c;
+  c.vocab = 49152;  // SmolLM2's tokenizer
+  const std::string dir = testing::TempDir();
+  ASSERT_TRUE(testing::WriteTinyHfDir(c, dir).ok());
+  const std::string data = std::string(EAGLE_TEST_DATA_DIR);
+  nlohmann::json tokenizer;
+  {
+    std::ifstream in(data + "/smollm2_tokenizer.json");
+    tokenizer = nlohmann::json::parse(in);
+  }
+  tokenizer["normalizer"] = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}};
+  std::ofstream(dir + "/tokenizer.json") << tokenizer.dump();
+  std::ofstream(dir + "/tokenizer_config.json")
+      << R"({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "add_bos_token": false})";
+
+  {  // No template anywhere: chat requests are refused, a named built-in one still works.
+    auto model = LlamaModel::Load(dir, F32Options());
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto ids = EncodeChat(**model, {{"user", "Hi"}});
+    EXPECT_TRUE(absl::IsNotFound(ids.status())) << ids.status();
+    EXPECT_TRUE(EncodeChat(**model, {{"user", "Hi"}}, ChatTemplateKind::kChatML).ok());
+  }
+  std::filesystem::copy_file(data + "/chat_templates/smollm2.jinja", dir + "/chat_template.jinja");
+  auto model = LlamaModel::Load(dir, F32Options());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::vector<ChatMessage> chat = {{"user", "What is 2+2?"}};
+  auto ids = EncodeChat(**model, chat);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  const std::string want =
+      "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+      "Face<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(*ids, (*model)->tokenizer()->Encode(want, /*parse_special=*/true));
+  EXPECT_TRUE(CheckChatTemplate(**model).ok());
+  (*model)->set_builtin_chat_template("chatml");  // the same format by the built-in renderer
+  EXPECT_EQ(*EncodeChat(**model, chat), *ids);
+
+  std::ofstream(dir + "/chat_template.jinja")
+      << "{% macro turn(m) %}{{ m.content }}{% endmacro %}{% for m in messages %}{{ turn(m) }}"
+         "{% endfor %}";
+  model = LlamaModel::Load(dir, F32Options());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto refused = EncodeChat(**model, chat);
+  EXPECT_TRUE(absl::IsUnimplemented(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "statement 'macro'"))
+      << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "name a built-in template"));
+  EXPECT_FALSE(CheckChatTemplate(**model).ok());
+  (*model)->set_builtin_chat_template("chatml");
+  EXPECT_TRUE(EncodeChat(**model, chat).ok());
 }
 
 TEST(CheckpointTest, MismatchedShapesAreNamed) {

@@ -179,6 +179,102 @@ TEST_F(SmolLm2TokenizerTest, OtherPreTokenizersMatchHuggingFace) {
   }
 }
 
+// tokenizer.json normalizers (NFC for Qwen2, the empty Sequence transformers writes for a GGUF
+// vocabulary, and the rest) read from disk as users' directories hold them, against Hugging Face
+// `tokenizers` (tests/data/tokenizer_golden_normalizers.jsonl, tools/make_normalizer_golden.py).
+TEST_F(SmolLm2TokenizerTest, NormalizersMatchHuggingFace) {
+  nlohmann::json base;
+  {
+    std::ifstream in(DataPath("smollm2_tokenizer.json"));
+    base = nlohmann::json::parse(in);
+  }
+  std::ifstream in(DataPath("tokenizer_golden_normalizers.jsonl"));
+  std::string current;
+  std::unique_ptr<Tokenizer> tokenizer;
+  int lines = 0, normalizers = 0, changed = 0;
+  TempDir dir;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const nlohmann::json g = nlohmann::json::parse(line);
+    if (g["normalizer"].dump() != current) {
+      current = g["normalizer"].dump();
+      nlohmann::json spec = base;
+      spec["normalizer"] = g["normalizer"];
+      std::ofstream(dir.path() / "tokenizer.json") << spec.dump();
+      auto data = LoadHfTokenizerData(dir.path().string());
+      ASSERT_TRUE(data.ok()) << data.status() << " for " << current;
+      auto created = Tokenizer::Create(*std::move(data));
+      ASSERT_TRUE(created.ok()) << created.status();
+      tokenizer = *std::move(created);
+      ++normalizers;
+    }
+    const std::string text = g["text"].get<std::string>();
+    const std::vector<int32_t> want = g["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tokenizer->Encode(text, /*parse_special=*/true), want)
+        << current << ": text (hex) " << Hex(text) << ": " << text;
+    // Negative control: the normalizer matters for this text when the plain tokenizer differs.
+    if (tokenizer_->Encode(text, /*parse_special=*/true) != want) ++changed;
+    ++lines;
+  }
+  EXPECT_GE(normalizers, 14);
+  EXPECT_GE(lines, 700);
+  EXPECT_GE(changed, 150) << "the golden texts hardly exercise the normalizers";
+}
+
+TEST(HfLoadTest, RefusesUnsupportedNormalizersAndDecodersByName) {
+  TempDir dir;
+  const std::pair<const char*, const char*> cases[] = {
+      {R"("normalizer": {"type": "BertNormalizer", "lowercase": true})",
+       "normalizer BertNormalizer"},
+      {R"("normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled"}]})",
+       "normalizer Precompiled"},
+      {R"("normalizer": {"type": "Replace", "pattern": {"Regex": "("}, "content": ""})",
+       "normalizer Replace: regex"},
+      {R"("decoder": {"type": "Metaspace", "replacement": "_"})", "decoder Metaspace"},
+  };
+  for (const auto& [field, message] : cases) {
+    {
+      std::ofstream out(dir.path() / "tokenizer.json");
+      out << R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, )"
+          << R"("pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}, )" << field
+          << "}";
+    }
+    auto data = LoadHfTokenizerData(dir.path().string());
+    ASSERT_FALSE(data.ok()) << field;
+    EXPECT_NE(data.status().message().find(message), std::string::npos) << data.status();
+    EXPECT_NE(data.status().message().find("tokenizer.json"), std::string::npos) << data.status();
+  }
+}
+
+// A directory as transformers >= 4.43 saves it: the template in chat_template.jinja, none in
+// tokenizer_config.json, and an empty normalizer Sequence.
+TEST(HfLoadTest, ReadsChatTemplateJinjaBesideTheTokenizer) {
+  TempDir dir;
+  nlohmann::json spec;
+  {
+    std::ifstream in(DataPath("smollm2_tokenizer.json"));
+    spec = nlohmann::json::parse(in);
+  }
+  spec["normalizer"] = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}};
+  std::ofstream(dir.path() / "tokenizer.json") << spec.dump();
+  std::ofstream(dir.path() / "tokenizer_config.json")
+      << R"({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"})";
+  auto data = LoadHfTokenizerData(dir.path().string());
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_TRUE(data->chat_template.empty());
+  fs::copy_file(DataPath("chat_templates/smollm2.jinja"), dir.path() / "chat_template.jinja");
+  data = LoadHfTokenizerData(dir.path().string());
+  ASSERT_TRUE(data.ok()) << data.status();
+  std::ifstream in(DataPath("chat_templates/smollm2.jinja"));
+  const std::string want((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(data->chat_template, want);
+  auto rendered = RenderJinjaChatTemplate(data->chat_template, {{"user", "Hi"}}, true, "", "");
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_EQ(*rendered,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+            "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST_F(SmolLm2TokenizerTest, SpecialTokensAsTextWithoutParseSpecial) {
   const std::string text = "<|im_start|>user\nhi<|im_end|>";
   const std::vector<int32_t> with = tokenizer_->Encode(text, /*parse_special=*/true);

@@ -41,7 +41,7 @@ Default model: the SmolLM2-135M-Instruct GGUF fetched by scripts/fetch_model.sh.
 generate options:
   --chat               wrap the prompt in the model's chat template as a user message
   --system TEXT        system message (with --chat)
-  --template NAME      chatml | llama2 | llama3 | vicuna (default: from the model)
+  --template NAME      chatml | llama2 | llama3 | vicuna (default: the model's own template)
   --max-tokens N       tokens to generate (default 128)
   --temperature T      0 = greedy (default 0)
   --top-k K            keep the K most likely tokens (0 = all)
