@@ -1561,6 +1561,8 @@ namespace {
 
 enum class Flow { kNormal, kBreak, kContinue };
 
+// The argument at `pos` or named `name`, else `fallback`. The result may be `fallback` itself:
+// bind it by value where `fallback` is a temporary (Value::Int(-1)), or it dangles.
 const Value& Arg(const Args& args, const Kwargs& kwargs, size_t pos, std::string_view name,
                  const Value& fallback) {
   if (pos < args.size()) return args[pos];
@@ -1886,7 +1888,7 @@ Value CallMethod(const Value& self, const std::string& name, const Args& args, c
     if (name == "rstrip")
       return Value::String(Strip(s, Arg(args, kwargs, 0, "chars", kNone), false, true));
     if (name == "split" || name == "rsplit") {
-      const Value& max = Arg(args, kwargs, 1, "maxsplit", Value::Int(-1));
+      const Value max = Arg(args, kwargs, 1, "maxsplit", Value::Int(-1));
       return SplitString(s, Arg(args, kwargs, 0, "sep", kNone), AsInt(max, line, "maxsplit"),
                          name == "rsplit", line);
     }
@@ -2089,12 +2091,13 @@ class Renderer {
     auto make_dict = [](const Args& a, const Kwargs& kw, bool ns) {
       Dict d;
       if (!a.empty() && a[0].is(Value::Kind::kDict)) d = a[0].dict();
-      for (const auto& [k, v] : kw) {
-        auto it = std::find_if(d.begin(), d.end(), [&](const auto& e) { return e.first == k; });
+      for (const auto& kv : kw) {
+        const auto& key = kv.first;
+        auto it = std::find_if(d.begin(), d.end(), [&](const auto& e) { return e.first == key; });
         if (it != d.end()) {
-          it->second = v;
+          it->second = kv.second;
         } else {
-          d.emplace_back(k, v);
+          d.emplace_back(key, kv.second);
         }
       }
       return Value::MakeDict(std::move(d), ns);
@@ -2625,7 +2628,7 @@ class Renderer {
       return total;
     }
     if (name == "indent") {
-      const Value& width = Arg(a, kw, 0, "width", Value::Int(4));
+      const Value width = Arg(a, kw, 0, "width", Value::Int(4));
       const std::string indention = width.is(Value::Kind::kString)
                                         ? width.s()
                                         : std::string(AsInt(width, line, "indent width"), ' ');

@@ -61,7 +61,9 @@ class Template {
   // Renders with the variables of `context` (a JSON object: messages, add_generation_prompt,
   // bos_token, ...). Errors: INVALID_ARGUMENT when the template calls raise_exception (its
   // message, verbatim) or an operation fails at run time (a type error, an undefined value's
-  // attribute, a call of something that is not a function); RESOURCE_EXHAUSTED past `limits`.
+  // attribute, a call of something that is not a function); RESOURCE_EXHAUSTED past `limits`;
+  // UNIMPLEMENTED for a test or filter outside the subset named by a string at run time
+  // (select, reject, selectattr, rejectattr, map).
   absl::StatusOr<std::string> Render(const nlohmann::ordered_json& context,
                                      const RenderLimits& limits = {}) const;
 
