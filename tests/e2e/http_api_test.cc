@@ -22,28 +22,10 @@ namespace {
 
 using nlohmann::json;
 using testing::Generation;
+using testing::HeldOutPrompts;
 using testing::Metric;
 using testing::Service;
-
-std::vector<std::string> HeldOutPrompts(int n) {
-  std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
-  std::vector<std::string> out;
-  std::string line;
-  while (static_cast<int>(out.size()) < n && std::getline(in, line)) {
-    const std::string p = json::parse(line)["prompt"].get<std::string>();
-    if (p.size() < 1500) out.push_back(p);
-  }
-  return out;
-}
-
-double WaitMetric(int admin, const std::string& name, double value, double timeout) {
-  const auto t0 = Clock::now();
-  while (SecondsSince(t0) < timeout) {
-    if (Metric(admin, name) == value) return SecondsSince(t0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return -1;
-}
+using testing::WaitMetric;
 
 struct HttpReply {
   int status = -1;

@@ -24,20 +24,10 @@ namespace eagle {
 namespace {
 
 using testing::Generation;
+using testing::HeldOutPrompts;
 using testing::Metric;
 using testing::Service;
-
-std::vector<std::string> HeldOutPrompts(int n) {
-  std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
-  std::vector<std::string> out;
-  std::string line;
-  while (static_cast<int>(out.size()) < n && std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    const std::string p = j["prompt"].get<std::string>();
-    if (p.size() < 1500) out.push_back(p);
-  }
-  return out;
-}
+using testing::WaitMetric;
 
 v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
   v1::GenerateRequest r;
@@ -46,18 +36,6 @@ v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
   m->set_content(prompt);
   r.set_max_tokens(max_tokens);
   return r;
-}
-
-// Waits until a metric reaches `value`; returns the seconds it took, or -1.
-double WaitMetric(int admin, const std::string& name, double value, double timeout) {
-  const auto t0 = Clock::now();
-  while (SecondsSince(t0) < timeout) {
-    if (Metric(admin, name) == value) {
-      return SecondsSince(t0);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return -1;
 }
 
 class ServicesTest : public ::testing::Test {

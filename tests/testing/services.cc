@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "common/rpc/convert.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "nlohmann/json.hpp"
 
 extern char** environ;
 
@@ -190,6 +191,27 @@ absl::StatusOr<std::unique_ptr<Process>> StartVerifierRaw(const std::string& dir
   std::vector<std::string> argv = {EAGLE_VERIFIER};
   argv.insert(argv.end(), args.begin(), args.end());
   return Process::Start(argv, dir + "/verifier_raw.log");
+}
+
+double WaitMetric(int admin_port, const std::string& name, double value, double timeout_s) {
+  const auto t0 = Clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  while (seconds() < timeout_s) {
+    if (Metric(admin_port, name) == value) return seconds();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+std::vector<std::string> HeldOutPrompts(int n) {
+  std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
+  std::vector<std::string> out;
+  std::string line;
+  while (static_cast<int>(out.size()) < n && std::getline(in, line)) {
+    const std::string p = nlohmann::json::parse(line)["prompt"].get<std::string>();
+    if (p.size() < 1500) out.push_back(p);
+  }
+  return out;
 }
 
 double Metric(int admin_port, const std::string& name) {

@@ -66,6 +66,11 @@ std::string Health(const std::string& address, const rpc::ClientCredentials& cre
 // The value of a metric line `name` (with its labels, e.g. `foo{a="b"}`) from /metrics; -1 if
 // absent or the scrape failed.
 double Metric(int admin_port, const std::string& name);
+// Polls Metric every 20 ms until it equals `value`: the seconds that took, or -1 after
+// `timeout_s`.
+double WaitMetric(int admin_port, const std::string& name, double value, double timeout_s);
+// The first `n` prompts of tests/data/heldout_prompts.jsonl that are under 1,500 bytes.
+std::vector<std::string> HeldOutPrompts(int n);
 
 std::unique_ptr<v1::Drafter::Stub> DrafterStub(const std::string& address);
 std::unique_ptr<v1::Verifier::Stub> VerifierStub(const std::string& address);
