@@ -4,7 +4,9 @@
 // (leftmost-longest), the pre-tokenizer regexes (PCRE2 in UTF+UCP mode standing in for
 // Oniguruma) are applied one after another with "isolated" behaviour, each piece is mapped
 // through the GPT-2 byte alphabet and merged by rank with the same priority queue and tie-breaking
-// as tokenizers' `Word::merge_all`.
+// as tokenizers' `Word::merge_all`. SentencePiece vocabularies read from tokenizer.json (no
+// tokenizer.model) follow tokenizers too: Metaspace pre-tokenizer, BPE over Unicode characters
+// with byte fallback, the same merge loop, and the PieceDecoder.
 #include "common/tokenizer.h"
 
 #include <algorithm>
@@ -28,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/io/gguf.h"
 #include "common/normalizer.h"
+#include "common/piece_decoder.h"
 #include "common/status_macros.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -525,6 +528,118 @@ class TokenizerBase : public Tokenizer {
 };
 
 // ---------------------------------------------------------------------------------------------
+// BPE merges by rank, shared by both BPE kinds: tokenizers' `Word::merge_all`, with its priority
+// queue and tie-breaking (lowest rank first, then leftmost position).
+
+class BpeMerges {
+ public:
+  struct Symbol {
+    int32_t id;
+    int32_t prev;
+    int32_t next;
+    bool alive;
+  };
+  struct Candidate {
+    int32_t rank;
+    int32_t pos;
+    int32_t new_id;
+    bool operator<(const Candidate& o) const {
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+  // Per-call buffers, reused across the words of one Encode.
+  struct Scratch {
+    std::vector<int32_t> initial;
+    std::vector<Symbol> symbols;
+    std::vector<Candidate> heap;
+    std::string mapped;
+  };
+
+  // `merges` are "a b" in rank order. A merge whose parts or result are not in the vocabulary is
+  // skipped (Hugging Face refuses such merges at load time; GGUF vocabularies rarely have them,
+  // and llama.cpp skips them at run time); a repeated pair takes its last rank, as in tokenizers'
+  // merge map.
+  absl::Status Build(const std::vector<std::string>& merges,
+                     const std::unordered_map<std::string, int32_t>& token_to_id) {
+    table_.reserve(merges.size());
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+      const std::string& merge = merges[rank];
+      const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string::npos;
+      if (space == std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("BPE merge ", rank, " '", merge, "' is not of the form 'a b'"));
+      }
+      const std::string left = merge.substr(0, space);
+      const std::string right = merge.substr(space + 1);
+      const auto l = token_to_id.find(left);
+      const auto r = token_to_id.find(right);
+      const auto m = token_to_id.find(left + right);
+      if (l == token_to_id.end() || r == token_to_id.end() || m == token_to_id.end()) continue;
+      table_.insert_or_assign(PairKey(l->second, r->second),
+                              MergeInfo{static_cast<int32_t>(rank), m->second});
+    }
+    return absl::OkStatus();
+  }
+
+  // Merges a word's initial symbols (`ids`) and appends the result to `out`.
+  void Merge(const std::vector<int32_t>& ids, Scratch* scratch, std::vector<int32_t>* out) const {
+    if (ids.empty()) return;
+    std::vector<Symbol>& symbols = scratch->symbols;
+    symbols.clear();
+    for (const int32_t id : ids) {
+      const auto index = static_cast<int32_t>(symbols.size());
+      symbols.push_back(Symbol{id, index - 1, index + 1, true});
+    }
+    symbols.back().next = -1;
+
+    std::vector<Candidate>& heap = scratch->heap;
+    heap.clear();
+    auto push = [&](int32_t pos) {
+      const int32_t next = symbols[pos].next;
+      if (next < 0) return;
+      if (const MergeInfo* m = Find(symbols[pos].id, symbols[next].id)) {
+        heap.push_back(Candidate{m->rank, pos, m->id});
+        std::push_heap(heap.begin(), heap.end());
+      }
+    };
+    for (int32_t pos = 0; pos + 1 < static_cast<int32_t>(symbols.size()); ++pos) push(pos);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end());
+      const Candidate top = heap.back();
+      heap.pop_back();
+      Symbol& sym = symbols[top.pos];
+      if (!sym.alive || sym.next < 0) continue;
+      Symbol& right = symbols[sym.next];
+      const MergeInfo* m = Find(sym.id, right.id);
+      if (m == nullptr || m->id != top.new_id) continue;
+      sym.id = top.new_id;
+      right.alive = false;
+      sym.next = right.next;
+      if (sym.next >= 0) symbols[sym.next].prev = top.pos;
+      if (sym.prev >= 0) push(sym.prev);
+      push(top.pos);
+    }
+    for (int32_t pos = 0; pos >= 0; pos = symbols[pos].next) out->push_back(symbols[pos].id);
+  }
+
+ private:
+  struct MergeInfo {
+    int32_t rank;
+    int32_t id;
+  };
+  static uint64_t PairKey(int32_t left, int32_t right) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
+           static_cast<uint32_t>(right);
+  }
+  const MergeInfo* Find(int32_t left, int32_t right) const {
+    const auto it = table_.find(PairKey(left, right));
+    return it == table_.end() ? nullptr : &it->second;
+  }
+
+  std::unordered_map<uint64_t, MergeInfo> table_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Byte-level BPE.
 
 class BpeTokenizer final : public TokenizerBase {
@@ -551,26 +666,7 @@ class BpeTokenizer final : public TokenizerBase {
       byte_token_[b] = it == token_to_id_.end() ? -1 : it->second;
     }
 
-    merges_.reserve(data.merges.size());
-    for (size_t rank = 0; rank < data.merges.size(); ++rank) {
-      const std::string& merge = data.merges[rank];
-      const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string::npos;
-      if (space == std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("BPE merge ", rank, " '", merge, "' is not of the form 'a b'"));
-      }
-      const std::string left = merge.substr(0, space);
-      const std::string right = merge.substr(space + 1);
-      const auto l = token_to_id_.find(left);
-      const auto r = token_to_id_.find(right);
-      const auto m = token_to_id_.find(left + right);
-      // Hugging Face refuses such merges at load time; GGUF vocabularies rarely have them, and
-      // llama.cpp skips them at run time, so they are skipped here too.
-      if (l == token_to_id_.end() || r == token_to_id_.end() || m == token_to_id_.end()) continue;
-      // A repeated pair takes its last rank, as in tokenizers' merge map.
-      merges_.insert_or_assign(PairKey(l->second, r->second),
-                               MergeInfo{static_cast<int32_t>(rank), m->second});
-    }
+    RETURN_IF_ERROR(merges_.Build(data.merges, token_to_id_));
 
     // As tokenizers' ByteLevel decoder, for added tokens too: a token whose characters are all
     // in the byte alphabet decodes to those bytes, any other token to its text.
@@ -591,7 +687,7 @@ class BpeTokenizer final : public TokenizerBase {
     }
     std::vector<std::string_view> pieces;
     std::vector<std::string_view> next;
-    Scratch scratch;
+    BpeMerges::Scratch scratch;
     // Hugging Face always splits out non-special added tokens; special ones unless
     // split_special_tokens (here: !parse_special).
     matcher_.Split(
@@ -627,42 +723,9 @@ class BpeTokenizer final : public TokenizerBase {
 
  private:
   std::shared_ptr<const Normalizer> normalizer_;  // null: none
-  struct MergeInfo {
-    int32_t rank;
-    int32_t id;
-  };
-  struct Symbol {
-    int32_t id;
-    int32_t prev;
-    int32_t next;
-    bool alive;
-  };
-  struct Candidate {
-    int32_t rank;
-    int32_t pos;
-    int32_t new_id;
-    // Priority-queue order: lowest rank first, then leftmost position (tokenizers' Merge::cmp).
-    bool operator<(const Candidate& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
-  };
-  struct Scratch {
-    std::vector<Symbol> symbols;
-    std::vector<Candidate> heap;
-    std::string mapped;
-  };
 
-  static uint64_t PairKey(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-           static_cast<uint32_t>(right);
-  }
-
-  const MergeInfo* FindMerge(int32_t left, int32_t right) const {
-    const auto it = merges_.find(PairKey(left, right));
-    return it == merges_.end() ? nullptr : &it->second;
-  }
-
-  void EncodeWord(std::string_view word, Scratch* scratch, std::vector<int32_t>* out) const {
+  void EncodeWord(std::string_view word, BpeMerges::Scratch* scratch,
+                  std::vector<int32_t>* out) const {
     if (word.empty()) return;
     if (ignore_merges_) {
       const ByteAlphabet& alphabet = GetByteAlphabet();
@@ -674,51 +737,19 @@ class BpeTokenizer final : public TokenizerBase {
         return;
       }
     }
-    std::vector<Symbol>& symbols = scratch->symbols;
+    std::vector<int32_t>& symbols = scratch->initial;
     symbols.clear();
     for (const char c : word) {
       const int32_t id = byte_token_[static_cast<unsigned char>(c)];
-      if (id < 0) continue;  // Byte missing from the vocabulary: dropped, as tokenizers does.
-      const auto index = static_cast<int32_t>(symbols.size());
-      symbols.push_back(Symbol{id, index - 1, index + 1, true});
+      if (id >= 0) symbols.push_back(id);  // A byte missing from the vocabulary is dropped.
     }
-    if (symbols.empty()) return;
-    symbols.back().next = -1;
-
-    std::vector<Candidate>& heap = scratch->heap;
-    heap.clear();
-    auto push = [&](int32_t pos) {
-      const int32_t next = symbols[pos].next;
-      if (next < 0) return;
-      if (const MergeInfo* m = FindMerge(symbols[pos].id, symbols[next].id)) {
-        heap.push_back(Candidate{m->rank, pos, m->id});
-        std::push_heap(heap.begin(), heap.end());
-      }
-    };
-    for (int32_t pos = 0; pos + 1 < static_cast<int32_t>(symbols.size()); ++pos) push(pos);
-    while (!heap.empty()) {
-      std::pop_heap(heap.begin(), heap.end());
-      const Candidate top = heap.back();
-      heap.pop_back();
-      Symbol& sym = symbols[top.pos];
-      if (!sym.alive || sym.next < 0) continue;
-      Symbol& right = symbols[sym.next];
-      const MergeInfo* m = FindMerge(sym.id, right.id);
-      if (m == nullptr || m->id != top.new_id) continue;
-      sym.id = top.new_id;
-      right.alive = false;
-      sym.next = right.next;
-      if (sym.next >= 0) symbols[sym.next].prev = top.pos;
-      if (sym.prev >= 0) push(sym.prev);
-      push(top.pos);
-    }
-    for (int32_t pos = 0; pos >= 0; pos = symbols[pos].next) out->push_back(symbols[pos].id);
+    merges_.Merge(symbols, scratch, out);
   }
 
   std::vector<std::unique_ptr<Regex>> regexes_;
   bool ignore_merges_ = false;
   std::array<int32_t, 256> byte_token_{};
-  std::unordered_map<uint64_t, MergeInfo> merges_;
+  BpeMerges merges_;
   AddedTokenMatcher matcher_;
 };
 
@@ -1100,6 +1131,217 @@ class SpmTokenizer final : public TokenizerBase {
 };
 
 // ---------------------------------------------------------------------------------------------
+// SentencePiece vocabularies as Hugging Face writes them into tokenizer.json (LLaMA-2, Mistral,
+// TinyLlama, ...): after the normalizer (Prepend/Replace in the legacy conversion) and the
+// Metaspace pre-tokenizer (or none), each word is split into Unicode characters, a character
+// without a token becomes its <0xXX> byte tokens (byte fallback) or the unknown token, and the
+// symbols are merged by rank; the tokens decode through the PieceDecoder. As tokenizers'
+// Metaspace::pre_tokenize and BPE::merge_word, quirks included (an unknown character pending
+// before a byte-fallback character is emitted after it).
+
+struct MetaspaceSpec {
+  enum class Prepend { kAlways, kFirst, kNever };
+  bool enabled = false;  // false: no pre-tokenizer, each piece is one word
+  std::string replacement;
+  Prepend prepend = Prepend::kAlways;
+  bool split = true;
+};
+
+absl::StatusOr<MetaspaceSpec> ParseMetaspace(const nlohmann::json& j, const std::string& file) {
+  MetaspaceSpec spec;
+  if (j.is_null()) return spec;
+  const std::string type = j.is_object() && j.contains("type") && j["type"].is_string()
+                               ? j["type"].get<std::string>()
+                               : j.dump().substr(0, 100);
+  if (type != "Metaspace") {
+    return absl::UnimplementedError(absl::StrCat(
+        file, ": pre_tokenizer ", type,
+        " is not supported for a SentencePiece-style tokenizer (only Metaspace or none)"));
+  }
+  spec.enabled = true;
+  if (!j.contains("replacement") || !j["replacement"].is_string() ||
+      j["replacement"].get<std::string>().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": pre_tokenizer Metaspace: no \"replacement\" string"));
+  }
+  spec.replacement = j["replacement"].get<std::string>();
+  size_t end = 0;
+  uint32_t cp = 0;
+  if (!NextCodePoint(spec.replacement, &end, &cp) || end != spec.replacement.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": pre_tokenizer Metaspace: \"replacement\" must be one character, got '",
+        spec.replacement, "'"));
+  }
+  if (j.contains("prepend_scheme")) {
+    const nlohmann::json& scheme = j["prepend_scheme"];
+    if (scheme == "always") {
+      spec.prepend = MetaspaceSpec::Prepend::kAlways;
+    } else if (scheme == "first") {
+      spec.prepend = MetaspaceSpec::Prepend::kFirst;
+    } else if (scheme == "never") {
+      spec.prepend = MetaspaceSpec::Prepend::kNever;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file,
+                       ": pre_tokenizer Metaspace: prepend_scheme must be \"always\", \"first\" or "
+                       "\"never\", got ",
+                       scheme.dump()));
+    }
+  } else if (!j.value("add_prefix_space", true)) {  // the field before tokenizers 0.19
+    spec.prepend = MetaspaceSpec::Prepend::kNever;
+  }
+  spec.split = j.value("split", true);
+  return spec;
+}
+
+class SpmBpeTokenizer final : public TokenizerBase {
+ public:
+  absl::Status Init(const TokenizerData& data) {
+    RETURN_IF_ERROR(InitCommon(data));
+    auto parse = [](const std::string& text, const char* what) -> absl::StatusOr<nlohmann::json> {
+      if (text.empty()) return nlohmann::json();
+      nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON"));
+      return j;
+    };
+    ASSIGN_OR_RETURN(const nlohmann::json normalizer, parse(data.normalizer, "normalizer"));
+    ASSIGN_OR_RETURN(normalizer_, Normalizer::FromJson(normalizer, "normalizer"));
+    if (normalizer_->identity()) normalizer_.reset();
+    ASSIGN_OR_RETURN(const nlohmann::json pre, parse(data.pre_tokenizer, "pre_tokenizer"));
+    ASSIGN_OR_RETURN(metaspace_, ParseMetaspace(pre, "pre_tokenizer"));
+    ASSIGN_OR_RETURN(const nlohmann::json decoder, parse(data.decoder, "decoder"));
+    ASSIGN_OR_RETURN(decoder_, PieceDecoder::FromJson(decoder, "decoder"));
+    if (data.unk_id >= vocab_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer unknown-token id ", data.unk_id, " is outside the vocabulary"));
+    }
+    unk_id_ = data.unk_id;
+    fuse_unk_ = data.fuse_unk;
+    ignore_merges_ = data.ignore_merges;
+    byte_token_.fill(-1);
+    if (data.byte_fallback) {
+      for (int b = 0; b < 256; ++b) {
+        static constexpr char kHex[] = "0123456789ABCDEF";
+        const std::string name = {'<', '0', 'x', kHex[b >> 4], kHex[b & 15], '>'};
+        const auto it = token_to_id_.find(name);
+        if (it != token_to_id_.end()) byte_token_[b] = it->second;
+      }
+    }
+    RETURN_IF_ERROR(merges_.Build(data.merges, token_to_id_));
+    token_bytes_.resize(tokens_.size());
+    for (size_t id = 0; id < tokens_.size(); ++id) {
+      token_bytes_[id] = decoder_->TokenBytes(tokens_[id]);
+    }
+    FillMatcher(/*add_control=*/true, /*add_user=*/true, &matcher_);
+    return absl::OkStatus();
+  }
+
+  std::vector<int32_t> Encode(std::string_view text, bool parse_special) const override {
+    std::vector<int32_t> ids;
+    BpeMerges::Scratch scratch;
+    matcher_.Split(
+        text, /*allow_control=*/parse_special, /*allow_user=*/true,
+        [&](std::string_view raw) {
+          const bool at_start = raw.data() == text.data();
+          std::string piece = normalizer_ != nullptr ? normalizer_->Apply(raw) : std::string(raw);
+          if (piece.empty()) return;  // tokenizers drops empty splits
+          if (!metaspace_.enabled) {
+            EncodeWord(piece, &scratch, &ids);
+            return;
+          }
+          std::string replaced;
+          const bool prepend = metaspace_.prepend == MetaspaceSpec::Prepend::kAlways ||
+                               (metaspace_.prepend == MetaspaceSpec::Prepend::kFirst && at_start);
+          for (const char c : piece) {
+            if (c == ' ') {
+              replaced += metaspace_.replacement;
+            } else {
+              replaced.push_back(c);
+            }
+          }
+          if (prepend && !replaced.starts_with(metaspace_.replacement)) {
+            replaced.insert(0, metaspace_.replacement);
+          }
+          if (!metaspace_.split) {
+            EncodeWord(replaced, &scratch, &ids);
+            return;
+          }
+          // Split before each replacement character, which starts the next word
+          // (SplitDelimiterBehavior::MergedWithNext).
+          const std::string_view all(replaced);
+          size_t word_start = 0;
+          for (size_t at = all.find(metaspace_.replacement, 1); at != std::string_view::npos;
+               at = all.find(metaspace_.replacement, at + 1)) {
+            EncodeWord(all.substr(word_start, at - word_start), &scratch, &ids);
+            word_start = at;
+          }
+          EncodeWord(all.substr(word_start), &scratch, &ids);
+        },
+        [&](int32_t id) { ids.push_back(id); });
+    return ids;
+  }
+
+  std::string Decode(std::span<const int32_t> ids) const override {
+    std::vector<std::string> pieces;
+    pieces.reserve(ids.size());
+    for (const int32_t id : ids) {
+      if (id >= 0 && id < vocab_size()) pieces.push_back(tokens_[id]);
+    }
+    return decoder_->Decode(std::move(pieces));
+  }
+
+ private:
+  void EncodeWord(std::string_view word, BpeMerges::Scratch* scratch,
+                  std::vector<int32_t>* out) const {
+    if (word.empty()) return;
+    if (ignore_merges_) {
+      const auto it = token_to_id_.find(std::string(word));
+      if (it != token_to_id_.end()) {
+        out->push_back(it->second);
+        return;
+      }
+    }
+    std::vector<int32_t>& symbols = scratch->initial;
+    symbols.clear();
+    bool unk_pending = false;
+    for (size_t pos = 0; pos < word.size();) {
+      size_t next = pos;
+      uint32_t cp = 0;
+      if (!NextCodePoint(word, &next, &cp)) next = pos + 1;  // an invalid byte is a character
+      const std::string_view c = word.substr(pos, next - pos);
+      pos = next;
+      scratch->mapped.assign(c);
+      if (const auto it = token_to_id_.find(scratch->mapped); it != token_to_id_.end()) {
+        if (unk_pending) symbols.push_back(unk_id_);
+        unk_pending = false;
+        symbols.push_back(it->second);
+        continue;
+      }
+      if (std::all_of(c.begin(), c.end(),
+                      [this](char b) { return byte_token_[static_cast<unsigned char>(b)] >= 0; })) {
+        for (const char b : c) symbols.push_back(byte_token_[static_cast<unsigned char>(b)]);
+        continue;
+      }
+      if (unk_id_ < 0) continue;  // No unknown token: the character is dropped.
+      if (unk_pending && !fuse_unk_) symbols.push_back(unk_id_);
+      unk_pending = true;
+    }
+    if (unk_pending) symbols.push_back(unk_id_);
+    merges_.Merge(symbols, scratch, out);
+  }
+
+  std::shared_ptr<const Normalizer> normalizer_;  // null: none
+  MetaspaceSpec metaspace_;
+  std::shared_ptr<const PieceDecoder> decoder_;
+  BpeMerges merges_;
+  std::array<int32_t, 256> byte_token_{};  // -1 where no <0xXX> token (or no byte fallback)
+  int32_t unk_id_ = -1;
+  bool fuse_unk_ = false;
+  bool ignore_merges_ = false;
+  AddedTokenMatcher matcher_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Hugging Face directory loading.
 
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
@@ -1216,19 +1458,41 @@ absl::Status LoadTokenizerJson(const nlohmann::json& j, const std::string& file,
     return absl::UnimplementedError(
         absl::StrCat(file, ": model type ", model_type, " is not supported (only BPE)"));
   }
+  if (model.contains("dropout") && model["dropout"].is_number() &&
+      model["dropout"].get<double>() > 0) {
+    return absl::UnimplementedError(absl::StrCat(file, ": BPE dropout is not supported"));
+  }
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
+      return absl::UnimplementedError(absl::StrCat(file, ": BPE ", key, " is not supported"));
+    }
+  }
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     RETURN_IF_ERROR(Normalizer::FromJson(j["normalizer"], file).status());
     data->normalizer = j["normalizer"].dump();
   }
-  if (j.contains("decoder") && !j["decoder"].is_null() && JsonTypeOf(j["decoder"]) != "ByteLevel") {
-    return absl::UnimplementedError(
-        absl::StrCat(file, ": decoder ", JsonTypeOf(j["decoder"]),
-                     " is not supported for a byte-level BPE tokenizer (only ByteLevel)"));
+  const nlohmann::json pre_tokenizer =
+      j.contains("pre_tokenizer") ? j["pre_tokenizer"] : nlohmann::json();
+  const nlohmann::json decoder = j.contains("decoder") ? j["decoder"] : nlohmann::json();
+  const bool sentencepiece = IsSentencePieceStyle(j);
+  if (sentencepiece) {
+    RETURN_IF_ERROR(ParseMetaspace(pre_tokenizer, file).status());
+    RETURN_IF_ERROR(PieceDecoder::FromJson(decoder, file).status());
+    if (!pre_tokenizer.is_null()) data->pre_tokenizer = pre_tokenizer.dump();
+    if (!decoder.is_null()) data->decoder = decoder.dump();
+    data->byte_fallback = JsonBool(model, "byte_fallback", false);
+    data->fuse_unk = JsonBool(model, "fuse_unk", false);
+    data->ignore_merges = JsonBool(model, "ignore_merges", false);
+    data->model = "spm-bpe";
+  } else {
+    if (!decoder.is_null() && JsonTypeOf(decoder) != "ByteLevel") {
+      return absl::UnimplementedError(
+          absl::StrCat(file, ": decoder ", JsonTypeOf(decoder),
+                       " is not supported for a byte-level BPE tokenizer (only ByteLevel)"));
+    }
+    ASSIGN_OR_RETURN(data->pre, DetectPre(pre_tokenizer, file));
+    data->model = "gpt2";
   }
-  ASSIGN_OR_RETURN(
-      data->pre,
-      DetectPre(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : nlohmann::json(), file));
-  data->model = "gpt2";
 
   if (!model.contains("vocab") || !model["vocab"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": model.vocab is not an object"));
@@ -1270,6 +1534,15 @@ absl::Status LoadTokenizerJson(const nlohmann::json& j, const std::string& file,
     data->token_types[id] = JsonBool(t, "special", false) ? kTypeControl : kTypeUserDefined;
   }
 
+  if (sentencepiece && model.contains("unk_token") && model["unk_token"].is_string()) {
+    const std::string unk = model["unk_token"].get<std::string>();
+    const auto it = std::find(data->tokens.begin(), data->tokens.end(), unk);
+    if (it == data->tokens.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": unk_token '", unk, "' is not in the vocabulary"));
+    }
+    data->unk_id = static_cast<int32_t>(it - data->tokens.begin());
+  }
   data->merges.clear();
   if (model.contains("merges")) {
     if (!model["merges"].is_array()) {
@@ -1418,8 +1691,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerData data)
     RETURN_IF_ERROR(tokenizer->Init(std::move(data)));
     return std::unique_ptr<Tokenizer>(std::move(tokenizer));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unsupported tokenizer model '", data.model, "' (supported: gpt2, llama)"));
+  if (data.model == "spm-bpe") {
+    auto tokenizer = std::make_unique<SpmBpeTokenizer>();
+    RETURN_IF_ERROR(tokenizer->Init(data));
+    return std::unique_ptr<Tokenizer>(std::move(tokenizer));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unsupported tokenizer model '", data.model,
+                                                 "' (supported: gpt2, llama, spm-bpe)"));
 }
 
 absl::StatusOr<TokenizerData> LoadHfTokenizerData(const std::string& dir) {

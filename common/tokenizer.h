@@ -1,6 +1,7 @@
-// Tokenizers: byte-level BPE (GPT-2 / LLaMA-3 / SmolLM2 style) and SentencePiece, plus chat
-// templates. A Tokenizer is built from a TokenizerData (filled from GGUF metadata by the model
-// loader, or from a Hugging Face tokenizer.json / tokenizer.model by the functions below).
+// Tokenizers: byte-level BPE (GPT-2 / LLaMA-3 / SmolLM2 style) and SentencePiece (through its
+// library, or as Hugging Face writes it into tokenizer.json), plus chat templates. A Tokenizer is
+// built from a TokenizerData (filled from GGUF metadata by the model loader, or from a Hugging
+// Face tokenizer.json / tokenizer.model by the functions below).
 //
 // Thread contract: after construction all methods are const and thread-safe.
 #ifndef EAGLE_COMMON_TOKENIZER_H_
@@ -21,7 +22,8 @@ class GgufFile;
 
 // Everything a tokenizer needs, independent of the file it came from.
 struct TokenizerData {
-  std::string model;                 // "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+  std::string model;                 // "gpt2" (byte-level BPE), "llama" (SentencePiece) or
+                                     // "spm-bpe" (a SentencePiece vocabulary in tokenizer.json)
   std::string pre;                   // pre-tokenizer name: "smollm", "llama-bpe", "gpt2", ...
   std::vector<std::string> tokens;   // [vocab] token text (byte-level BPE: GPT-2 byte alphabet)
   std::vector<int32_t> token_types;  // [vocab] GGUF types: 1 normal, 2 unknown, 3 control,
@@ -37,7 +39,15 @@ struct TokenizerData {
       true;                   // SentencePiece: prepend "▁" (GGUF tokenizer.ggml.add_space_prefix)
   std::string chat_template;  // Jinja source from the model, if any
   std::string normalizer;     // tokenizer.json's "normalizer" as JSON text (Hugging Face
-                              // directories; byte-level BPE only); empty = none
+                              // directories; gpt2 and spm-bpe); empty = none
+  // spm-bpe only: tokenizer.json's "pre_tokenizer" and "decoder" as JSON text (empty = none), and
+  // its BPE model's options.
+  std::string pre_tokenizer;
+  std::string decoder;
+  bool byte_fallback = false;  // a character without a token becomes its <0xXX> byte tokens
+  bool fuse_unk = false;       // consecutive unknown characters give one unknown token
+  bool ignore_merges = false;  // a word that is a token is taken whole
+  int32_t unk_id = -1;         // the model's unk_token, or -1
 };
 
 class Tokenizer {
@@ -65,8 +75,10 @@ class Tokenizer {
   virtual int32_t TokenId(std::string_view text) const = 0;
 };
 
-// Reads a Hugging Face tokenizer directory: tokenizer.json (BPE) or tokenizer.model
-// (SentencePiece), with tokenizer_config.json for bos/eos/chat template when present.
+// Reads a Hugging Face tokenizer directory: tokenizer.json (byte-level BPE, or a SentencePiece
+// vocabulary written as BPE with byte fallback) or tokenizer.model (SentencePiece, preferred to
+// a SentencePiece-style tokenizer.json beside it), with tokenizer_config.json for bos/eos/chat
+// template and chat_template.jinja when present.
 absl::StatusOr<TokenizerData> LoadHfTokenizerData(const std::string& dir);
 
 // Reads a GGUF file's tokenizer.ggml.* metadata and tokenizer.chat_template.

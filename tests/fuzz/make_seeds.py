@@ -139,6 +139,12 @@ def tokenizer_seeds():
         write("tokenizer", f"encode_special_{i}", bytes([1]) + raw)
     ids = [1, 9519, 198, 2, 0, 49151, 49152, -1, 216, 7353]
     write("tokenizer", "decode_ids", bytes([2]) + struct.pack(f"<{len(ids)}i", *ids))
+    # The SentencePiece-style tokenizer.json (ops 3 and 4): byte fallback, <unk>, added tokens.
+    for i, t in enumerate(texts + ["snow \u2603 man", "a<tool>b <s> \u2581x"]):
+        raw = t.encode("utf-8", "surrogateescape") if "\xff" not in t else t.encode("latin-1")
+        write("tokenizer", f"spm_json_encode_{i}", bytes([3]) + raw)
+    ids = [1, 312, 348, 230, 156, 135, 2, 0, 3, 399, 400, -1, 230, 348, 199, 195]
+    write("tokenizer", "spm_json_decode_ids", bytes([4]) + struct.pack(f"<{len(ids)}i", *ids))
 
 
 # ---- chat templates ---------------------------------------------------------------------------

@@ -230,7 +230,7 @@ TEST(HfLoadTest, RefusesUnsupportedNormalizersAndDecodersByName) {
        "normalizer Precompiled"},
       {R"("normalizer": {"type": "Replace", "pattern": {"Regex": "("}, "content": ""})",
        "normalizer Replace: regex"},
-      {R"("decoder": {"type": "Metaspace", "replacement": "_"})", "decoder Metaspace"},
+      {R"("decoder": {"type": "WordPiece", "prefix": "##"})", "decoder WordPiece"},
   };
   for (const auto& [field, message] : cases) {
     {
@@ -670,6 +670,165 @@ TEST_F(SpmTokenizerTest, ScoresFallbackMatchesGolden) {
   for (const std::string text : {"</s>x<s>y", "<s>", "a <tool> b", "<tool>"}) {
     EXPECT_EQ(tok->Encode(text, true), lib->Encode(text, true)) << text;
     EXPECT_EQ(tok->Decode(tok->Encode(text, true)), text) << text;
+  }
+}
+
+// SentencePiece vocabularies as Hugging Face writes them into tokenizer.json, read without a
+// tokenizer.model: tiny_spm.model converted by transformers 4.56, behind the normalizer,
+// pre-tokenizer and decoder shapes of real checkpoints (LLaMA-2's legacy Prepend/Replace, the
+// non-legacy Metaspace "first", tokenizers' own Metaspace with split), against Hugging Face
+// `tokenizers` (tests/data/tokenizer_golden_spm_json.jsonl, tools/make_spm_json_golden.py):
+// the ids with special tokens parsed, and the text its decoder gives back.
+TEST(SpmJsonTokenizerTest, MatchesHuggingFaceEncodeAndDecode) {
+  nlohmann::json base;
+  {
+    std::ifstream in(DataPath("spm_json_tokenizer.json"));
+    base = nlohmann::json::parse(in);
+  }
+  std::ifstream in(DataPath("tokenizer_golden_spm_json.jsonl"));
+  ASSERT_TRUE(in.good());
+  TempDir dir;
+  std::string current;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Tokenizer> plain;  // the first variant, for the control below
+  int lines = 0, variants = 0, differ = 0, byte_fallbacks = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const nlohmann::json g = nlohmann::json::parse(line);
+    const nlohmann::json& variant = g["variant"];
+    if (variant.dump() != current) {
+      current = variant.dump();
+      nlohmann::json spec = base;
+      for (const auto& [key, value] : variant.items()) spec[key] = value;
+      std::ofstream(dir.path() / "tokenizer.json") << spec.dump();
+      auto data = LoadHfTokenizerData(dir.path().string());
+      ASSERT_TRUE(data.ok()) << data.status() << " for " << current;
+      EXPECT_EQ(data->model, "spm-bpe");
+      auto created = Tokenizer::Create(*std::move(data));
+      ASSERT_TRUE(created.ok()) << created.status();
+      if (plain == nullptr) {
+        plain = *std::move(created);
+        tokenizer.reset();
+      } else {
+        tokenizer = *std::move(created);
+      }
+      ++variants;
+    }
+    const Tokenizer& tok = tokenizer != nullptr ? *tokenizer : *plain;
+    const std::string text = g["text"].get<std::string>();
+    const std::vector<int32_t> want = g["ids"].get<std::vector<int32_t>>();
+    const std::string decoded = g["decoded"].get<std::string>();
+    const std::vector<int32_t> got = tok.Encode(text, /*parse_special=*/true);
+    EXPECT_EQ(got, want) << current << ": text (hex) " << Hex(text) << ": " << text;
+    EXPECT_EQ(tok.Decode(want), decoded) << current << ": " << text;
+    // Streaming gives the same text, up to the one leading space that a Strip or Metaspace
+    // decoder takes off the start of the whole sequence; byte tokens are completed by the
+    // stream decoder.
+    StreamDecoder stream(&tok);
+    std::string streamed;
+    for (const int32_t id : want) streamed += stream.Push(id);
+    streamed += stream.Flush();
+    if (current.find("ByteFallback") != std::string::npos) {
+      EXPECT_TRUE(streamed == decoded || streamed == " " + decoded)
+          << current << ": streamed '" << streamed << "', decoded '" << decoded << "'";
+    }
+    // Negative control: the variants must tokenize the texts differently from one another.
+    if (tokenizer != nullptr && plain->Encode(text, true) != want) ++differ;
+    if (decoded.find("<0x") == std::string::npos &&
+        std::any_of(want.begin(), want.end(), [&](int32_t id) {
+          return tok.TokenBytes(id).size() == 1 &&
+                 static_cast<unsigned char>(tok.TokenBytes(id)[0]) >= 0x80;
+        })) {
+      ++byte_fallbacks;
+    }
+    ++lines;
+  }
+  EXPECT_EQ(variants, 4);
+  EXPECT_GE(lines, 100);
+  EXPECT_GE(differ, 30) << "the variants hardly differ on the golden texts";
+  EXPECT_GE(byte_fallbacks, 8) << "the golden texts hardly exercise the byte fallback";
+}
+
+// The LLaMA-2 shape read from disk with its tokenizer_config.json: BOS added, EOS ends
+// generation, the unknown token for a character without byte tokens, a directory with
+// tokenizer.model beside a SentencePiece-style tokenizer.json still using the library.
+TEST(SpmJsonTokenizerTest, ReadsLlama2StyleDirectory) {
+  nlohmann::json spec;
+  {
+    std::ifstream in(DataPath("spm_json_tokenizer.json"));
+    spec = nlohmann::json::parse(in);
+  }
+  spec["normalizer"] = nlohmann::json::parse(
+      R"({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+          {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]})");
+  spec["decoder"] = nlohmann::json::parse(
+      R"({"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"},
+          "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"},
+          {"type": "Strip", "content": " ", "start": 1, "stop": 0}]})");
+  TempDir dir;
+  std::ofstream(dir.path() / "tokenizer.json") << spec.dump();
+  std::ofstream(dir.path() / "tokenizer_config.json")
+      << R"({"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"})";
+  auto data = LoadHfTokenizerData(dir.path().string());
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->model, "spm-bpe");
+  EXPECT_TRUE(data->byte_fallback);
+  EXPECT_EQ(data->unk_id, 0);
+  auto tok = MustCreate(*data);
+  ASSERT_NE(tok, nullptr);
+  EXPECT_TRUE(tok->add_bos());
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_TRUE(tok->IsEndOfGeneration(2));
+  EXPECT_EQ(tok->Decode(tok->Encode("Hello world", true)), "Hello world");
+
+  // Without byte tokens a character with no token becomes <unk>, fused with its neighbours.
+  TokenizerData no_bytes = *data;
+  no_bytes.byte_fallback = false;
+  no_bytes.fuse_unk = true;
+  auto unk = MustCreate(no_bytes);
+  ASSERT_NE(unk, nullptr);
+  const std::vector<int32_t> ids = unk->Encode("\u2603\u2603", false);
+  EXPECT_EQ(ids, (std::vector<int32_t>{tok->TokenId("\u2581"), 0})) << ids.size();
+  no_bytes.fuse_unk = false;
+  unk = MustCreate(no_bytes);
+  EXPECT_EQ(unk->Encode("\u2603\u2603", false),
+            (std::vector<int32_t>{tok->TokenId("\u2581"), 0, 0}));
+
+  fs::copy_file(DataPath("tiny_spm.model"), dir.path() / "tokenizer.model");
+  data = LoadHfTokenizerData(dir.path().string());
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->model, "llama");
+}
+
+TEST(SpmJsonTokenizerTest, RefusesUnsupportedPartsByName) {
+  nlohmann::json base;
+  {
+    std::ifstream in(DataPath("spm_json_tokenizer.json"));
+    base = nlohmann::json::parse(in);
+  }
+  TempDir dir;
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"decoder": {"type": "CTC"}})", "decoder CTC is not supported"},
+      {R"({"decoder": {"type": "Sequence", "decoders": [{"type": "Replace",
+           "pattern": {"Regex": "\u2581"}, "content": " "}]}})",
+       "decoder Replace with a Regex pattern"},
+      {R"({"decoder": {"type": "Strip", "content": "ab", "start": 1, "stop": 0}})",
+       "\"content\" must be one character"},
+      {R"({"pre_tokenizer": {"type": "Whitespace"}})", "pre_tokenizer Whitespace"},
+      {R"({"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+           "prepend_scheme": "sometimes"}})",
+       "prepend_scheme"},
+      {R"({"model": {"dropout": 0.1}})", "BPE dropout"},
+      {R"({"model": {"unk_token": "<nope>"}})", "unk_token '<nope>' is not in the vocabulary"},
+  };
+  for (const auto& [patch, message] : cases) {
+    nlohmann::json spec = base;
+    spec.merge_patch(nlohmann::json::parse(patch));
+    std::ofstream(dir.path() / "tokenizer.json") << spec.dump();
+    auto data = LoadHfTokenizerData(dir.path().string());
+    ASSERT_FALSE(data.ok()) << patch;
+    EXPECT_NE(data.status().message().find(message), std::string::npos) << data.status();
+    EXPECT_NE(data.status().message().find("tokenizer.json"), std::string::npos) << data.status();
   }
 }
 
