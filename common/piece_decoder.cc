@@ -27,26 +27,6 @@ namespace {
 
 constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";  // U+FFFD
 
-// "<0xAB>" (either case of hex digit) -> 0xAB, or -1.
-int ByteTokenValue(std::string_view text) {
-  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>') return -1;
-  int value = 0;
-  for (size_t i = 3; i < 5; ++i) {
-    const char c = text[i];
-    value <<= 4;
-    if (c >= '0' && c <= '9') {
-      value |= c - '0';
-    } else if (c >= 'A' && c <= 'F') {
-      value |= c - 'A' + 10;
-    } else if (c >= 'a' && c <= 'f') {
-      value |= c - 'a' + 10;
-    } else {
-      return -1;
-    }
-  }
-  return value;
-}
-
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
@@ -147,6 +127,25 @@ std::vector<std::string> FallBackToBytes(std::vector<std::string> tokens) {
 }
 
 }  // namespace
+
+int ByteTokenValue(std::string_view text) {
+  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>') return -1;
+  int value = 0;
+  for (size_t i = 3; i < 5; ++i) {
+    const char c = text[i];
+    value <<= 4;
+    if (c >= '0' && c <= '9') {
+      value |= c - '0';
+    } else if (c >= 'A' && c <= 'F') {
+      value |= c - 'A' + 10;
+    } else if (c >= 'a' && c <= 'f') {
+      value |= c - 'a' + 10;
+    } else {
+      return -1;
+    }
+  }
+  return value;
+}
 
 PieceDecoder::PieceDecoder() = default;
 PieceDecoder::~PieceDecoder() = default;

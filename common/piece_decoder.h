@@ -28,6 +28,10 @@
 
 namespace eagle {
 
+// The byte of a SentencePiece byte token "<0xAB>" (hex digits of either case), or -1 for any
+// other text.
+int ByteTokenValue(std::string_view text);
+
 class PieceDecoder {
  public:
   // `spec` is the JSON value of tokenizer.json's "decoder" (null: tokens joined as they are).

@@ -871,26 +871,6 @@ absl::StatusOr<SentencePieceVocab> ParseSentencePieceModel(std::string_view mode
   return vocab;
 }
 
-// "<0xAB>" -> 0xAB, or -1.
-int ParseByteToken(std::string_view text) {
-  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>') return -1;
-  int value = 0;
-  for (size_t i = 3; i < 5; ++i) {
-    const char c = text[i];
-    value <<= 4;
-    if (c >= '0' && c <= '9') {
-      value |= c - '0';
-    } else if (c >= 'A' && c <= 'F') {
-      value |= c - 'A' + 10;
-    } else if (c >= 'a' && c <= 'f') {
-      value |= c - 'a' + 10;
-    } else {
-      return -1;
-    }
-  }
-  return value;
-}
-
 constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581 "▁"
 
 std::string ReplaceSpaceMarker(std::string_view text) {
@@ -934,7 +914,7 @@ class SpmTokenizer final : public TokenizerBase {
     if (data.token_types.empty()) {  // Without types, "<0xXX>" pieces are still byte tokens.
       data.token_types.assign(data.tokens.size(), kTypeNormal);
       for (size_t id = 0; id < data.tokens.size(); ++id) {
-        if (ParseByteToken(data.tokens[id]) >= 0) data.token_types[id] = kTypeByte;
+        if (ByteTokenValue(data.tokens[id]) >= 0) data.token_types[id] = kTypeByte;
       }
     }
     RETURN_IF_ERROR(InitCommon(data));
@@ -950,7 +930,7 @@ class SpmTokenizer final : public TokenizerBase {
     for (int32_t id = 0; id < vocab_size(); ++id) {
       const std::string& text = tokens_[id];
       const int32_t type = types_[id];
-      const int byte = ParseByteToken(text);
+      const int byte = ByteTokenValue(text);
       if (type == kTypeByte && byte >= 0) {
         token_bytes_[id] = std::string(1, static_cast<char>(byte));
         if (byte_token_[byte] < 0) byte_token_[byte] = id;
