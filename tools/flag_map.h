@@ -38,6 +38,7 @@ class FlagMap {
   }
 
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  const std::string& tool() const { return tool_; }
   std::string& operator[](const std::string& name) { return values_[name]; }
 
   int Int(const std::string& name, int lo = INT_MIN, int hi = INT_MAX) const {

@@ -39,6 +39,7 @@
 #include "eagle/v1/drafter.grpc.pb.h"
 #include "eagle/v1/verifier.grpc.pb.h"
 #include "tools/flag_map.h"
+#include "tools/tool_model.h"
 
 namespace eagle {
 namespace {
@@ -219,23 +220,8 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  auto pool = cpu::ThreadPool::ForThreads(a.Int("--threads"));
-  if (!pool.ok()) {
-    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
-    return 2;
-  }
-  ModelOptions model_options;
-  model_options.pool = *pool;
-  auto model = LlamaModel::Load(a["--model"], model_options);
-  if (!model.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
-    return 1;
-  }
-  auto head = EagleHead::Load(a["--draft"], **model);
-  if (!head.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(head.status().message()).c_str());
-    return 1;
-  }
+  const std::unique_ptr<LlamaModel> model = LoadToolModel(a);
+  const std::unique_ptr<EagleHead> head = LoadToolHead(a, *model);
   TreeOptions tree;
   if (auto mode = ParseTreeMode(a["--tree"]); mode.ok()) {
     tree.mode = *mode;
@@ -244,7 +230,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (tree.mode == TreeMode::kAuto) {
-    auto costs = MeasureSpeculationCosts(model->get(), **head);
+    auto costs = MeasureSpeculationCosts(model.get(), *head);
     if (!costs.ok()) {
       std::fprintf(stderr, "error: measuring costs: %s\n",
                    std::string(costs.status().message()).c_str());
@@ -266,7 +252,7 @@ int Main(int argc, char** argv) {
   std::vector<std::vector<int32_t>> ids;
   std::vector<v1::GenerateRequest> reqs;
   for (const auto& t : texts) {
-    auto e = EncodeChat(**model, {{"user", t}});
+    auto e = EncodeChat(*model, {{"user", t}});
     if (!e.ok()) return 1;
     ids.push_back(*e);
     v1::GenerateRequest r;
@@ -285,12 +271,12 @@ int Main(int argc, char** argv) {
     for (size_t i = 0; i < ids.size(); ++i) {
       if (warm && i > 0) break;
       auto t0 = Clock::now();
-      auto v = GenerateVanilla(**model, ids[i], o, nullptr);
+      auto v = GenerateVanilla(*model, ids[i], o, nullptr);
       const double tv = SecondsSince(t0);
-      EagleDraftModel d(head->get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
+      EagleDraftModel d(head.get(), static_cast<int64_t>(ids[i].size()) + max_tokens + 1024);
       SpeculativeStats st;
       t0 = Clock::now();
-      auto s = GenerateSpeculative(**model, d, ids[i], o, tree, nullptr, &st);
+      auto s = GenerateSpeculative(*model, d, ids[i], o, tree, nullptr, &st);
       const double ts = SecondsSince(t0);
       if (!v.ok() || !s.ok()) return 1;
       if (warm) continue;
@@ -346,7 +332,7 @@ int Main(int argc, char** argv) {
   // tokens and their features.
   const double prompt_bytes = recv / std::max(1.0, steps);
   std::printf("%zu prompts, %d tokens each at most, greedy; %d threads in process\n", reqs.size(),
-              max_tokens, (*pool)->num_threads());
+              max_tokens, model->pool()->num_threads());
   std::printf("%-44s %9s %8s\n", "run", "tok/s", "ratio");
   std::printf("%-44s %9.1f %8s\n", "in process, vanilla", vanilla.tps(), "");
   const double steps_in_process = std::max<double>(1, static_cast<double>(total_stats.steps));

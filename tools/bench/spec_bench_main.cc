@@ -28,6 +28,7 @@
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
 #include "tools/flag_map.h"
+#include "tools/tool_model.h"
 
 namespace eagle {
 namespace {
@@ -67,24 +68,8 @@ int Main(int argc, char** argv) {
                  "usage: eagle-spec-bench --draft HEAD_DIR [options] (see the source header)\n");
     return 2;
   }
-  auto pool = cpu::ThreadPool::ForThreads(a.Int("--threads"));
-  if (!pool.ok()) {
-    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
-    return 2;
-  }
-  ModelOptions model_options;
-  model_options.pool = *pool;
-  model_options.device = a["--device"];
-  auto model = LlamaModel::Load(a["--model"], model_options);
-  if (!model.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
-    return 1;
-  }
-  auto head = EagleHead::Load(a["--draft"], **model);
-  if (!head.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(head.status().message()).c_str());
-    return 1;
-  }
+  const std::unique_ptr<LlamaModel> model = LoadToolModel(a);
+  const std::unique_ptr<EagleHead> head = LoadToolHead(a, *model);
   std::vector<Prompt> prompts;
   {
     std::ifstream in(a["--prompts"]);
@@ -105,8 +90,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "error: no prompts in %s\n", a["--prompts"].c_str());
     return 1;
   }
-  auto kind = ChatTemplateFromJinja((*model)->chat_template());
-  const Tokenizer* tok = (*model)->tokenizer();
+  auto kind = ChatTemplateFromJinja(model->chat_template());
+  const Tokenizer* tok = model->tokenizer();
   GenerateOptions o;
   o.max_tokens = a.Int("--max-tokens");
   std::vector<std::string> modes = absl::StrSplit(a["--modes"], ',');
@@ -115,7 +100,7 @@ int Main(int argc, char** argv) {
   auto run_one = [&](const std::vector<int32_t>& ids, const std::string& mode, GenerateResult* r,
                      SpeculativeStats* st) -> absl::Status {
     if (mode == "vanilla") {
-      auto g = GenerateVanilla(**model, ids, o, nullptr);
+      auto g = GenerateVanilla(*model, ids, o, nullptr);
       if (!g.ok()) return g.status();
       *r = *g;
       return absl::OkStatus();
@@ -133,14 +118,14 @@ int Main(int argc, char** argv) {
       t.top_k = 10;
       t.total_tokens = 60;
     }
-    EagleDraftModel d(head->get(), static_cast<int64_t>(ids.size()) + o.max_tokens + 1024);
-    auto g = GenerateSpeculative(**model, d, ids, o, t, nullptr, st);
+    EagleDraftModel d(head.get(), static_cast<int64_t>(ids.size()) + o.max_tokens + 1024);
+    auto g = GenerateSpeculative(*model, d, ids, o, t, nullptr, st);
     if (!g.ok()) return g.status();
     *r = *g;
     return absl::OkStatus();
   };
   // Auto trees plan with this machine's costs, measured once.
-  auto measured = MeasureSpeculationCosts(model->get(), **head);
+  auto measured = MeasureSpeculationCosts(model.get(), *head);
   if (!measured.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(measured.status().message()).c_str());
     return 1;
@@ -192,7 +177,7 @@ int Main(int argc, char** argv) {
                            {"draft", a["--draft"]},
                            {"max_tokens", o.max_tokens},
                            {"prompts", prompts.size()},
-                           {"threads", (*pool)->num_threads()}};
+                           {"threads", model->pool()->num_threads()}};
   std::printf("%-10s %-26s %9s %8s %6s %6s %6s %10s %17s  %s\n", "mode", "category", "tok/s",
               "speedup", "tau", "nodes", "plain", "identical", "draft/verify ms",
               "acceptance by depth");

@@ -28,6 +28,7 @@
 #include "common/eagle/train_data.h"
 #include "common/generate.h"
 #include "tools/flag_map.h"
+#include "tools/tool_model.h"
 
 namespace eagle {
 namespace {
@@ -57,18 +58,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "usage: eagle-datagen --out FILE [options] (see the source header)\n");
     return 2;
   }
-  auto pool = cpu::ThreadPool::ForThreads(a.Int("--threads"));
-  if (!pool.ok()) {
-    std::fprintf(stderr, "error: --threads: %s\n", std::string(pool.status().message()).c_str());
-    return 2;
-  }
-  ModelOptions model_options;
-  model_options.pool = *pool;
-  auto model = LlamaModel::Load(a["--model"], model_options);
-  if (!model.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
-    return 1;
-  }
+  const std::unique_ptr<LlamaModel> model = LoadToolModel(a);
   // Prompts: every source but the mixture file, minus the held-out ids, shuffled (fixed seed).
   std::set<std::string> heldout;
   {
@@ -104,12 +94,12 @@ int Main(int argc, char** argv) {
   int64_t done = 0;
   std::vector<int> layers;
   if (a["--eagle3"] == "1") {
-    layers = Eagle3FeatureLayers((*model)->config().num_layers);
+    layers = Eagle3FeatureLayers(model->config().num_layers);
   } else if (a["--eagle3"] != "0") {
     std::fprintf(stderr, "--eagle3 takes 0 or 1\n");
     return 2;
   }
-  auto writer = TrainDataWriter::Open(a["--out"], (*model)->config().hidden_size, layers, &done);
+  auto writer = TrainDataWriter::Open(a["--out"], model->config().hidden_size, layers, &done);
   if (!writer.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(writer.status().message()).c_str());
     return 1;
@@ -117,8 +107,8 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "%zu prompts available (%zu held out); generating %lld, %lld already done\n",
                prompts.size(), heldout.size(), static_cast<long long>(limit),
                static_cast<long long>(done));
-  auto kind = ChatTemplateFromJinja((*model)->chat_template());
-  const Tokenizer* tok = (*model)->tokenizer();
+  auto kind = ChatTemplateFromJinja(model->chat_template());
+  const Tokenizer* tok = model->tokenizer();
   const int sampled_every = std::max(1, a.Int("--sampled-every"));
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_written = 0;
@@ -141,7 +131,7 @@ int Main(int argc, char** argv) {
   };
   const int batch = std::max(1, a.Int("--batch"));
   const int max_tokens = a.Int("--max-tokens");
-  const int hidden = (*model)->config().hidden_size;
+  const int hidden = model->config().hidden_size;
   std::vector<std::unique_ptr<Seq>> active;
   std::map<int64_t, std::unique_ptr<Seq>> ready;  // finished, waiting for earlier prompts
   int64_t next_prompt = done, next_write = done;
@@ -162,7 +152,7 @@ int Main(int argc, char** argv) {
         sp.seed = static_cast<uint64_t>(next_prompt);
       }
       q->sampler = std::make_unique<Sampler>(sp);
-      q->cache = (*model)->NewCache(q->prompt_tokens + max_tokens + 2);
+      q->cache = model->NewCache(q->prompt_tokens + max_tokens + 2);
       active.push_back(std::move(q));
       ++next_prompt;
     }
@@ -177,7 +167,7 @@ int Main(int argc, char** argv) {
       caches.push_back(q->cache.get());
       reqs.push_back(r);
     }
-    auto out = (*model)->ForwardBatch(caches, reqs);
+    auto out = model->ForwardBatch(caches, reqs);
     if (!out.ok()) {
       std::fprintf(stderr, "\nerror: %s\n", std::string(out.status().message()).c_str());
       return 1;
@@ -185,11 +175,11 @@ int Main(int argc, char** argv) {
     // Sampling (a top-p selection over the vocabulary per sampled sequence) on the pool.
     std::vector<int32_t> next_token(active.size(), -1);
     const int64_t n_active = static_cast<int64_t>(active.size());
-    (*pool)->ParallelFor(n_active, 1, [&](int64_t k0, int64_t k1) {
+    model->pool()->ParallelFor(n_active, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         if (active[k]->finished) continue;
         next_token[k] =
-            active[k]->sampler->Sample((*out)[k].logits.data(), (*model)->config().vocab_size);
+            active[k]->sampler->Sample((*out)[k].logits.data(), model->config().vocab_size);
       }
     });
     for (size_t k = 0; k < active.size(); ++k) {
