@@ -399,9 +399,16 @@ TEST_F(ServicesTest, BadSessionMessagesGetPreciseErrors) {
   EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 2), 0);
 }
 
+// R2/R7: 1,000 sessions, 30% cancelled after a few tokens. The drafter's own accounting
+// (eagle_drafter_requests_total by outcome) must equal what the clients saw, every OK stream must
+// carry exactly the tokens its final usage counts, and every session and byte is released.
 TEST_F(ServicesTest, AThousandSessionsWithCancellationsReleaseEverything) {
   const auto prompts = HeldOutPrompts(40);
-  std::atomic<int> next{0}, cancelled{0}, ok{0}, failed{0};
+  const std::string requests = "eagle_drafter_requests_total";
+  // Empty when no generation has ended yet (the family has no series before its first).
+  const auto before = testing::MetricFamily(drafter_->admin_port, requests);
+  std::atomic<int> next{0}, cancelled{0}, ok{0}, failed{0}, short_streams{0},
+      cancelled_after_end{0};
   auto worker = [&](int seed) {
     auto stub = testing::DrafterStub(drafter_->address());
     std::mt19937 rng(seed);
@@ -415,8 +422,15 @@ TEST_F(ServicesTest, AThousandSessionsWithCancellationsReleaseEverything) {
           testing::Generate(stub.get(), r, 60, [&](int n) { return !cancel || n < at + 1; });
       if (g.status.ok()) {
         ++ok;
+        // No token missing or repeated: the stream holds what the final usage counts.
+        if (g.ids.empty() || g.ids.size() > 6 ||
+            g.last.usage().completion_tokens() != static_cast<int>(g.ids.size())) {
+          ++short_streams;
+        }
       } else if (g.status.error_code() == grpc::CANCELLED) {
         ++cancelled;
+        // Cancelled after the last chunk arrived: the server had already finished with OK.
+        if (g.last.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) ++cancelled_after_end;
       } else {
         ++failed;
         ADD_FAILURE() << g.status.error_message();
@@ -431,9 +445,27 @@ TEST_F(ServicesTest, AThousandSessionsWithCancellationsReleaseEverything) {
     rss_after_100 = verifier_->proc->rss_bytes();
     for (auto& t : threads) t.join();
   }
-  EXPECT_EQ(ok + cancelled + failed, 1000);
   EXPECT_EQ(failed, 0);
+  EXPECT_EQ(short_streams, 0);
   EXPECT_GT(cancelled, 150);
+  // The server counts a cancelled generation once its handler returns: wait for all 1,000.
+  std::map<std::string, double> outcomes;
+  for (int i = 0; i < 250; ++i) {
+    outcomes =
+        testing::OutcomeDeltas(before, testing::MetricFamily(drafter_->admin_port, requests));
+    double total = 0;
+    for (const auto& [outcome, n] : outcomes) total += n;
+    if (total >= 1000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Every generation counted once, as ok or cancelled. A client's cancel can cross the server's
+  // OK on the wire (the generation is 6 tokens, a few steps): the server then counts ok what the
+  // client saw cancelled, certainly so when the client had read the final chunk.
+  EXPECT_EQ(outcomes["ok"] + outcomes["cancelled"], 1000);
+  EXPECT_EQ(outcomes.size(), 2u) << "outcomes the clients never saw";
+  EXPECT_GE(outcomes["ok"], ok + cancelled_after_end);
+  EXPECT_LE(outcomes["cancelled"], cancelled);
+  RecordProperty("cancels_that_crossed_the_end", std::to_string(outcomes["ok"] - ok));
   EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 3), 0);
   EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_kv_bytes", 0, 3), 0);
   EXPECT_EQ(Metric(drafter_->admin_port, "eagle_drafter_active_generations"), 0);
@@ -615,17 +647,70 @@ TEST_F(ServicesFaultTest, SessionsBeyondTheLimitGetResourceExhausted) {
   }
   for (auto& c : clients) c.join();
   int ok = 0, refused = 0;
+  double slowest_refusal = 0, fastest_generation = 1e9;
   for (int i = 0; i < 8; ++i) {
-    if (out[i].status.ok()) ++ok;
-    if (out[i].status.error_code() == grpc::RESOURCE_EXHAUSTED) {
+    if (out[i].status.ok()) {
+      ++ok;
+      fastest_generation = std::min(fastest_generation, seconds[i]);
+      EXPECT_EQ(out[i].last.usage().completion_tokens(), static_cast<int>(out[i].ids.size()));
+    } else if (out[i].status.error_code() == grpc::RESOURCE_EXHAUSTED) {
       ++refused;
+      slowest_refusal = std::max(slowest_refusal, seconds[i]);
       EXPECT_TRUE(out[i].ids.empty());
       EXPECT_NE(out[i].status.error_message().find("session limit"), std::string::npos);
+    } else {
+      ADD_FAILURE() << "client " << i << ": " << out[i].status.error_message();
     }
   }
-  EXPECT_EQ(ok + refused, 8);
   EXPECT_GE(ok, 4);
   EXPECT_GE(refused, 1);
+  // A refusal comes from the verifier's admission before any work: well before an admitted
+  // 64-token generation ends. (R11 asks p99 <= 50 ms; with 4 generations and 8 clients'
+  // connections sharing 2 cores the bound here is 1 s.)
+  EXPECT_LT(slowest_refusal, 1.0);
+  EXPECT_LT(slowest_refusal, fastest_generation);
+  // The drafter counts each outcome once, as the clients saw it.
+  EXPECT_EQ(Metric(d->admin_port, "eagle_drafter_requests_total{outcome=\"ok\"}"), ok);
+  EXPECT_EQ(Metric(d->admin_port, "eagle_drafter_requests_total{outcome=\"resource_exhausted\"}"),
+            refused);
+}
+
+// The README's "many drafters per verifier": two drafters share one verifier at once. Each
+// prompt gives the same tokens through either drafter (greedy), both drafters account for their
+// own generations, and the verifier ends with no session open.
+TEST_F(ServicesFaultTest, TwoDraftersServeThroughOneVerifierAtOnce) {
+  auto v = testing::StartVerifier(dir_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto a = testing::StartDrafter(dir_, v->address());
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = testing::StartDrafter(dir_, v->address(), {"--tree", "chain"});
+  ASSERT_TRUE(b.ok()) << b.status();
+  const auto prompts = HeldOutPrompts(4);
+  std::vector<Generation> via_a(prompts.size()), via_b(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    clients.emplace_back([&, i] {
+      auto stub = testing::DrafterStub(a->address());
+      via_a[i] = testing::Generate(stub.get(), ChatRequest(prompts[i], 32), 120);
+    });
+    clients.emplace_back([&, i] {
+      auto stub = testing::DrafterStub(b->address());
+      via_b[i] = testing::Generate(stub.get(), ChatRequest(prompts[i], 32), 120);
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(via_a[i].status.ok()) << via_a[i].status.error_message();
+    ASSERT_TRUE(via_b[i].status.ok()) << via_b[i].status.error_message();
+    EXPECT_FALSE(via_a[i].ids.empty());
+    EXPECT_EQ(via_a[i].ids, via_b[i].ids) << "prompt " << i;
+  }
+  const std::string ok = "eagle_drafter_requests_total{outcome=\"ok\"}";
+  EXPECT_EQ(Metric(a->admin_port, ok), static_cast<double>(prompts.size()));
+  EXPECT_EQ(Metric(b->admin_port, ok), static_cast<double>(prompts.size()));
+  EXPECT_GE(WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 3), 0);
+  EXPECT_GT(Metric(a->admin_port, "eagle_drafter_steps_total"), 0);
+  EXPECT_GT(Metric(b->admin_port, "eagle_drafter_steps_total"), 0);
 }
 
 // Opens a verifier session on a 4-token prompt and reads its Opened message and prompt
@@ -677,8 +762,10 @@ TEST_F(ServicesFaultTest, AbusivePingsGetGoawayAndMatchedKeepaliveDoesNot) {
     }
     return stream->Finish();
   };
-  // Matched: the stream idles until its own deadline.
-  grpc::Status matched = idle_session(rpc::ClientChannelArgs(), 12);
+  // Matched: the stream idles until its own deadline, 35 s: long enough for the 6 pings (at
+  // our clients' 5 s) that would earn a GOAWAY if the server's minimum ping interval were above
+  // the clients' keepalive time.
+  grpc::Status matched = idle_session(rpc::ClientChannelArgs(), 35);
   EXPECT_EQ(matched.error_code(), grpc::DEADLINE_EXCEEDED) << matched.error_message();
   // Abusive: a ping every second, even without data.
   grpc::ChannelArguments abusive;
@@ -691,6 +778,8 @@ TEST_F(ServicesFaultTest, AbusivePingsGetGoawayAndMatchedKeepaliveDoesNot) {
   const double took =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(cut.error_code(), grpc::UNAVAILABLE) << cut.error_message();
+  // The GOAWAY's reason (ENHANCE_YOUR_CALM, debug data too_many_pings), as gRPC reports it.
+  EXPECT_EQ(cut.error_message(), "Too many pings");
   EXPECT_LT(took, 15.0);
   EXPECT_EQ(testing::Health(v->address()), "SERVING");
   auto stub = testing::VerifierStub(v->address());
@@ -761,6 +850,28 @@ TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
   EXPECT_EQ(inflight.last.finish_reason() != v1::FINISH_REASON_UNSPECIFIED, true);
   EXPECT_EQ(d->proc->Wait(30), 0) << d->proc->log();
   EXPECT_EQ(v->proc->Wait(30), 0) << v->proc->log();
+}
+
+// R30 end to end: a verifier whose model gives a NaN in its warm-up pass never reports SERVING
+// (health polled from the process's start) and exits 1 with warmup_failed in its log.
+TEST_F(ServicesFaultTest, AFailedWarmUpExitsNonZeroAndNeverServes) {
+  testing::TinyConfig tc;
+  tc.nan_weight = true;
+  const std::string bad = dir_ + "/nan.gguf";
+  ASSERT_TRUE(testing::WriteTinyGguf(tc, bad).ok());
+  const std::string address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  auto p = testing::StartVerifierRaw(dir_, {"--model", bad, "--listen", address, "--admin", ""});
+  ASSERT_TRUE(p.ok()) << p.status();
+  int polls = 0;
+  const auto t0 = Clock::now();
+  while ((*p)->running() && SecondsSince(t0) < 60) {
+    EXPECT_NE(testing::Health(address), "SERVING");
+    ++polls;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ((*p)->Wait(1), 1);
+  EXPECT_GT(polls, 0);
+  EXPECT_NE((*p)->log().find("warmup_failed"), std::string::npos) << (*p)->log();
 }
 
 TEST_F(ServicesFaultTest, DrafterRefusesAHeadOrModelForAnotherModel) {

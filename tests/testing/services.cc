@@ -229,6 +229,39 @@ double Metric(int admin_port, const std::string& name) {
   return -1;
 }
 
+std::map<std::string, double> MetricFamily(int admin_port, const std::string& name) {
+  std::map<std::string, double> out;
+  httplib::Client cli("127.0.0.1", admin_port);
+  cli.set_connection_timeout(2);
+  auto res = cli.Get("/metrics");
+  if (!res || res->status != 200) return out;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t sp = line.rfind(' ');
+    if (sp == absl::string_view::npos) continue;
+    const absl::string_view series = line.substr(0, sp);
+    if (series != name && !absl::StartsWith(series, name + "{")) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(sp + 1), &v)) out[std::string(series)] = v;
+  }
+  return out;
+}
+
+std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>& before,
+                                            const std::map<std::string, double>& after) {
+  std::map<std::string, double> out;
+  for (const auto& [series, value] : after) {
+    const size_t at = series.find("outcome=\"");
+    if (at == std::string::npos) continue;
+    const size_t start = at + 9;
+    const std::string outcome = series.substr(start, series.find('"', start) - start);
+    const auto it = before.find(series);
+    const double delta = value - (it == before.end() ? 0 : it->second);
+    if (delta != 0) out[outcome] += delta;
+  }
+  return out;
+}
+
 std::unique_ptr<v1::Drafter::Stub> DrafterStub(const std::string& address) {
   return v1::Drafter::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                                         rpc::ClientChannelArgs()));

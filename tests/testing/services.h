@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,13 @@ std::string Health(const std::string& address, const rpc::ClientCredentials& cre
 // The value of a metric line `name` (with its labels, e.g. `foo{a="b"}`) from /metrics; -1 if
 // absent or the scrape failed.
 double Metric(int admin_port, const std::string& name);
+// Every line of the metric family `name` (its labelled series, e.g. `foo{a="b"}`, and the bare
+// name) from /metrics, with its value; empty if the scrape failed.
+std::map<std::string, double> MetricFamily(int admin_port, const std::string& name);
+// The series of `name` by outcome label (`name{outcome="ok"}` -> "ok"): after - before, for
+// counters scraped with MetricFamily around a test's traffic.
+std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>& before,
+                                            const std::map<std::string, double>& after);
 // Polls Metric every 20 ms until it equals `value`: the seconds that took, or -1 after
 // `timeout_s`.
 double WaitMetric(int admin_port, const std::string& name, double value, double timeout_s);
