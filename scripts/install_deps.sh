@@ -7,7 +7,7 @@ pkgs=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libpcre2-dev libutf8proc-dev nlohmann-json3-dev unzip clang-format
-  prometheus-cpp-dev libcpp-httplib-dev openssl curl
+  prometheus-cpp-dev libcpp-httplib-dev libgloo-dev openssl curl
   "$@"
 )
 missing=()

@@ -42,7 +42,8 @@ absl::StatusOr<Linear> Linear::CreateStacked(std::span<const Matrix> parts, Prec
 int64_t Linear::bytes() const {
   if (packed_) return packed_->bytes();
   int64_t n = 0;
-  for (const Matrix& m : parts_) n += m.rows * m.row_bytes;
+  // Rows as read: a column slice (one tensor-parallel rank's share) reads its columns only.
+  for (const Matrix& m : parts_) n += m.rows * RowBytes(m.dtype, m.cols);
   return n;
 }
 

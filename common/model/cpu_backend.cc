@@ -6,6 +6,7 @@
 
 #include "common/cpu/kernels.h"
 #include "common/model/tensor_utils.h"
+#include "common/status_macros.h"
 
 namespace eagle {
 namespace {
@@ -33,8 +34,11 @@ struct CpuBackend::CpuWorkspace final : Workspace {
   std::vector<float> gate_up;   // [rows, 2 I]
   std::vector<float> act;       // [rows, I]
   std::vector<float> gathered;  // [rows, H] the rows the LM head reads
+  // Tensor parallel: this rank's logits [rows, vocab_chunk] and every rank's [world, rows,
+  // vocab_chunk].
+  std::vector<float> local_logits, all_logits;
 
-  void Reserve(const LlamaConfig& c, int64_t n) {
+  void Reserve(const LlamaConfig& c, int64_t n, int64_t vocab_chunk, int world) {
     if (n <= rows) return;
     rows = n;
     const int64_t h = c.hidden_size, ffn = c.intermediate_size;
@@ -46,16 +50,21 @@ struct CpuBackend::CpuWorkspace final : Workspace {
     gate_up.resize(n * 2 * ffn);
     act.resize(n * ffn);
     gathered.resize(n * h);
+    if (world > 1) {
+      local_logits.resize(n * vocab_chunk);
+      all_logits.resize(world * n * vocab_chunk);
+    }
   }
 };
 
 CpuBackend::CpuBackend(const LlamaConfig& config, Weights weights,
-                       std::shared_ptr<cpu::ThreadPool> pool)
+                       std::shared_ptr<cpu::ThreadPool> pool, TensorParallelShare tp)
     : config_(config),
       w_(std::move(weights)),
       rope_(config.head_dim, config.rope_theta, config.rope_scaling, config.max_position,
             config.rope_interleaved),
-      pool_(std::move(pool)) {}
+      pool_(std::move(pool)),
+      tp_(std::move(tp)) {}
 
 std::unique_ptr<KvCache> CpuBackend::NewCache(int64_t capacity) const {
   return std::make_unique<CpuKvCache>(static_cast<const ModelBackend*>(this), config_.num_layers,
@@ -74,7 +83,8 @@ absl::StatusOr<std::unique_ptr<Workspace>> CpuBackend::Acquire(int64_t rows) con
     }
   }
   if (ws == nullptr) ws = std::make_unique<CpuWorkspace>();
-  static_cast<CpuWorkspace&>(*ws).Reserve(config_, rows);
+  static_cast<CpuWorkspace&>(*ws).Reserve(config_, rows, tp_.vocab_chunk,
+                                          tp_.comm != nullptr ? tp_.comm->world_size() : 1);
   return ws;
 }
 
@@ -162,6 +172,7 @@ absl::Status CpuBackend::Attention(int l, const BatchPlan& plan, std::span<KvCac
     }
   });
   L.wo.Apply(ws.att.data(), t_len, ws.tmp.data(), pool_.get());
+  if (tp_.comm != nullptr) RETURN_IF_ERROR(tp_.comm->AllReduceSum(ws.tmp.data(), t_len * h));
   for (int64_t e = 0; e < t_len * h; ++e) x[e] += ws.tmp[e];
   return absl::OkStatus();
 }
@@ -183,6 +194,7 @@ absl::Status CpuBackend::Mlp(int l, const BatchPlan& plan, Workspace& wsb) const
     cpu::SwiGlu(gu, gu + ffn, ffn, ws.act.data() + i * ffn);
   });
   L.w_down.Apply(ws.act.data(), t_len, ws.tmp.data(), pool_.get());
+  if (tp_.comm != nullptr) RETURN_IF_ERROR(tp_.comm->AllReduceSum(ws.tmp.data(), t_len * h));
   for (int64_t e = 0; e < t_len * h; ++e) x[e] += ws.tmp[e];
   return absl::OkStatus();
 }
@@ -218,7 +230,30 @@ absl::Status CpuBackend::Logits(Workspace& wsb, std::span<const int64_t> rows, f
   for (int64_t j = 0; j < n; ++j) {
     std::memcpy(ws.gathered.data() + j * h, ws.xn.data() + rows[j] * h, h * sizeof(float));
   }
-  w_.lm_head.Apply(ws.gathered.data(), n, out, pool_.get());
+  if (tp_.comm == nullptr) {
+    w_.lm_head.Apply(ws.gathered.data(), n, out, pool_.get());
+    return absl::OkStatus();
+  }
+  // Vocabulary parallel: each rank's rows of the LM head, gathered in rank order. The last
+  // rank's share may be short; its padding is never read.
+  const int64_t chunk = tp_.vocab_chunk, v = config_.vocab_size, mine = w_.lm_head.rows();
+  const int world = tp_.comm->world_size();
+  float* local = ws.local_logits.data();
+  w_.lm_head.Apply(ws.gathered.data(), n, ws.all_logits.data(), pool_.get());  // [n, mine]
+  for (int64_t j = 0; j < n; ++j) {
+    std::memcpy(local + j * chunk, ws.all_logits.data() + j * mine, mine * sizeof(float));
+    std::fill(local + j * chunk + mine, local + (j + 1) * chunk, 0.0f);
+  }
+  RETURN_IF_ERROR(tp_.comm->AllGather(local, n * chunk * static_cast<int64_t>(sizeof(float)),
+                                      ws.all_logits.data()));
+  for (int r = 0; r < world; ++r) {
+    const int64_t v0 = r * chunk, len = std::min(chunk, v - v0);
+    if (len <= 0) continue;
+    for (int64_t j = 0; j < n; ++j) {
+      std::memcpy(out + j * v + v0, ws.all_logits.data() + (r * n + j) * chunk,
+                  len * sizeof(float));
+    }
+  }
   return absl::OkStatus();
 }
 

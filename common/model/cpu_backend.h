@@ -11,11 +11,25 @@
 
 #include "common/cpu/linear.h"
 #include "common/cpu/thread_pool.h"
+#include "common/dist/communicator.h"
 #include "common/model/backend.h"
 #include "common/model/llama_config.h"
 #include "common/model/rope.h"
 
 namespace eagle {
+
+// One rank's share of a tensor-parallel model (Megatron-style) for CpuBackend: its `config` holds
+// this rank's heads, KV heads and FFN width (hidden size and vocabulary stay whole); the layers'
+// matrices are its slices: wqkv its q heads and KV heads (rows), wo the matching columns,
+// gate/up its rows of the FFN, down the matching columns, and lm_head its rows
+// [rank * vocab_chunk, min(vocab, (rank + 1) * vocab_chunk)). The o and down projections end
+// with one AllReduceSum each (rows * hidden floats); Logits gathers every rank's share of the
+// vocabulary (AllGather of rows * vocab_chunk floats). Every rank runs every op of every pass
+// in the same order.
+struct TensorParallelShare {
+  std::shared_ptr<Communicator> comm;
+  int64_t vocab_chunk = 0;
+};
 
 class CpuBackend final : public ModelBackend {
  public:
@@ -28,14 +42,15 @@ class CpuBackend final : public ModelBackend {
   };
   struct Weights {
     cpu::Matrix embed;              // [V, H] (stored blocks; rows dequantized on lookup)
-    cpu::Linear lm_head;            // [V, H]
+    cpu::Linear lm_head;            // [V, H], or a rank's rows of it (tensor parallel)
     std::vector<float> final_norm;  // [H]
     std::vector<Layer> layers;
   };
   // `pool` null: every op runs on the calling thread alone.
-  CpuBackend(const LlamaConfig& config, Weights weights, std::shared_ptr<cpu::ThreadPool> pool);
+  CpuBackend(const LlamaConfig& config, Weights weights, std::shared_ptr<cpu::ThreadPool> pool,
+             TensorParallelShare tp = {});
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override { return tp_.comm != nullptr ? "cpu-tp" : "cpu"; }
   int64_t weight_bytes() const override;
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const override;
   absl::StatusOr<std::unique_ptr<Workspace>> Acquire(int64_t rows) const override;
@@ -66,6 +81,7 @@ class CpuBackend final : public ModelBackend {
   const Weights w_;
   const Rope rope_;
   const std::shared_ptr<cpu::ThreadPool> pool_;
+  const TensorParallelShare tp_;
   mutable std::mutex mu_;
   mutable std::vector<std::unique_ptr<Workspace>> free_;  // guarded by mu_
   mutable int made_ = 0;                                  // guarded by mu_

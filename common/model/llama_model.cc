@@ -181,6 +181,15 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   return model;
 }
 
+std::string TensorParallelDegrees(const LlamaConfig& config) {
+  std::string out;
+  for (int d = 1; d <= config.num_kv_heads; ++d) {
+    if (config.num_kv_heads % d == 0 && config.intermediate_size % d == 0)
+      absl::StrAppend(&out, " ", d);
+  }
+  return out;
+}
+
 absl::StatusOr<int> ParseDevice(const std::string& device) {
   if (device == "cpu") return -1;
   if (device == "cuda") return 0;
@@ -207,14 +216,67 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   }
   const int64_t h = config.hidden_size, ffn = config.intermediate_size, v = config.vocab_size;
   const int64_t qd = config.q_dim(), kvd = config.kv_dim();
+  // Tensor parallel: this rank's share (Megatron-style; cpu_backend.h).
+  const int world = options.comm != nullptr ? options.comm->world_size() : 1;
+  const int rank = options.comm != nullptr ? options.comm->rank() : 0;
+  LlamaConfig local = config;
+  TensorParallelShare tp;
+  if (world > 1) {
+    if (ParseDevice(options.device).value_or(-1) >= 0) {
+      return absl::UnimplementedError(
+          "tensor parallelism runs on the CPU backend only in this build (--device cpu)");
+    }
+    if (config.num_kv_heads % world != 0 || config.intermediate_size % world != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor-parallel degree ", world, " must divide the KV heads (",
+                       config.num_kv_heads, ") and the FFN width (", config.intermediate_size,
+                       "); degrees that do:", TensorParallelDegrees(config)));
+    }
+    local.num_heads = config.num_heads / world;
+    local.num_kv_heads = config.num_kv_heads / world;
+    local.intermediate_size = config.intermediate_size / world;
+    m->comm_ = options.comm;
+    tp.comm = options.comm;
+    tp.vocab_chunk = (v + world - 1) / world;
+    if (v - (world - 1) * tp.vocab_chunk <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor-parallel degree ", world, " leaves a rank no rows of a vocabulary of ", v));
+    }
+  }
   auto mat = [&](const std::string& n, int64_t r, int64_t c) {
     return MatrixFromTensor(lookup(n), n, r, c);
   };
+  // This rank's rows [rank * rows / world, ...) and columns of a matrix, the columns on the
+  // boundaries of the type's blocks.
+  struct Share {
+    bool rows = false, cols = false;
+  };
+  auto shard = [&](cpu::Matrix m, Share share,
+                   const std::string& name) -> absl::StatusOr<cpu::Matrix> {
+    if (world == 1) return m;
+    if (share.rows) {
+      const int64_t n = m.rows / world;
+      m.data += rank * n * m.row_bytes;
+      m.rows = n;
+    }
+    if (share.cols) {
+      const int64_t n = m.cols / world, block = GetDTypeInfo(m.dtype).block_size;
+      if (n % block != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor-parallel degree ", world, " splits ", name, " (", DTypeName(m.dtype),
+            ", blocks of ", block, ") inside a block: ", m.cols, " columns / ", world, " = ", n));
+      }
+      m.data += RowBytes(m.dtype, rank * n);
+      m.cols = n;
+    }
+    return m;
+  };
   auto stacked = [&](const std::vector<std::string>& names, const std::vector<int64_t>& rows,
-                     int64_t c) -> absl::StatusOr<cpu::Linear> {
+                     int64_t c, Share share = {}) -> absl::StatusOr<cpu::Linear> {
     std::vector<cpu::Matrix> parts;
     for (size_t i = 0; i < names.size(); ++i) {
       ASSIGN_OR_RETURN(cpu::Matrix raw, MatrixFromTensor(lookup(names[i]), names[i], rows[i], c));
+      ASSIGN_OR_RETURN(raw, shard(raw, share, names[i]));
       parts.push_back(raw);
     }
     ASSIGN_OR_RETURN(cpu::Linear l, cpu::Linear::CreateStacked(parts, options.precision));
@@ -223,15 +285,30 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     }
     return l;
   };
-  auto linear = [&](const std::string& n, int64_t r, int64_t c) { return stacked({n}, {r}, c); };
+  auto linear = [&](const std::string& n, int64_t r, int64_t c, Share share = {}) {
+    return stacked({n}, {r}, c, share);
+  };
   auto vec = [&](const std::string& n, int64_t len) { return VectorFromTensor(lookup(n), n, len); };
   CpuBackend::Weights w;
   ASSIGN_OR_RETURN(w.embed, mat("model.embed_tokens.weight", v, h));
+  cpu::Matrix head;
   if (config.tied_embeddings) {
-    ASSIGN_OR_RETURN(w.lm_head, cpu::Linear::Create(w.embed, options.precision));
-    if (release && w.lm_head.packed()) release(w.embed.data, w.embed.rows * w.embed.row_bytes);
+    head = w.embed;
   } else {
-    ASSIGN_OR_RETURN(w.lm_head, linear("lm_head.weight", v, h));
+    ASSIGN_OR_RETURN(head, mat("lm_head.weight", v, h));
+  }
+  if (world > 1) {
+    // The rows of this rank's share of the vocabulary; the whole head stays for draft heads
+    // (not released: the backend's share reads the same rows).
+    ASSIGN_OR_RETURN(cpu::Linear full, cpu::Linear::Create(head, options.precision));
+    m->full_lm_head_ = std::make_unique<cpu::Linear>(std::move(full));
+    cpu::Matrix mine = head;
+    mine.data += rank * tp.vocab_chunk * head.row_bytes;
+    mine.rows = std::min<int64_t>(tp.vocab_chunk, v - rank * tp.vocab_chunk);
+    ASSIGN_OR_RETURN(w.lm_head, cpu::Linear::Create(mine, options.precision));
+  } else {
+    ASSIGN_OR_RETURN(w.lm_head, cpu::Linear::Create(head, options.precision));
+    if (release && w.lm_head.packed()) release(head.data, head.rows * head.row_bytes);
   }
   ASSIGN_OR_RETURN(w.final_norm, vec("model.norm.weight", h));
   for (int l = 0; l < config.num_layers; ++l) {
@@ -239,16 +316,18 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     CpuBackend::Layer L;
     ASSIGN_OR_RETURN(L.attn_norm, vec(p + "input_layernorm.weight", h));
     ASSIGN_OR_RETURN(L.ffn_norm, vec(p + "post_attention_layernorm.weight", h));
+    // Whole heads per rank: q rows by query head, k and v rows by KV head (GQA: a rank's query
+    // heads are the ones its KV heads serve); o and down by the matching columns.
     ASSIGN_OR_RETURN(L.wqkv, stacked({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                                       p + "self_attn.v_proj.weight"},
-                                     {qd, kvd, kvd}, h));
-    ASSIGN_OR_RETURN(L.wo, linear(p + "self_attn.o_proj.weight", h, qd));
+                                     {qd, kvd, kvd}, h, {.rows = true}));
+    ASSIGN_OR_RETURN(L.wo, linear(p + "self_attn.o_proj.weight", h, qd, {.cols = true}));
     ASSIGN_OR_RETURN(L.w_gate_up, stacked({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
-                                          {ffn, ffn}, h));
-    ASSIGN_OR_RETURN(L.w_down, linear(p + "mlp.down_proj.weight", h, ffn));
+                                          {ffn, ffn}, h, {.rows = true}));
+    ASSIGN_OR_RETURN(L.w_down, linear(p + "mlp.down_proj.weight", h, ffn, {.cols = true}));
     w.layers.push_back(std::move(L));
   }
-  m->cpu_ = std::make_unique<CpuBackend>(config, std::move(w), options.pool);
+  m->cpu_ = std::make_unique<CpuBackend>(local, std::move(w), options.pool, std::move(tp));
   ASSIGN_OR_RETURN(const int gpu, ParseDevice(options.device));
   if (gpu >= 0) {
     ASSIGN_OR_RETURN(m->device_, MakeCudaBackend(*m->cpu_, gpu));
@@ -386,6 +465,8 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
     RETURN_IF_ERROR(CheckRequest(*caches[s], reqs[s]));
   }
   const BatchPlan plan = PlanBatch(caches, reqs);
+  std::unique_lock<std::mutex> one_pass(pass_mu_, std::defer_lock);
+  if (comm_ != nullptr) one_pass.lock();
   const ModelBackend& b = backend();
   ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, b.Acquire(plan.num_rows()));
   std::vector<ForwardResult> out(n_seq);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "common/cpu/kernels.h"
 #include "common/cpu/linear.h"
 #include "common/cpu/thread_pool.h"
+#include "common/dist/communicator.h"
 #include "common/io/tensor_ref.h"
 #include "common/model/backend.h"
 #include "common/model/cpu_backend.h"
@@ -57,6 +59,11 @@ struct ModelOptions {
   // Where the forward pass runs: "cpu", or "cuda" / "cuda:N" (the CUDA backend, in a build with
   // -DEAGLE_WITH_CUDA=ON; the host copy of the weights stays for draft heads).
   std::string device = "cpu";
+  // Tensor parallelism (CPU): this process is rank comm->rank() of comm->world_size() and holds
+  // that rank's share of every layer (cpu_backend.h, TensorParallelShare). Every rank
+  // must then make the same Forward calls in the same order. Null or a world of 1: the whole
+  // model.
+  std::shared_ptr<Communicator> comm;
 };
 
 class LlamaModel {
@@ -120,7 +127,12 @@ class LlamaModel {
 
   // Embedding row and LM head, for draft heads that share them.
   void Embed(int32_t token, float* out) const { cpu_->EmbedToken(token, out); }
-  const cpu::Linear& lm_head() const { return cpu_->weights().lm_head; }
+  // The whole LM head (under tensor parallelism too, where the backend holds a rank's rows).
+  const cpu::Linear& lm_head() const {
+    return full_lm_head_ != nullptr ? *full_lm_head_ : cpu_->weights().lm_head;
+  }
+  // The tensor-parallel group (null: the whole model in this process).
+  Communicator* comm() const { return comm_.get(); }
 
  private:
   LlamaModel() = default;
@@ -141,9 +153,16 @@ class LlamaModel {
   std::string chat_template_;
   std::string builtin_chat_template_;
   std::unique_ptr<CpuBackend> cpu_;
+  std::shared_ptr<Communicator> comm_;
+  std::unique_ptr<cpu::Linear> full_lm_head_;  // tensor parallel only: for draft heads
+  mutable std::mutex pass_mu_;  // tensor parallel: one pass at a time (collectives in order)
   std::unique_ptr<ModelBackend> device_;  // null: the forward pass runs on cpu_ (after cpu_:
                                           // destroyed first, it reads cpu_'s weights)
 };
+
+// The tensor-parallel degrees `config` can be split into (each divides its KV heads and FFN
+// width), as " 1 2 4".
+std::string TensorParallelDegrees(const LlamaConfig& config);
 
 // -1 for "cpu", N for "cuda" (0) or "cuda:N"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<int> ParseDevice(const std::string& device);

@@ -242,6 +242,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> MakeTinyLlama(
         ModelOptions mo;
         mo.precision = c.precision;
         mo.device = c.device;
+        mo.comm = c.comm;
         return mo;
       }());
 }

@@ -36,6 +36,7 @@ struct TinyConfig {
   cpu::Precision precision = cpu::Precision::kF32;
   bool nan_weight = false;     // F32 only: a NaN in the LM head's first row (a corrupted file)
   std::string device = "cpu";  // ModelOptions::device
+  std::shared_ptr<Communicator> comm;  // ModelOptions::comm (tensor parallel)
 };
 
 // A random model built in memory (no tokenizer). With `weights`, also returns every tensor

@@ -2,6 +2,7 @@
 //   eagle-cli generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
 //                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--threads N] [--json]
 //   eagle-cli score --model M (--prompt TEXT | --tokens 1,2,3) [--chat] --top-k K [--json]
+//   either with --tp N (tensor parallel over N local CPU ranks) or --rank/--world-size/--rendezvous
 
 #include <cstdio>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/chat_template.h"
 #include "common/cpu/kernels.h"
+#include "common/dist/group.h"
 #include "common/eagle/draft_model.h"
 #include "common/eagle/speculative.h"
 #include "common/generate.h"
@@ -58,6 +60,16 @@ generate options:
   --device D           cpu | cuda | cuda:N: where the target's forward pass runs (default
                        cpu; cuda needs a build with -DEAGLE_WITH_CUDA=ON and a GPU)
   --json               one JSON object per token, then a summary object
+
+tensor parallelism (the target split across CPU processes over Gloo; generate and score):
+  --tp N               start N ranks on this host, this process rank 0 (default 1). The
+                       degree must divide the model's KV heads and FFN width (SmolLM2-135M:
+                       1 or 3). Output is printed by rank 0
+  --rank R             this process is rank R of a group spread over hosts, with
+  --world-size N       the group's size and
+  --rendezvous H:P     rank 0's rendezvous address (rank 0 listens there)
+  --tp-timeout S       bound on joining and on every collective: a rank that dies or hangs
+                       fails the others within it (default 30)
 
 speculative decoding (EAGLE):
   --draft DIR          EAGLE head (config.json + model.safetensors) for this model; "default"
@@ -135,6 +147,8 @@ absl::Status GetNum(const Args& a, const std::string& k, T* out) {
   bool ok;
   if constexpr (std::is_same_v<T, float>) {
     ok = absl::SimpleAtof(v, out);
+  } else if constexpr (std::is_same_v<T, double>) {
+    ok = absl::SimpleAtod(v, out);
   } else {
     ok = absl::SimpleAtoi(v, out);
   }
@@ -177,6 +191,10 @@ absl::StatusOr<TreeOptions> ParseTreeOptions(const Args& a) {
   RETURN_IF_ERROR(ValidateTreeOptions(t));
   return t;
 }
+
+// False on tensor-parallel ranks other than 0, which compute beside rank 0 and print nothing
+// but their errors.
+bool g_reporting_rank = true;
 
 absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
   GenerateOptions o;
@@ -273,7 +291,7 @@ absl::Status RunGenerate(const LlamaModel& model, const Args& a) {
                           {"tokens_per_s", total_s > 0 ? n / total_s : 0}}}};
     if (speculative) j["speculative"] = spec;
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  } else {
+  } else if (g_reporting_rank) {
     std::cout << std::endl;
     std::fprintf(stderr,
                  "[%d prompt + %d generated tokens, finish=%s | prefill %.1f tok/s, decode %.1f "
@@ -352,6 +370,39 @@ int Main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return args.ok() && args->Has("--help") ? 0 : 2;
   }
+  TensorParallelFlags tpf;
+  for (auto [flag, value] : {std::pair{"--tp", &tpf.tp}, std::pair{"--rank", &tpf.rank},
+                             std::pair{"--world-size", &tpf.world_size}}) {
+    if (absl::Status s = GetNum(*args, flag, value); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  if (absl::Status s = GetNum(*args, "--tp-timeout", &tpf.timeout_s); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  tpf.rendezvous = args->Get("--rendezvous");
+  if ((tpf.tp > 1 || tpf.world_size > 1) && args->Get("--tree", "auto") == "auto" &&
+      args->Has("--draft")) {
+    // Auto trees are sized from each rank's own timings, so ranks could pick different trees
+    // and their collectives part ways.
+    std::fprintf(stderr,
+                 "error: --tree auto sizes trees from each rank's timings; with tensor "
+                 "parallelism give --tree chain, static or dynamic\n");
+    return 2;
+  }
+  std::vector<std::string> argv_copy(argv, argv + argc);
+  absl::StatusOr<TensorParallelGroup> group = StartTensorParallel(tpf, argv_copy);
+  if (!group.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(group.status().message()).c_str());
+    return absl::IsInvalidArgument(group.status()) ? 2 : 1;
+  }
+  const int rank = group->comm != nullptr ? group->comm->rank() : 0;
+  if (rank != 0) {
+    g_reporting_rank = false;  // rank 0 answers
+    if (std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+  }
   int threads = 0;
   absl::StatusOr<std::shared_ptr<cpu::ThreadPool>> pool =
       absl::InvalidArgumentError("not a number");
@@ -372,16 +423,30 @@ int Main(int argc, char** argv) {
   }
   options.precision = *precision;
   options.device = args->Get("--device", "cpu");
+  options.comm = group->comm;
   auto model = LlamaModel::Load(path, options);
   if (!model.ok()) {
+    if (rank != 0) return 1;  // rank 0 reports the same error
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
     if (!args->Has("--model") && absl::IsNotFound(model.status()))
       std::fprintf(stderr, "hint: run scripts/fetch_model.sh to get the default model\n");
     return 1;
   }
-  absl::Status s = args->cmd == "generate" ? RunGenerate(**model, *args) : RunScore(**model, *args);
+  absl::Status s;
+  if (group->comm != nullptr) {
+    s = CheckSameModel(
+        *group->comm, absl::StrCat((*model)->Fingerprint(), "/", args->Get("--precision", "auto")));
+  }
+  if (s.ok()) {
+    s = args->cmd == "generate" ? RunGenerate(**model, *args) : RunScore(**model, *args);
+  }
+  if (s.ok() && !group->ranks.pids().empty()) s = group->ranks.Wait(std::chrono::seconds(60));
   if (!s.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    if (group->comm != nullptr) {
+      std::fprintf(stderr, "error (rank %d): %s\n", rank, std::string(s.message()).c_str());
+    } else {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    }
     return 1;
   }
   return 0;
