@@ -361,7 +361,11 @@ void Engine::RunBatch(std::vector<std::unique_ptr<Work>>& batch) {
       std::lock_guard<std::mutex> lock(mu_);
       DoneLocked(*w.session);
     }
-    w.Fail(absl::InternalError(absl::StrCat("forward pass failed: ", failed.message())));
+    // A broken tensor-parallel group (a rank died or hung) is the service's failure, not the
+    // session's: UNAVAILABLE, which a drafter retries on the restarted verifier.
+    const bool group = absl::IsUnavailable(failed) || absl::IsDeadlineExceeded(failed);
+    const std::string text = absl::StrCat("forward pass failed: ", failed.message());
+    w.Fail(group ? absl::UnavailableError(text) : absl::InternalError(text));
     finished(&w);
   }
 }

@@ -90,6 +90,8 @@ class Engine {
   // still Close the session.
   std::future<absl::StatusOr<OpenResult>> Open(OpenParams params, uint64_t* session_id = nullptr);
   // Verifies `tree` (root = the token the previous step named) as step `step` (0, 1, ...).
+  // A forward pass that fails closes its sessions: UNAVAILABLE when a tensor-parallel group
+  // broke (retry on the restarted verifier), INTERNAL otherwise; Open fails the same way.
   std::future<absl::StatusOr<VerifyOutput>> Verify(uint64_t session, int64_t step, DraftTree tree);
   // Frees the session (idempotent; a pending request of it fails with CANCELLED).
   void Close(uint64_t session);

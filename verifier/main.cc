@@ -1,5 +1,8 @@
 // eagle-verifier: holds the target model and verifies the draft trees of many drafter sessions
 // in batched forward passes; also serves plain generation. See verifier/README.md.
+#include <signal.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/chat_template.h"
+#include "common/dist/group.h"
 #include "common/eagle/cost_model.h"
 #include "common/log.h"
 #include "common/prompt.h"
@@ -49,6 +53,19 @@ ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to fin
 ABSL_FLAG(double, session_idle_seconds, 120,
           "a session that sends nothing for this long is cancelled and freed (0 = never)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+ABSL_FLAG(int, tp, 1,
+          "tensor parallelism: split the model over N CPU rank processes on this host (Gloo); "
+          "this process is rank 0 and serves. The degree must divide the model's KV heads and "
+          "FFN width");
+ABSL_FLAG(int, rank, -1,
+          "this process's rank in a group spread over hosts (with --world_size "
+          "and --rendezvous); rank 0 serves, the others follow it");
+ABSL_FLAG(int, world_size, 0, "the size of a group spread over hosts");
+ABSL_FLAG(std::string, rendezvous, "",
+          "HOST:PORT where rank 0 serves the group's rendezvous (--rank); with --tp, optional");
+ABSL_FLAG(double, tp_timeout, 30,
+          "seconds: bound on joining the group and on every collective; a rank that dies or "
+          "hangs fails the group within it, and every rank then exits non-zero");
 
 namespace eagle::verifier {
 namespace {
@@ -82,10 +99,26 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", std::string(security.status().message()).c_str());
     return 2;
   }
+  TensorParallelFlags tpf;
+  tpf.tp = absl::GetFlag(FLAGS_tp);
+  tpf.rank = absl::GetFlag(FLAGS_rank);
+  tpf.world_size = absl::GetFlag(FLAGS_world_size);
+  tpf.rendezvous = absl::GetFlag(FLAGS_rendezvous);
+  tpf.timeout_s = absl::GetFlag(FLAGS_tp_timeout);
+  tpf.world_size_flag = "--world_size";
+  absl::StatusOr<TensorParallelGroup> group =
+      StartTensorParallel(tpf, std::vector<std::string>(argv, argv + argc));
+  if (!group.ok()) {
+    LogEvent("error", "tensor_parallel_start_failed",
+             {{"error", std::string(group.status().message())}});
+    return absl::IsInvalidArgument(group.status()) ? 2 : 1;
+  }
+  const int rank = group->comm != nullptr ? group->comm->rank() : 0;
   ModelOptions mo;
   mo.precision = *precision;
   mo.pool = *pool;
   mo.device = absl::GetFlag(FLAGS_device);
+  mo.comm = group->comm;
   const auto t0 = std::chrono::steady_clock::now();
   if (const std::string name = absl::GetFlag(FLAGS_chat_template); !name.empty()) {
     if (auto kind = ChatTemplateFromName(name); !kind.ok()) {
@@ -96,8 +129,18 @@ int Main(int argc, char** argv) {
   }
   auto model = LlamaModel::Load(absl::GetFlag(FLAGS_model), mo);
   if (!model.ok()) {
-    LogEvent("error", "model_load_failed", {{"error", std::string(model.status().message())}});
+    LogEvent("error", "model_load_failed",
+             {{"error", std::string(model.status().message())}, {"rank", rank}});
     return 1;
+  }
+  if (group->comm != nullptr) {
+    if (absl::Status s = CheckSameModel(*group->comm, absl::StrCat((*model)->Fingerprint(), "/",
+                                                                   absl::GetFlag(FLAGS_precision)));
+        !s.ok()) {
+      LogEvent("error", "tensor_parallel_models_differ",
+               {{"error", std::string(s.message())}, {"rank", rank}});
+      return 1;
+    }
   }
   (*model)->set_builtin_chat_template(absl::GetFlag(FLAGS_chat_template));
   if (absl::Status s = CheckChatTemplate(**model); !s.ok()) {
@@ -115,12 +158,37 @@ int Main(int argc, char** argv) {
   // Readiness only after a forward pass has worked (a failed warm-up exits, it never serves).
   const auto t1 = std::chrono::steady_clock::now();
   if (absl::Status s = WarmUp(**model); !s.ok()) {
-    LogEvent("error", "warmup_failed", {{"error", std::string(s.message())}});
+    LogEvent("error", "warmup_failed", {{"error", std::string(s.message())}, {"rank", rank}});
     return 1;
   }
   LogEvent(
       "info", "warmed_up",
-      {{"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()}});
+      {{"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()},
+       {"rank", rank}});
+  // Tensor parallel: the other ranks follow rank 0's passes until it stops them (exit 0) or
+  // the group fails (exit 1).
+  if (rank != 0) {
+    absl::Status s = (*model)->FollowLeader();
+    if (!s.ok()) {
+      LogEvent("error", "tensor_parallel_failed",
+               {{"error", std::string(s.message())}, {"rank", rank}});
+      return 1;
+    }
+    LogEvent("info", "tensor_parallel_stopped", {{"rank", rank}});
+    return 0;
+  }
+  // Rank 0: a failed collective (a rank died or hung) makes the service drain as on SIGTERM
+  // (health NOT_SERVING) and exit 1; the drafters' sessions resume once the group is back.
+  std::atomic<bool> group_failed{false};
+  if (group->comm != nullptr) {
+    const auto beat = std::chrono::milliseconds(static_cast<int64_t>(tpf.timeout_s * 1000 / 2));
+    absl::Status s = (*model)->LeadFollowers(beat, [&group_failed](const absl::Status& e) {
+      if (group_failed.exchange(true)) return;
+      LogEvent("error", "tensor_parallel_failed", {{"error", std::string(e.message())}});
+      ::kill(::getpid(), SIGTERM);  // to the process: rpc::Serve waits for it
+    });
+    if (!s.ok()) return 1;
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   VerifierMetrics metrics(*registry);
@@ -198,6 +266,15 @@ int Main(int argc, char** argv) {
   stop_refresh = true;
   if (refresher.joinable()) refresher.join();
   rpc::ReleaseAdminAtExit(std::move(*admin));
+  if (group->comm != nullptr) {
+    // Stop the followers; the ranks this process started then exit on their own.
+    absl::Status s = (*model)->StopFollowers();
+    if (s.ok() && !group->ranks.pids().empty()) s = group->ranks.Wait(std::chrono::seconds(30));
+    if (!s.ok() || group_failed) {
+      LogEvent("error", "tensor_parallel_exit", {{"error", std::string(s.message())}});
+      return 1;
+    }
+  }
   return code;
 }
 

@@ -60,7 +60,7 @@ absl::StatusOr<TensorParallelGroup> StartTensorParallel(const TensorParallelFlag
   o.rendezvous = absl::StrCat(host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
                               (*server)->port());
   absl::StatusOr<LocalRanks> ranks =
-      LocalRanks::Start(WithoutFlag(args, "--tp"), f.tp, o.rendezvous);
+      LocalRanks::Start(WithoutFlag(args, "--tp"), f.tp, o.rendezvous, f.world_size_flag);
   if (!ranks.ok()) return ranks.status();
   group.ranks = *std::move(ranks);
   absl::StatusOr<std::unique_ptr<Communicator>> comm = ConnectGlooGroup(o, *std::move(server));

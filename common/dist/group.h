@@ -18,11 +18,12 @@
 namespace eagle {
 
 struct TensorParallelFlags {
-  int tp = 1;              // --tp
-  int rank = -1;           // --rank (-1: not given)
-  int world_size = 0;      // --world-size
-  std::string rendezvous;  // --rendezvous
-  double timeout_s = 30;   // --tp-timeout
+  int tp = 1;                                    // --tp
+  int rank = -1;                                 // --rank (-1: not given)
+  int world_size = 0;                            // --world-size
+  std::string rendezvous;                        // --rendezvous
+  double timeout_s = 30;                         // --tp-timeout
+  std::string world_size_flag = "--world-size";  // as the program spells it (LocalRanks)
 };
 
 struct TensorParallelGroup {

@@ -29,14 +29,15 @@ std::vector<std::string> WithoutFlag(const std::vector<std::string>& args,
 }
 
 absl::StatusOr<LocalRanks> LocalRanks::Start(const std::vector<std::string>& args, int world,
-                                             const std::string& rendezvous) {
+                                             const std::string& rendezvous,
+                                             const std::string& world_size_flag) {
   LocalRanks ranks;
   const pid_t parent = ::getpid();
   for (int r = 1; r < world; ++r) {
     std::vector<std::string> a = args;
     for (const std::string& extra :
-         {std::string("--rank"), std::to_string(r), std::string("--world-size"),
-          std::to_string(world), std::string("--rendezvous"), rendezvous}) {
+         {std::string("--rank"), std::to_string(r), world_size_flag, std::to_string(world),
+          std::string("--rendezvous"), rendezvous}) {
       a.push_back(extra);
     }
     std::vector<char*> argv;

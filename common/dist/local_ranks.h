@@ -21,8 +21,11 @@ class LocalRanks {
   // Starts ranks 1..world-1 running `args` (args[0] the program; "--tp" and its value removed)
   // plus the rank flags; their standard output goes to /dev/null (rank 0 answers), their
   // standard error is this process's.
+  // `world_size_flag`: how the program spells its world-size flag ("--world-size" for
+  // eagle-cli, "--world_size" for the services' Abseil flags).
   static absl::StatusOr<LocalRanks> Start(const std::vector<std::string>& args, int world,
-                                          const std::string& rendezvous);
+                                          const std::string& rendezvous,
+                                          const std::string& world_size_flag = "--world-size");
   LocalRanks() = default;
   LocalRanks(LocalRanks&& other) noexcept : pids_(std::move(other.pids_)) { other.pids_.clear(); }
   LocalRanks& operator=(LocalRanks&& other) noexcept;

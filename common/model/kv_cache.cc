@@ -19,6 +19,10 @@ void CpuKvCache::StoreKeys(int layer, int64_t slot, const float* k) {
   }
 }
 
+KvCache::~KvCache() {
+  if (on_destroy_) on_destroy_(replica_id_);
+}
+
 absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
   if (base < 0 || base > length_) {
     return absl::InvalidArgumentError(
@@ -35,6 +39,7 @@ absl::Status KvCache::KeepPath(int64_t base, std::span<const int32_t> path) {
     prev = p;
   }
   if (absl::Status s = MovePath(base, path); !s.ok()) return s;
+  if (replica_id_ != 0) moves_.push_back({length_, base, {path.begin(), path.end()}});
   length_ = base + static_cast<int64_t>(path.size());
   return absl::OkStatus();
 }

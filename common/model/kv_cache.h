@@ -3,8 +3,10 @@
 #define EAGLE_COMMON_MODEL_KV_CACHE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -23,7 +25,7 @@ class KvCache {
         num_kv_heads_(num_kv_heads),
         head_dim_(head_dim),
         capacity_(capacity) {}
-  virtual ~KvCache() = default;
+  virtual ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
@@ -39,6 +41,22 @@ class KvCache {
   // Drops everything at or after slot n.
   absl::Status Truncate(int64_t n);
   void set_length(int64_t n) { length_ = n; }
+
+  // Tensor parallelism, leader and followers (llama_model.h, LlamaModel::LeadFollowers): rank
+  // 0's cache of a sequence whose copies on the other ranks must repeat its KeepPath calls.
+  // `on_destroy(id)` runs when this cache is destroyed.
+  struct Move {
+    int64_t length = 0;  // the cache's length when KeepPath was called
+    int64_t base = 0;
+    std::vector<int32_t> path;
+  };
+  void Replicate(uint64_t id, std::function<void(uint64_t)> on_destroy) {
+    replica_id_ = id;
+    on_destroy_ = std::move(on_destroy);
+  }
+  uint64_t replica_id() const { return replica_id_; }  // 0: not replicated
+  // The KeepPath calls since the last TakeMoves.
+  std::vector<Move> TakeMoves() { return std::move(moves_); }
 
   int num_layers() const { return num_layers_; }
   int num_kv_heads() const { return num_kv_heads_; }
@@ -56,6 +74,9 @@ class KvCache {
   int head_dim_;
   int64_t capacity_;
   int64_t length_ = 0;
+  uint64_t replica_id_ = 0;
+  std::function<void(uint64_t)> on_destroy_;
+  std::vector<Move> moves_;
 };
 
 // The CPU backend's layout (f32, host memory).

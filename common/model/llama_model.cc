@@ -335,10 +335,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   return m;
 }
 
-LlamaModel::~LlamaModel() = default;
-
 std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
-  return backend().NewCache(capacity);
+  std::unique_ptr<KvCache> cache = backend().NewCache(capacity);
+  if (leader_ != nullptr) ReplicateCache(*cache);
+  return cache;
 }
 
 bool LlamaModel::int8() const {
@@ -466,7 +466,10 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
   }
   const BatchPlan plan = PlanBatch(caches, reqs);
   std::unique_lock<std::mutex> one_pass(pass_mu_, std::defer_lock);
-  if (comm_ != nullptr) one_pass.lock();
+  if (comm_ != nullptr) {
+    one_pass.lock();
+    if (leader_ != nullptr) RETURN_IF_ERROR(BroadcastPass(caches, reqs));
+  }
   const ModelBackend& b = backend();
   ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, b.Acquire(plan.num_rows()));
   std::vector<ForwardResult> out(n_seq);
@@ -476,6 +479,7 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
     if (n_capture > 0) out[s].layer_features.resize(out[s].num_tokens * n_capture * c.hidden_size);
   }
   absl::Status pass = RunLayers(plan, caches, reqs, *ws, out);
+  if (!pass.ok() && leader_ != nullptr) GroupFailed(pass);
   b.Release(std::move(ws));
   RETURN_IF_ERROR(pass);
   for (int64_t s = 0; s < n_seq; ++s) {

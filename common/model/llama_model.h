@@ -8,6 +8,7 @@
 #ifndef EAGLE_COMMON_MODEL_LLAMA_MODEL_H_
 #define EAGLE_COMMON_MODEL_LLAMA_MODEL_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,6 +135,21 @@ class LlamaModel {
   // The tensor-parallel group (null: the whole model in this process).
   Communicator* comm() const { return comm_.get(); }
 
+  // Tensor parallelism with one scheduler (the verifier): every rank loads and warms up the
+  // model (the same calls on every rank); then rank 0 calls LeadFollowers and each other rank
+  // FollowLeader. From then on rank 0 alone calls ForwardBatch: each pass first broadcasts its
+  // requests with its caches' ids, capacities, lengths and KeepPath moves (and the ids of the
+  // caches destroyed since), and the followers run the same pass on their copies. While no pass
+  // runs for `heartbeat`, rank 0 broadcasts an empty one, so that an idle group stays within the
+  // collective timeout and a dead rank is noticed. `on_failure` is called once, from the failing
+  // thread, when a collective fails (the group is then broken for good).
+  absl::Status LeadFollowers(std::chrono::milliseconds heartbeat,
+                             std::function<void(const absl::Status&)> on_failure);
+  // Runs rank 0's passes until StopFollowers (OK) or a failure (its error).
+  absl::Status FollowLeader() const;
+  // Rank 0: ends the followers' loops and the heartbeat.
+  absl::Status StopFollowers();
+
  private:
   LlamaModel() = default;
   // ForwardBatch's pieces: the ops of the pass over the backend; EAGLE-3 features (layer
@@ -156,6 +172,13 @@ class LlamaModel {
   std::shared_ptr<Communicator> comm_;
   std::unique_ptr<cpu::Linear> full_lm_head_;  // tensor parallel only: for draft heads
   mutable std::mutex pass_mu_;  // tensor parallel: one pass at a time (collectives in order)
+  // Leader and followers (LeadFollowers): guarded by pass_mu_.
+  struct Leader;
+  std::shared_ptr<Leader> leader_;
+  absl::Status BroadcastPass(std::span<KvCache* const> caches,
+                             std::span<const ForwardRequest> reqs) const;
+  void ReplicateCache(KvCache& cache) const;
+  void GroupFailed(const absl::Status& s) const;
   std::unique_ptr<ModelBackend> device_;  // null: the forward pass runs on cpu_ (after cpu_:
                                           // destroyed first, it reads cpu_'s weights)
 };
