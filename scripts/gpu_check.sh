@@ -18,18 +18,20 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 model=.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
-bins="build-cuda/tests/cuda_backend_test build-cuda/tools/eagle-bench build-cuda/tools/eagle-spec-bench"
+bins="build-cuda/tests/cuda_backend_test build-cuda/tests/nccl_communicator_test
+  build-cuda/tools/eagle-bench build-cuda/tools/eagle-spec-bench"
 
 pack() {
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   cmake -S . -B build-cuda -G Ninja -DEAGLE_WITH_CUDA=ON \
     -DCMAKE_CUDA_COMPILER="${CUDACXX:-/usr/local/cuda/bin/nvcc}" >/dev/null
-  ninja -C build-cuda cuda_backend_test eagle-bench eagle-spec-bench
+  ninja -C build-cuda cuda_backend_test nccl_communicator_test eagle-bench eagle-spec-bench
   rm -rf .gpu && mkdir -p .gpu/bin .gpu/lib
   cp $bins .gpu/bin/
-  # Every shared library but the C runtime and the CUDA driver (those the machine has).
+  # Every shared library but the C runtime, the CUDA driver and NCCL (those the machine has:
+  # NCCL's 218 MB come with its PyTorch, package nvidia-nccl-cu13).
   for b in $bins; do ldd "$b"; done | awk '/=> \// {print $3}' | sort -u |
-    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda)\.so' |
+    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libnccl)\.so' |
     xargs -I{} cp -L {} .gpu/lib/
   strip --strip-unneeded .gpu/bin/* .gpu/lib/* 2>/dev/null || true
   # The model in three pieces, one per call.
@@ -38,12 +40,16 @@ pack() {
        "model pieces: $(ls -la .gpu/model.* | awk '{printf "%.1f MB ", $5/1e6}');" \
        "working tree: $(git ls-files -z | xargs -0 du -cb | tail -1 | awk '{printf "%.1f MB", $1/1e6}')"
   # The libraries must resolve from the bundle alone (as on a machine without them).
-  LD_LIBRARY_PATH=.gpu/lib ldd .gpu/bin/* | grep "not found" && exit 1
+  LD_LIBRARY_PATH=.gpu/lib ldd .gpu/bin/* | grep "not found" | grep -v libnccl && exit 1
   echo "packaging checked: every library resolves from .gpu/lib"
 }
 
 run() {
-  export LD_LIBRARY_PATH="$root/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # NCCL: the CUDA toolkit's, else the one PyTorch brings (nvidia-nccl-cu13).
+  local nccl
+  nccl=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' \
+    2>/dev/null || true)
+  export LD_LIBRARY_PATH="$root/.gpu/lib:/usr/local/cuda/lib64${nccl:+:$nccl}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local out=${OUT:-/tmp/gpu_check}
   mkdir -p "$out" .cache/models
   if [[ ! -f $model ]]; then
@@ -58,6 +64,11 @@ run() {
   .gpu/bin/cuda_backend_test --gtest_output=json:"$out/tests.json" 2>&1 | tee "$out/tests.log" |
     grep -E "^\[ *(OK|FAILED|SKIPPED) *\]|PASSED|FAILED" || true
   grep -q "FAILED" "$out/tests.log" && tests=FAILED
+  # Tensor parallelism's NCCL communicator: one rank per GPU (one rank alone on a 1-GPU machine).
+  local tp=ok
+  .gpu/bin/nccl_communicator_test 2>&1 | tee "$out/nccl.log" |
+    grep -E "^\[ *(OK|FAILED|SKIPPED) *\]|PASSED|FAILED" || true
+  grep -q "FAILED" "$out/nccl.log" && tp=FAILED && tests=FAILED
   .gpu/bin/eagle-bench --model "$model" --device cuda --reps 10 > "$out/bench_gpu.txt" 2>&1 || tests=FAILED
   .gpu/bin/eagle-bench --model "$model" --threads 16 --reps 5 > "$out/bench_cpu16.txt" 2>&1 || true
   .gpu/bin/eagle-spec-bench --model "$model" --device cuda --draft "$EAGLE_HEAD" --limit 20 \
@@ -69,6 +80,8 @@ run() {
   echo "cuda_backend_test: $tests ($(grep -cE '^\[ +OK \]' "$out/tests.log") ok," \
        "$(grep -cE '^\[ +FAILED \]' "$out/tests.log") failed," \
        "$(grep -cE '^\[ +SKIPPED \]' "$out/tests.log") skipped)"
+  echo "nccl_communicator_test ($(nvidia-smi -L | wc -l) GPUs): $tp" \
+       "($(grep -cE '^\[ +OK \]' "$out/nccl.log") ok, $(grep -cE '^\[ +SKIPPED \]' "$out/nccl.log") skipped)"
   grep -E "^device:|decode roof|^decode|^prefill|tokens: " "$out/bench_gpu.txt" || cat "$out/bench_gpu.txt"
   echo "CPU, 16 threads, same machine:"
   grep -E "^decode|^prefill" "$out/bench_cpu16.txt" || true

@@ -26,7 +26,9 @@ nvcc=${CUDACXX:-/usr/local/cuda/bin/nvcc}
 if [[ $# -eq 0 && -x $nvcc ]]; then
   gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
   cmake -S . -B build-cuda "${gen[@]}" -DEAGLE_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
-  cmake --build build-cuda --target cuda_backend_test model_test -j "$(nproc)"
+  cmake --build build-cuda --target cuda_backend_test nccl_communicator_test model_test \
+    -j "$(nproc)"
   build-cuda/tests/cuda_backend_test
+  build-cuda/tests/nccl_communicator_test
   build-cuda/tests/model_test --gtest_filter='*Device*:*Workspace*'
 fi

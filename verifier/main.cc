@@ -63,6 +63,10 @@ ABSL_FLAG(int, rank, -1,
 ABSL_FLAG(int, world_size, 0, "the size of a group spread over hosts");
 ABSL_FLAG(std::string, rendezvous, "",
           "HOST:PORT where rank 0 serves the group's rendezvous (--rank); with --tp, optional");
+ABSL_FLAG(std::string, follower_listen, "",
+          "ranks other than 0: answer the standard gRPC health check (SERVING while following "
+          "rank 0) on this address, so that one pod template's probes fit every rank; empty: "
+          "no listener");
 ABSL_FLAG(double, tp_timeout, 30,
           "seconds: bound on joining the group and on every collective; a rank that dies or "
           "hangs fails the group within it, and every rank then exits non-zero");
@@ -168,7 +172,20 @@ int Main(int argc, char** argv) {
   // Tensor parallel: the other ranks follow rank 0's passes until it stops them (exit 0) or
   // the group fails (exit 1).
   if (rank != 0) {
+    std::unique_ptr<grpc::Server> health;
+    if (const std::string address = absl::GetFlag(FLAGS_follower_listen); !address.empty()) {
+      grpc::EnableDefaultHealthCheckService(true);
+      grpc::ServerBuilder builder;
+      builder.AddListeningPort(address, security->credentials);
+      health = builder.BuildAndStart();
+      if (health == nullptr) {
+        LogEvent("error", "listen_failed", {{"address", address}, {"rank", rank}});
+        return 1;
+      }
+    }
+    LogEvent("info", "following", {{"rank", rank}});
     absl::Status s = (*model)->FollowLeader();
+    if (health != nullptr) health->Shutdown(std::chrono::system_clock::now());
     if (!s.ok()) {
       LogEvent("error", "tensor_parallel_failed",
                {{"error", std::string(s.message())}, {"rank", rank}});
