@@ -191,25 +191,10 @@ class NcclCommunicator final : public Communicator {
 
 absl::StatusOr<std::unique_ptr<Communicator>> ConnectNcclGroup(
     const NcclGroupOptions& o, std::unique_ptr<TcpStoreServer> server) {
-  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank ", o.rank, " is outside a world of ", o.world_size, " ranks"));
-  }
-  std::string host;
-  int port = 0;
-  if (absl::Status s = ParseHostPort(o.rendezvous, "--rendezvous", &host, &port); !s.ok()) {
-    return s;
-  }
-  if (server != nullptr) port = server->port();
-  if (o.rank == 0 && server == nullptr) {
-    absl::StatusOr<std::unique_ptr<TcpStoreServer>> srv = TcpStoreServer::Start(host, port);
-    if (!srv.ok()) return srv.status();
-    server = *std::move(srv);
-    port = server->port();
-  }
-  absl::StatusOr<std::unique_ptr<TcpStoreClient>> client =
-      TcpStoreClient::Connect(host, port, o.connect_timeout);
-  if (!client.ok()) return client.status();
+  absl::StatusOr<Rendezvous> rv =
+      JoinRendezvous(o.rank, o.world_size, o.rendezvous, std::move(server), o.connect_timeout);
+  if (!rv.ok()) return rv.status();
+  std::unique_ptr<TcpStoreClient>& client = rv->client;
   if (cudaSetDevice(o.device) != cudaSuccess) {
     return absl::FailedPreconditionError(
         absl::StrCat("rank ", o.rank, ": no CUDA device ", o.device));
@@ -219,11 +204,11 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectNcclGroup(
     if (ncclGetUniqueId(&id) != ncclSuccess) {
       return absl::InternalError("ncclGetUniqueId failed");
     }
-    absl::Status s = (*client)->Set("eagle-tp/nccl-id",
-                                    std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
+    absl::Status s = client->Set("eagle-tp/nccl-id",
+                                 std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
     if (!s.ok()) return s;
   } else {
-    absl::StatusOr<std::string> v = (*client)->Get("eagle-tp/nccl-id", o.connect_timeout);
+    absl::StatusOr<std::string> v = client->Get("eagle-tp/nccl-id", o.connect_timeout);
     if (!v.ok()) return v.status();
     if (v->size() != sizeof(id)) return absl::DataLossError("rendezvous: bad NCCL unique id");
     std::memcpy(&id, v->data(), sizeof(id));
@@ -240,9 +225,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectNcclGroup(
         absl::StrCat("tensor-parallel rank ", o.rank, " of ", o.world_size,
                      " could not join the NCCL group: ", ncclGetErrorString(r)));
   }
-  return std::unique_ptr<Communicator>(new NcclCommunicator(std::move(server), *std::move(client),
-                                                            comm, stream, o.rank, o.world_size,
-                                                            o.device, o.collective_timeout));
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(std::move(rv->server), std::move(client), comm, stream, o.rank,
+                           o.world_size, o.device, o.collective_timeout));
 }
 
 }  // namespace eagle

@@ -21,7 +21,7 @@ struct NcclGroupOptions {
   int rank = 0;
   int world_size = 1;
   int device = 0;  // the CUDA device of this rank
-  // HOST:PORT of the rendezvous (rank 0 listens there unless `rendezvous_port_chosen` below).
+  // HOST:PORT of the rendezvous (rank 0 listens there unless it passes its own server).
   std::string rendezvous = "127.0.0.1:29500";
   std::chrono::milliseconds connect_timeout{60000};
   std::chrono::milliseconds collective_timeout{30000};

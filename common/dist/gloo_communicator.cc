@@ -1,7 +1,5 @@
 #include "common/dist/gloo_communicator.h"
 
-#include <unistd.h>
-
 #include <atomic>
 #include <cstring>
 #include <exception>
@@ -48,10 +46,6 @@ class StoreAdapter final : public gloo::rendezvous::Store {
   TcpStoreClient* client_;
   std::chrono::milliseconds timeout_;
 };
-
-bool IsLoopbackName(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
 
 class GlooCommunicator final : public Communicator {
  public:
@@ -174,46 +168,19 @@ class GlooCommunicator final : public Communicator {
 
 absl::StatusOr<std::unique_ptr<Communicator>> ConnectGlooGroup(
     const GlooGroupOptions& o, std::unique_ptr<TcpStoreServer> server) {
-  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank ", o.rank, " is outside a world of ", o.world_size, " ranks"));
-  }
-  std::string host;
-  int port = 0;
-  if (absl::Status s = ParseHostPort(o.rendezvous, "--rendezvous", &host, &port); !s.ok()) {
-    return s;
-  }
-  if (server != nullptr) port = server->port();
-  if (port == 0) {
-    return absl::InvalidArgumentError(
-        "--rendezvous needs a fixed port (not 0) that every rank "
-        "can reach");
-  }
-  if (o.rank == 0 && server == nullptr) {
-    absl::StatusOr<std::unique_ptr<TcpStoreServer>> srv = TcpStoreServer::Start(host, port);
-    if (!srv.ok()) return srv.status();
-    server = *std::move(srv);
-  }
-  absl::StatusOr<std::unique_ptr<TcpStoreClient>> client =
-      TcpStoreClient::Connect(host, port, o.connect_timeout);
-  if (!client.ok()) return client.status();
-  std::string bind = o.bind_host;
-  if (bind.empty()) {
-    if (IsLoopbackName(host)) {
-      bind = "127.0.0.1";
-    } else {
-      char name[256] = {};
-      ::gethostname(name, sizeof(name) - 1);
-      bind = name;
-    }
-  }
+  absl::StatusOr<Rendezvous> rv =
+      JoinRendezvous(o.rank, o.world_size, o.rendezvous, std::move(server), o.connect_timeout);
+  if (!rv.ok()) return rv.status();
+  std::unique_ptr<TcpStoreClient>& client = rv->client;
+  std::string bind = o.bind_host.empty() ? client->local_address() : o.bind_host;
+  if (bind.empty()) return absl::InternalError("rendezvous: no local address to bind Gloo to");
   try {
     gloo::transport::tcp::attr attr;
     attr.hostname = bind;
     std::shared_ptr<gloo::transport::Device> device = gloo::transport::tcp::CreateDevice(attr);
     auto context = std::make_shared<gloo::rendezvous::Context>(o.rank, o.world_size);
     context->setTimeout(o.connect_timeout);
-    StoreAdapter store(client->get(), o.connect_timeout);
+    StoreAdapter store(client.get(), o.connect_timeout);
     gloo::rendezvous::PrefixStore prefixed("eagle-tp", store);
     context->connectFullMesh(prefixed, device);
     // Every rank's pairs are up before any returns (one that left at once, its own pairs up,
@@ -222,7 +189,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectGlooGroup(
     gloo::barrier(barrier);
     context->setTimeout(o.collective_timeout);
     return std::unique_ptr<Communicator>(
-        new GlooCommunicator(std::move(server), *std::move(client), std::move(context)));
+        new GlooCommunicator(std::move(rv->server), std::move(client), std::move(context)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("tensor-parallel rank ", o.rank, " of ",
                                                o.world_size, " could not join the group at ",

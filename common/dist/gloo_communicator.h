@@ -18,8 +18,8 @@ struct GlooGroupOptions {
   // HOST:PORT of the rendezvous: rank 0 listens there (PORT 0 is not allowed: the other ranks
   // could not know it), the others connect.
   std::string rendezvous = "127.0.0.1:29500";
-  // The address this rank's Gloo pairs listen on, which the other ranks must reach. Empty: the
-  // loopback address when the rendezvous host is a loopback name, else this host's name.
+  // The address this rank's Gloo pairs listen on, which the other ranks must reach. Empty: this
+  // end's address on its connection to the rendezvous (the interface that reaches rank 0).
   std::string bind_host;
   // How long the ranks wait for each other at start, and the bound on every collective: a rank
   // that stops answering fails its peers' collectives within this time (the group's watchdog).

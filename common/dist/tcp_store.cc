@@ -225,6 +225,18 @@ absl::StatusOr<std::unique_ptr<TcpStoreClient>> TcpStoreClient::Connect(
 
 TcpStoreClient::~TcpStoreClient() { ::close(fd_); }
 
+std::string TcpStoreClient::local_address() const {
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "";
+  char host[NI_MAXHOST] = {};
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof(host), nullptr, 0,
+                    NI_NUMERICHOST) != 0) {
+    return "";
+  }
+  return host;
+}
+
 absl::Status TcpStoreClient::Set(const std::string& key, const std::string& value) {
   std::lock_guard<std::mutex> lock(mu_);
   char ok = 1;
@@ -250,6 +262,37 @@ absl::StatusOr<std::string> TcpStoreClient::Get(const std::string& key,
                                                     timeout.count() / 1000.0, " s"));
   }
   return value;
+}
+
+absl::StatusOr<Rendezvous> JoinRendezvous(int rank, int world, const std::string& address,
+                                          std::unique_ptr<TcpStoreServer> server,
+                                          std::chrono::milliseconds timeout) {
+  if (world < 1 || rank < 0 || rank >= world) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, " is outside a world of ", world, " ranks"));
+  }
+  std::string host;
+  int port = 0;
+  if (absl::Status s = ParseHostPort(address, "--rendezvous", &host, &port); !s.ok()) return s;
+  if (server != nullptr) port = server->port();
+  if (port == 0) {
+    return absl::InvalidArgumentError(
+        "--rendezvous needs a fixed port (not 0) that every rank can reach");
+  }
+  Rendezvous r;
+  if (rank == 0) {
+    if (server == nullptr) {
+      absl::StatusOr<std::unique_ptr<TcpStoreServer>> srv = TcpStoreServer::Start(host, port);
+      if (!srv.ok()) return srv.status();
+      server = *std::move(srv);
+    }
+    r.server = std::move(server);
+  }
+  absl::StatusOr<std::unique_ptr<TcpStoreClient>> client =
+      TcpStoreClient::Connect(host, port, timeout);
+  if (!client.ok()) return client.status();
+  r.client = *std::move(client);
+  return r;
 }
 
 }  // namespace eagle

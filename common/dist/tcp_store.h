@@ -62,12 +62,25 @@ class TcpStoreClient {
   absl::Status Set(const std::string& key, const std::string& value);
   // DEADLINE_EXCEEDED when the key is not set within `timeout`.
   absl::StatusOr<std::string> Get(const std::string& key, std::chrono::milliseconds timeout);
+  // This end's address on the connection (numeric): the interface that reaches rank 0.
+  std::string local_address() const;
 
  private:
   explicit TcpStoreClient(int fd) : fd_(fd) {}
   std::mutex mu_;  // one request at a time on the connection
   int fd_ = -1;
 };
+
+// One rank's side of a group's rendezvous: rank 0's server (the one it passes, started on a port
+// it chose, or one started here on `address`) and every rank's client, connected within
+// `timeout`. INVALID_ARGUMENT for a rank outside [0, world) or a bad or portless address.
+struct Rendezvous {
+  std::unique_ptr<TcpStoreServer> server;  // rank 0 only
+  std::unique_ptr<TcpStoreClient> client;
+};
+absl::StatusOr<Rendezvous> JoinRendezvous(int rank, int world, const std::string& address,
+                                          std::unique_ptr<TcpStoreServer> server,
+                                          std::chrono::milliseconds timeout);
 
 }  // namespace eagle
 

@@ -23,20 +23,12 @@
 namespace eagle {
 namespace {
 
+using testing::ChatRequest;
 using testing::Generation;
 using testing::HeldOutPrompts;
 using testing::Metric;
 using testing::Service;
 using testing::WaitMetric;
-
-v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
-  v1::GenerateRequest r;
-  auto* m = r.mutable_messages()->add_messages();
-  m->set_role("user");
-  m->set_content(prompt);
-  r.set_max_tokens(max_tokens);
-  return r;
-}
 
 class ServicesTest : public ::testing::Test {
  protected:

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -49,14 +50,6 @@ nlohmann::json Summary(const testing::CommandResult& r) {
 
 bool Alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  std::vector<pid_t> out;
-  pid_t c;
-  while (f >> c) out.push_back(c);
-  return out;
-}
-
 // eagle-cli started in the background, its output in a file.
 struct Background {
   pid_t pid = -1;
@@ -89,6 +82,13 @@ struct Background {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
+  }
+  // Until rank 0 has streamed some text (the group is generating), at most 60 s.
+  void WaitForOutput() const {
+    const auto t0 = Clock::now();
+    while (Output().size() < 64 && Seconds(t0) < 60) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   std::string Output() const {
     std::ifstream f(log);
@@ -168,17 +168,58 @@ TEST(TensorParallelE2eTest, RanksStartedByHandOnARendezvousAddress) {
   EXPECT_EQ(Summary(r0)["token_ids"], Summary(whole)["token_ids"]);
 }
 
+// Two "hosts": network namespaces joined by a veth pair, one rank in each, the rendezvous on
+// rank 0's namespace address. Needs CAP_NET_ADMIN (root in CI's container); skips without it.
+TEST(TensorParallelE2eTest, RanksInTwoNetworkNamespaces) {
+  const std::string a = "eagle-tp-a-" + std::to_string(::getpid());
+  const std::string b = "eagle-tp-b-" + std::to_string(::getpid());
+  const std::string va = "eta" + std::to_string(::getpid() % 100000);
+  const std::string vb = "etb" + std::to_string(::getpid() % 100000);
+  auto sh = [](const std::string& c) { return testing::RunCommand(c).code; };
+  if (sh("ip netns add " + a) != 0) {
+    GTEST_SKIP() << "cannot make network namespaces here (ip netns add needs CAP_NET_ADMIN)";
+  }
+  struct Cleanup {
+    std::function<void()> fn;
+    ~Cleanup() { fn(); }
+  } cleanup{[&] {
+    sh("ip netns del " + a);
+    sh("ip netns del " + b);
+  }};
+  ASSERT_EQ(sh("ip netns add " + b), 0);
+  ASSERT_EQ(sh("ip link add " + va + " type veth peer name " + vb), 0);
+  for (const std::string& c :
+       {"ip link set " + va + " netns " + a, "ip link set " + vb + " netns " + b,
+        "ip -n " + a + " addr add 10.231.0.1/24 dev " + va,
+        "ip -n " + b + " addr add 10.231.0.2/24 dev " + vb,
+        "ip -n " + a + " link set " + va + " up", "ip -n " + b + " link set " + vb + " up",
+        "ip -n " + a + " link set lo up", "ip -n " + b + " link set lo up"}) {
+    ASSERT_EQ(sh(c), 0) << c;
+  }
+  const std::string model = TinyModel();
+  const std::string args = " generate --model " + model +
+                           " --prompt abc --max-tokens 16 --ignore-eos --threads 1 --json";
+  auto whole = Cli(args);
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  const std::string group = " --world-size 2 --rendezvous 10.231.0.1:29517";
+  auto r1 = std::thread([&] {
+    testing::RunCommand("ip netns exec " + b + " " + EAGLE_CLI + args + group + " --rank 1");
+  });
+  auto r0 =
+      testing::RunCommand("ip netns exec " + a + " " + EAGLE_CLI + args + group + " --rank 0");
+  r1.join();
+  ASSERT_EQ(r0.code, 0) << r0.out;
+  EXPECT_EQ(Summary(r0)["token_ids"], Summary(whole)["token_ids"]);
+}
+
 TEST(TensorParallelE2eTest, AKilledRankFailsTheGroupWithinItsBound) {
   const std::string model = TinyModel(/*max_position=*/8192);
   Background cli;
   cli.Start({"generate", "--model", model, "--prompt", "x", "--max-tokens", "8000", "--ignore-eos",
              "--threads", "1", "--tp", "2", "--tp-timeout", "20"});
   // Wait until it generates (rank 0 streams text), then kill rank 1.
-  const auto t0 = Clock::now();
-  while (cli.Output().size() < 64 && Seconds(t0) < 60) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  const std::vector<pid_t> ranks = ChildrenOf(cli.pid);
+  cli.WaitForOutput();
+  const std::vector<pid_t> ranks = testing::ChildPids(cli.pid);
   ASSERT_EQ(ranks.size(), 1u) << cli.Output();
   ASSERT_TRUE(Alive(cli.pid)) << "finished before the fault: " << cli.Output();
   ::kill(ranks[0], SIGKILL);
@@ -196,11 +237,8 @@ TEST(TensorParallelE2eTest, AHungRankTripsTheWatchdogAndIsKilled) {
   Background cli;
   cli.Start({"generate", "--model", model, "--prompt", "x", "--max-tokens", "8000", "--ignore-eos",
              "--threads", "1", "--tp", "2", "--tp-timeout", "2"});
-  const auto t0 = Clock::now();
-  while (cli.Output().size() < 64 && Seconds(t0) < 60) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  const std::vector<pid_t> ranks = ChildrenOf(cli.pid);
+  cli.WaitForOutput();
+  const std::vector<pid_t> ranks = testing::ChildPids(cli.pid);
   ASSERT_EQ(ranks.size(), 1u) << cli.Output();
   ::kill(ranks[0], SIGSTOP);  // alive, connections open, never answers
   const auto stopped = Clock::now();
@@ -219,28 +257,18 @@ TEST(TensorParallelE2eTest, KillingRankZeroTakesTheOtherRanksWithIt) {
   Background cli;
   cli.Start({"generate", "--model", model, "--prompt", "x", "--max-tokens", "8000", "--ignore-eos",
              "--threads", "1", "--tp", "4"});
-  const auto t0 = Clock::now();
-  while (cli.Output().size() < 64 && Seconds(t0) < 60) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  const std::vector<pid_t> ranks = ChildrenOf(cli.pid);
+  cli.WaitForOutput();
+  const std::vector<pid_t> ranks = testing::ChildPids(cli.pid);
   ASSERT_EQ(ranks.size(), 3u) << cli.Output();
   ::kill(cli.pid, SIGKILL);
   ASSERT_TRUE(cli.Wait(5));
   // The ranks' parent-death signal: gone (zombies of init at most) within moments.
   const auto killed = Clock::now();
   for (pid_t r : ranks) {
-    while (Seconds(killed) < 5) {
-      std::ifstream stat("/proc/" + std::to_string(r) + "/stat");
-      std::string line;
-      std::getline(stat, line);
-      if (line.empty() || line.find(") Z ") != std::string::npos) break;
+    while (!testing::ProcessGone(r) && Seconds(killed) < 5) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    std::ifstream stat("/proc/" + std::to_string(r) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    EXPECT_TRUE(line.empty() || line.find(") Z ") != std::string::npos) << line;
+    EXPECT_TRUE(testing::ProcessGone(r)) << "rank pid " << r;
   }
   EXPECT_LT(Seconds(killed), 5.0);
 }

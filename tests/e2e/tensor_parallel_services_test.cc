@@ -22,34 +22,11 @@ namespace eagle {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using testing::ChatRequest;
 using testing::Generation;
 
 const std::vector<std::string> kTp = {"--tp",         "3", "--threads",       "1",
                                       "--tp_timeout", "6", "--grace_seconds", "2"};
-
-v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
-  v1::GenerateRequest r;
-  auto* m = r.mutable_messages()->add_messages();
-  m->set_role("user");
-  m->set_content(prompt);
-  r.set_max_tokens(max_tokens);
-  return r;
-}
-
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  std::vector<pid_t> out;
-  pid_t c;
-  while (f >> c) out.push_back(c);
-  return out;
-}
-
-bool Gone(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  return line.empty() || line.find(") Z ") != std::string::npos;
-}
 
 class TensorParallelServicesTest : public ::testing::Test {
  protected:
@@ -76,7 +53,7 @@ class TensorParallelServicesTest : public ::testing::Test {
 TEST_F(TensorParallelServicesTest, ShardedVerifierServesTheWholeModelsTokens) {
   auto v = testing::StartVerifier(dir_, 0, kTp);
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(ChildrenOf(v->proc->pid()).size(), 2u);
+  EXPECT_EQ(testing::ChildPids(v->proc->pid()).size(), 2u);
   auto d = testing::StartDrafter(dir_, v->address());
   ASSERT_TRUE(d.ok()) << d.status();
   const std::vector<std::string> prompts = testing::HeldOutPrompts(3);
@@ -110,10 +87,10 @@ TEST_F(TensorParallelServicesTest, ShardedVerifierServesTheWholeModelsTokens) {
   ASSERT_TRUE(plain.status.ok()) << plain.status.error_message();
   EXPECT_EQ(plain.ids, Vanilla(prompts[0], 24));
   // SIGTERM: rank 0 drains, stops the other ranks, and every process exits 0.
-  const std::vector<pid_t> ranks = ChildrenOf(v->proc->pid());
+  const std::vector<pid_t> ranks = testing::ChildPids(v->proc->pid());
   v->proc->Signal(SIGTERM);
   EXPECT_EQ(v->proc->Wait(30), 0) << v->proc->log();
-  for (pid_t r : ranks) EXPECT_TRUE(Gone(r));
+  for (pid_t r : ranks) EXPECT_TRUE(testing::ProcessGone(r));
 }
 
 TEST_F(TensorParallelServicesTest, AKilledRankFailsTheGroupAndTheSessionResumesOnItsRestart) {
@@ -138,7 +115,7 @@ TEST_F(TensorParallelServicesTest, AKilledRankFailsTheGroupAndTheSessionResumesO
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_GE(seen.load(), 4);
-  const std::vector<pid_t> ranks = ChildrenOf(v->proc->pid());
+  const std::vector<pid_t> ranks = testing::ChildPids(v->proc->pid());
   ASSERT_EQ(ranks.size(), 2u);
   ::kill(ranks[0], SIGKILL);
   const auto killed = Clock::now();
@@ -148,7 +125,7 @@ TEST_F(TensorParallelServicesTest, AKilledRankFailsTheGroupAndTheSessionResumesO
   const double took = std::chrono::duration<double>(Clock::now() - killed).count();
   EXPECT_EQ(code, 1) << v->proc->log();
   EXPECT_LT(took, 3.0 + 6.0 + 2.0) << "bound: a heartbeat, its timeout, and the drain's grace";
-  EXPECT_TRUE(Gone(ranks[1]));
+  EXPECT_TRUE(testing::ProcessGone(ranks[1]));
   EXPECT_NE(v->proc->log().find("tensor_parallel_failed"), std::string::npos) << v->proc->log();
   // The group comes back on the same port; the drafter resumes the session there.
   auto again = testing::StartVerifier(dir_, port, kTp);

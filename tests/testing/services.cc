@@ -203,6 +203,15 @@ double WaitMetric(int admin_port, const std::string& name, double value, double 
   return -1;
 }
 
+v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens) {
+  v1::GenerateRequest r;
+  auto* m = r.mutable_messages()->add_messages();
+  m->set_role("user");
+  m->set_content(prompt);
+  r.set_max_tokens(max_tokens);
+  return r;
+}
+
 std::vector<std::string> HeldOutPrompts(int n) {
   std::ifstream in(std::string(EAGLE_TEST_DATA_DIR) + "/heldout_prompts.jsonl");
   std::vector<std::string> out;

@@ -77,6 +77,8 @@ std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>&
 // Polls Metric every 20 ms until it equals `value`: the seconds that took, or -1 after
 // `timeout_s`.
 double WaitMetric(int admin_port, const std::string& name, double value, double timeout_s);
+// A Generate request of one user message.
+v1::GenerateRequest ChatRequest(const std::string& prompt, int max_tokens);
 // The first `n` prompts of tests/data/heldout_prompts.jsonl that are under 1,500 bytes.
 std::vector<std::string> HeldOutPrompts(int n);
 

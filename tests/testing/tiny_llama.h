@@ -3,6 +3,8 @@
 #ifndef EAGLE_TESTS_TESTING_TINY_LLAMA_H_
 #define EAGLE_TESTS_TESTING_TINY_LLAMA_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -104,6 +106,11 @@ struct CommandResult {
   std::string out;
 };
 CommandResult RunCommand(const std::string& command);
+
+// The child processes of `pid` (from /proc).
+std::vector<pid_t> ChildPids(pid_t pid);
+// True when `pid` no longer runs (gone, or a zombie).
+bool ProcessGone(pid_t pid);
 
 }  // namespace eagle::testing
 
