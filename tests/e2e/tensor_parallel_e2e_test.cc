@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -316,6 +317,34 @@ TEST_F(TensorParallelDefaultModelTest, HeldOutPromptsMatchTheWholeModel) {
     ASSERT_EQ(sharded.code, 0) << sharded.out;
     EXPECT_EQ(Summary(sharded)["token_ids"], Summary(whole)["token_ids"]) << prompt;
   }
+}
+
+// Logits at degree 3 against the whole model's, every position of a prompt: the split sums
+// round differently, by under 1e-6 relative where measured; the bound is 1e-5.
+TEST_F(TensorParallelDefaultModelTest, LogitsMatchTheWholeModelWithinTolerance) {
+  const std::string args =
+      "score --prompt 'As a dietitian, I would like to design a vegetarian recipe for 2 "
+      "people.' --top-k 5 --threads 1 --json";
+  auto whole = Cli(args), sharded = Cli(args + " --tp 3");
+  ASSERT_EQ(whole.code, 0) << whole.out;
+  ASSERT_EQ(sharded.code, 0) << sharded.out;
+  std::vector<std::string> a = absl::StrSplit(whole.out, '\n', absl::SkipEmpty());
+  std::vector<std::string> b = absl::StrSplit(sharded.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_GT(a.size(), 10u);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const nlohmann::json x = nlohmann::json::parse(a[i]), y = nlohmann::json::parse(b[i]);
+    EXPECT_EQ(x["top"][0][0], y["top"][0][0]) << "position " << i;
+    for (const auto& want : x["top"]) {
+      for (const auto& got : y["top"]) {
+        if (got[0] != want[0]) continue;
+        const double w = want[1].get<double>(), g = got[1].get<double>();
+        worst = std::max(worst, std::fabs(w - g) / std::max(std::fabs(w), 1.0));
+      }
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
 }
 
 TEST_F(TensorParallelDefaultModelTest, SpeculativeEqualsVanillaUnderTensorParallelism) {
