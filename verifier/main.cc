@@ -172,6 +172,15 @@ int Main(int argc, char** argv) {
   // Tensor parallel: the other ranks follow rank 0's passes until it stops them (exit 0) or
   // the group fails (exit 1).
   if (rank != 0) {
+    // SIGTERM/SIGINT (blocked in every thread, as on rank 0): a follower asked to stop leaves at
+    // once; rank 0 then sees its connections close.
+    std::thread([sigs] {
+      NameThisThread("eagle-signals");
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      LogEvent("info", "tensor_parallel_rank_terminated", {{"signal", sig}});
+      std::_Exit(0);
+    }).detach();
     std::unique_ptr<grpc::Server> health;
     if (const std::string address = absl::GetFlag(FLAGS_follower_listen); !address.empty()) {
       grpc::EnableDefaultHealthCheckService(true);
@@ -196,11 +205,12 @@ int Main(int argc, char** argv) {
   }
   // Rank 0: a failed collective (a rank died or hung) makes the service drain as on SIGTERM
   // (health NOT_SERVING) and exit 1; the drafters' sessions resume once the group is back.
-  std::atomic<bool> group_failed{false};
+  // Shared with the callback, which the heartbeat thread may run until the model is destroyed.
+  auto group_failed = std::make_shared<std::atomic<bool>>(false);
   if (group->comm != nullptr) {
     const auto beat = std::chrono::milliseconds(static_cast<int64_t>(tpf.timeout_s * 1000 / 2));
-    absl::Status s = (*model)->LeadFollowers(beat, [&group_failed](const absl::Status& e) {
-      if (group_failed.exchange(true)) return;
+    absl::Status s = (*model)->LeadFollowers(beat, [group_failed](const absl::Status& e) {
+      if (group_failed->exchange(true)) return;
       LogEvent("error", "tensor_parallel_failed", {{"error", std::string(e.message())}});
       ::kill(::getpid(), SIGTERM);  // to the process: rpc::Serve waits for it
     });
@@ -287,7 +297,7 @@ int Main(int argc, char** argv) {
     // Stop the followers; the ranks this process started then exit on their own.
     absl::Status s = (*model)->StopFollowers();
     if (s.ok() && !group->ranks.pids().empty()) s = group->ranks.Wait(std::chrono::seconds(30));
-    if (!s.ok() || group_failed) {
+    if (!s.ok() || *group_failed) {
       LogEvent("error", "tensor_parallel_exit", {{"error", std::string(s.message())}});
       return 1;
     }

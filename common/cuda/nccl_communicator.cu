@@ -37,12 +37,8 @@ class NcclCommunicator final : public Communicator {
         timeout_(timeout) {}
   ~NcclCommunicator() override {
     cudaSetDevice(device_);
+    if (comm_ != nullptr) ncclCommDestroy(comm_);  // a broken one was aborted in Fail
     if (scratch_ != nullptr) cudaFree(scratch_);
-    if (broken_) {
-      ncclCommAbort(comm_);
-    } else {
-      ncclCommDestroy(comm_);
-    }
     cudaStreamDestroy(stream_);
   }
 
@@ -60,7 +56,8 @@ class NcclCommunicator final : public Communicator {
       scratch_ = nullptr;
       if (cudaMalloc(&scratch_, need) != cudaSuccess) {
         scratch_bytes_ = 0;
-        return absl::ResourceExhaustedError("all-reduce scratch: cudaMalloc failed");
+        // This rank cannot join the collective the others are entering: the group is broken.
+        return Fail(absl::ResourceExhaustedError("all-reduce scratch: cudaMalloc failed"));
       }
       scratch_bytes_ = need;
     }
@@ -103,7 +100,9 @@ class NcclCommunicator final : public Communicator {
     return Wait("broadcast");
   }
 
-  absl::Status Barrier() override {
+  absl::Status Barrier() override { return BarrierWithin(timeout_); }
+
+  absl::Status BarrierWithin(std::chrono::milliseconds timeout) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (broken_) return error_;
     cudaSetDevice(device_);
@@ -111,7 +110,7 @@ class NcclCommunicator final : public Communicator {
       if (scratch_ != nullptr) cudaFree(scratch_);
       scratch_ = nullptr;
       if (cudaMalloc(&scratch_, sizeof(float)) != cudaSuccess) {
-        return absl::ResourceExhaustedError("barrier: cudaMalloc failed");
+        return Fail(absl::ResourceExhaustedError("barrier: cudaMalloc failed"));
       }
       scratch_bytes_ = sizeof(float);
     }
@@ -120,7 +119,7 @@ class NcclCommunicator final : public Communicator {
         !s.ok()) {
       return s;
     }
-    return Wait("barrier");
+    return Wait("barrier", timeout);
   }
 
   void Abort() override {
@@ -128,10 +127,14 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  // Breaks the communicator for good: ncclCommAbort ends the kernels still waiting on peers
+  // (otherwise the stream, and any cudaFree after it, would wait forever).
   absl::Status Fail(absl::Status s) {
     if (!broken_) {
       broken_ = true;
       error_ = s;
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
     }
     return error_;
   }
@@ -145,8 +148,9 @@ class NcclCommunicator final : public Communicator {
 
   // Polls the stream until the collective is done, NCCL reports an error, Abort is called or the
   // timeout passes.
-  absl::Status Wait(const char* what) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  absl::Status Wait(const char* what) { return Wait(what, timeout_); }
+  absl::Status Wait(const char* what, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       const cudaError_t e = cudaStreamQuery(stream_);
       if (e == cudaSuccess) return absl::OkStatus();
@@ -167,7 +171,7 @@ class NcclCommunicator final : public Communicator {
       if (std::chrono::steady_clock::now() >= deadline) {
         return Fail(absl::DeadlineExceededError(
             absl::StrCat("tensor-parallel ", what, " on rank ", rank_, " of ", world_,
-                         " did not finish within ", timeout_.count() / 1000.0, " s")));
+                         " did not finish within ", timeout.count() / 1000.0, " s")));
       }
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }

@@ -1,7 +1,9 @@
 // The Communicator of GPU ranks: NCCL, one rank per GPU, its unique id handed out by rank 0 over
-// the TCP rendezvous of common/dist/tcp_store.h. Buffers are device memory on the rank's GPU;
-// every call is complete (its stream synchronized) when it returns. The bound on a collective is
-// enforced by polling the stream and ncclCommGetAsyncError; past it the communicator is aborted
+// the TCP rendezvous of common/dist/tcp_store.h. Buffers are device memory on the rank's GPU,
+// whose contents the caller has finished writing (its stream synchronized: the communicator runs
+// on a stream of its own); every call is complete when it returns. ncclCommInitRank itself has
+// no bound (a rank that never joins leaves the others waiting at start). The bound on a collective
+// is enforced by polling the stream and ncclCommGetAsyncError; past it the communicator is aborted
 // (ncclCommAbort) and DEADLINE_EXCEEDED returned.
 //
 // In a build without -DEAGLE_WITH_CUDA=ON, ConnectNcclGroup returns UNIMPLEMENTED.

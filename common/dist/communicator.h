@@ -13,6 +13,7 @@
 #ifndef EAGLE_COMMON_DIST_COMMUNICATOR_H_
 #define EAGLE_COMMON_DIST_COMMUNICATOR_H_
 
+#include <chrono>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -36,6 +37,9 @@ class Communicator {
   // data := root's data, on every rank.
   virtual absl::Status Broadcast(void* data, int64_t bytes, int root) = 0;
   virtual absl::Status Barrier() = 0;
+  // A barrier with its own bound instead of the collective timeout: for waits that are long by
+  // nature (ranks still loading their shares of a large model).
+  virtual absl::Status BarrierWithin(std::chrono::milliseconds timeout) = 0;
   // Breaks the communicator from any thread: a collective blocked in it returns an error as
   // soon as the library lets it, and so does every later call.
   virtual void Abort() = 0;

@@ -1,6 +1,7 @@
 #include "common/dist/gloo_communicator.h"
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -49,9 +50,8 @@ class StoreAdapter final : public gloo::rendezvous::Store {
 
 class GlooCommunicator final : public Communicator {
  public:
-  GlooCommunicator(std::unique_ptr<TcpStoreServer> server, std::unique_ptr<TcpStoreClient> client,
-                   std::shared_ptr<gloo::Context> context)
-      : server_(std::move(server)), client_(std::move(client)), context_(std::move(context)) {}
+  explicit GlooCommunicator(std::shared_ptr<gloo::Context> context)
+      : context_(std::move(context)) {}
   ~GlooCommunicator() override = default;
 
   int rank() const override { return context_->rank; }
@@ -110,12 +110,15 @@ class GlooCommunicator final : public Communicator {
     });
   }
 
-  absl::Status Barrier() override {
+  absl::Status Barrier() override { return BarrierWithin(context_->getTimeout()); }
+
+  absl::Status BarrierWithin(std::chrono::milliseconds timeout) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (broken_flag_) return BrokenStatus();
     if (context_->size == 1) return absl::OkStatus();
     return Run("barrier", [&] {
       gloo::BarrierOptions opts(context_);
+      opts.setTimeout(timeout);
       gloo::barrier(opts);
     });
   }
@@ -154,8 +157,6 @@ class GlooCommunicator final : public Communicator {
     }
   }
 
-  std::unique_ptr<TcpStoreServer> server_;  // rank 0 only
-  std::unique_ptr<TcpStoreClient> client_;
   std::shared_ptr<gloo::Context> context_;
   std::mutex mu_;                // one collective at a time
   std::vector<float> gathered_;  // guarded by mu_: the all-reduce's [world, n] scratch
@@ -168,6 +169,9 @@ class GlooCommunicator final : public Communicator {
 
 absl::StatusOr<std::unique_ptr<Communicator>> ConnectGlooGroup(
     const GlooGroupOptions& o, std::unique_ptr<TcpStoreServer> server) {
+  // Gloo's TCP pairs write with writev, which raises SIGPIPE when a peer has died; the failure
+  // must come back as an error from the collective instead.
+  std::signal(SIGPIPE, SIG_IGN);
   absl::StatusOr<Rendezvous> rv =
       JoinRendezvous(o.rank, o.world_size, o.rendezvous, std::move(server), o.connect_timeout);
   if (!rv.ok()) return rv.status();
@@ -188,8 +192,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectGlooGroup(
     gloo::BarrierOptions barrier(context);
     gloo::barrier(barrier);
     context->setTimeout(o.collective_timeout);
-    return std::unique_ptr<Communicator>(
-        new GlooCommunicator(std::move(rv->server), std::move(client), std::move(context)));
+    // The rendezvous is done with (every rank passed the barrier): rank 0's store closes, so a
+    // restarted group meets a fresh one.
+    return std::unique_ptr<Communicator>(new GlooCommunicator(std::move(context)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("tensor-parallel rank ", o.rank, " of ",
                                                o.world_size, " could not join the group at ",

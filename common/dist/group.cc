@@ -11,8 +11,8 @@ namespace eagle {
 
 absl::StatusOr<TensorParallelGroup> StartTensorParallel(const TensorParallelFlags& f,
                                                         const std::vector<std::string>& args) {
-  if (!(f.timeout_s > 0) || f.timeout_s > 3600) {
-    return absl::InvalidArgumentError("--tp-timeout must be in (0, 3600] seconds");
+  if (!(f.timeout_s >= 1) || f.timeout_s > 3600) {
+    return absl::InvalidArgumentError("--tp-timeout must be in [1, 3600] seconds");
   }
   GlooGroupOptions o;
   o.collective_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.timeout_s * 1000));
@@ -74,6 +74,9 @@ absl::Status CheckSameModel(Communicator& comm, const std::string& fingerprint) 
   char mine[kBytes] = {};
   std::memcpy(mine, fingerprint.data(), std::min<size_t>(fingerprint.size(), kBytes));
   std::vector<char> all(static_cast<size_t>(kBytes) * comm.world_size());
+  // Ranks finish loading at different times (a cold page cache, a slower host): they wait for
+  // each other here for up to 10 minutes, not the collective timeout.
+  if (absl::Status s = comm.BarrierWithin(std::chrono::minutes(10)); !s.ok()) return s;
   if (absl::Status s = comm.AllGather(mine, kBytes, all.data()); !s.ok()) return s;
   for (int r = 1; r < comm.world_size(); ++r) {
     if (std::memcmp(all.data(), all.data() + r * kBytes, kBytes) != 0) {

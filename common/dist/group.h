@@ -38,6 +38,7 @@ absl::StatusOr<TensorParallelGroup> StartTensorParallel(const TensorParallelFlag
 
 // FAILED_PRECONDITION unless every rank passes the same `fingerprint` (the same model at the
 // same precision): ranks that loaded different files would otherwise compute garbage silently.
+// Called right after loading: it first waits up to 10 minutes for every rank to get there.
 absl::Status CheckSameModel(Communicator& comm, const std::string& fingerprint);
 
 }  // namespace eagle

@@ -51,7 +51,7 @@ absl::StatusOr<LocalRanks> LocalRanks::Start(const std::vector<std::string>& arg
       // The child: only async-signal-safe calls until exec.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
-      const int devnull = ::open("/dev/null", O_WRONLY);
+      const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);  // dup2's copy stays
       if (devnull >= 0) ::dup2(devnull, STDOUT_FILENO);
       ::execv("/proc/self/exe", argv.data());
       ::_exit(127);

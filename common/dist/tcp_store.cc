@@ -153,12 +153,19 @@ void TcpStoreServer::AcceptLoop() {
   while (!stop_) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR) continue;
-      return;  // shut down
+      if (stop_ || errno == EINVAL || errno == EBADF) return;  // shut down
+      // A transient failure (an aborted connection, out of descriptors): keep serving.
+      if (errno != EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
     fds_.push_back(fd);
-    workers_.emplace_back([this, fd] { Serve(fd); });
+    try {
+      workers_.emplace_back([this, fd] { Serve(fd); });
+    } catch (const std::exception&) {
+      fds_.pop_back();  // no thread for it: refuse this connection
+      ::close(fd);
+    }
   }
 }
 
@@ -195,19 +202,26 @@ void TcpStoreServer::Serve(int fd) {
       break;  // not our protocol: drop the connection
     }
   }
-  ::close(fd);
+  // Forgotten before it is closed: a number reused by a new connection is never shut down by
+  // mistake.
   std::lock_guard<std::mutex> lock(mu_);
   std::erase(fds_, fd);
+  ::close(fd);
 }
 
 absl::StatusOr<std::unique_ptr<TcpStoreClient>> TcpStoreClient::Connect(
     const std::string& host, int port, std::chrono::milliseconds timeout) {
-  socklen_t len = 0;
-  absl::StatusOr<sockaddr_storage> addr = Resolve(host, port, &len, /*passive=*/false);
-  if (!addr.ok()) return addr.status();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last;
   do {
+    // Resolved at every attempt: rank 0's name may appear (DNS of a starting pod) after ours.
+    socklen_t len = 0;
+    absl::StatusOr<sockaddr_storage> addr = Resolve(host, port, &len, /*passive=*/false);
+    if (!addr.ok()) {
+      last = std::string(addr.status().message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
     const int fd = ::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), len) == 0) {
@@ -282,7 +296,8 @@ absl::StatusOr<Rendezvous> JoinRendezvous(int rank, int world, const std::string
   Rendezvous r;
   if (rank == 0) {
     if (server == nullptr) {
-      absl::StatusOr<std::unique_ptr<TcpStoreServer>> srv = TcpStoreServer::Start(host, port);
+      // Every interface: rank 0's own name may not resolve yet (a starting pod's DNS record).
+      absl::StatusOr<std::unique_ptr<TcpStoreServer>> srv = TcpStoreServer::Start("", port);
       if (!srv.ok()) return srv.status();
       server = *std::move(srv);
     }

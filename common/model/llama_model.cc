@@ -184,8 +184,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
 std::string TensorParallelDegrees(const LlamaConfig& config) {
   std::string out;
   for (int d = 1; d <= config.num_kv_heads; ++d) {
-    if (config.num_kv_heads % d == 0 && config.intermediate_size % d == 0)
+    if (config.num_kv_heads % d == 0 && config.intermediate_size % d == 0 &&
+        (config.q_dim() / d) % 32 == 0 && (config.intermediate_size / d) % 32 == 0) {
       absl::StrAppend(&out, " ", d);
+    }
   }
   return out;
 }
@@ -231,6 +233,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
           absl::StrCat("tensor-parallel degree ", world, " must divide the KV heads (",
                        config.num_kv_heads, ") and the FFN width (", config.intermediate_size,
                        "); degrees that do:", TensorParallelDegrees(config)));
+    }
+    if ((qd / world) % 32 != 0 || (ffn / world) % 32 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor-parallel degree ", world, " leaves each rank ", qd / world, " query columns and ",
+          ffn / world, " FFN columns; the kernels need multiples of 32; degrees that do:",
+          TensorParallelDegrees(config)));
     }
     local.num_heads = config.num_heads / world;
     local.num_kv_heads = config.num_kv_heads / world;
@@ -337,7 +345,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
 
 std::unique_ptr<KvCache> LlamaModel::NewCache(int64_t capacity) const {
   std::unique_ptr<KvCache> cache = backend().NewCache(capacity);
-  if (leader_ != nullptr) ReplicateCache(*cache);
+  if (comm_ != nullptr) {
+    std::lock_guard<std::mutex> lock(pass_mu_);
+    if (leader_ != nullptr) ReplicateCache(*cache);
+  }
   return cache;
 }
 
@@ -468,6 +479,9 @@ absl::StatusOr<std::vector<ForwardResult>> LlamaModel::ForwardBatch(
   std::unique_lock<std::mutex> one_pass(pass_mu_, std::defer_lock);
   if (comm_ != nullptr) {
     one_pass.lock();
+    if (stopped_following_) {
+      return absl::FailedPreconditionError("the tensor-parallel group was stopped");
+    }
     if (leader_ != nullptr) RETURN_IF_ERROR(BroadcastPass(caches, reqs));
   }
   const ModelBackend& b = backend();

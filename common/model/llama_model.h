@@ -147,7 +147,8 @@ class LlamaModel {
                              std::function<void(const absl::Status&)> on_failure);
   // Runs rank 0's passes until StopFollowers (OK) or a failure (its error).
   absl::Status FollowLeader() const;
-  // Rank 0: ends the followers' loops and the heartbeat.
+  // Rank 0: ends the followers' loops and the heartbeat; later passes fail FAILED_PRECONDITION
+  // (they would run collectives no follower joins).
   absl::Status StopFollowers();
 
  private:
@@ -175,6 +176,7 @@ class LlamaModel {
   // Leader and followers (LeadFollowers): guarded by pass_mu_.
   struct Leader;
   std::shared_ptr<Leader> leader_;
+  bool stopped_following_ = false;  // guarded by pass_mu_: StopFollowers ran (no more passes)
   absl::Status BroadcastPass(std::span<KvCache* const> caches,
                              std::span<const ForwardRequest> reqs) const;
   void ReplicateCache(KvCache& cache) const;

@@ -146,6 +146,7 @@ absl::Status LlamaModel::StopFollowers() {
   if (l->beat.joinable()) l->beat.join();
   std::lock_guard<std::mutex> lock(pass_mu_);
   leader_ = nullptr;
+  stopped_following_ = true;
   if (l->failed) return absl::UnavailableError("the tensor-parallel group had already failed");
   Writer w;
   w.Put(kStop);
@@ -170,7 +171,14 @@ absl::Status LlamaModel::BroadcastPass(std::span<KvCache* const> caches,
   w.Put(static_cast<int64_t>(reqs.size()));
   for (size_t s = 0; s < reqs.size(); ++s) {
     KvCache& c = *caches[s];
-    if (c.replica_id() == 0) ReplicateCache(c);  // made before LeadFollowers: new to followers
+    if (c.replica_id() == 0) {
+      // Made before LeadFollowers: the followers have no copy of what it holds.
+      if (c.length() > 0) {
+        return absl::FailedPreconditionError(
+            "a KV cache filled before LeadFollowers cannot be used by the tensor-parallel group");
+      }
+      ReplicateCache(c);
+    }
     w.Put(static_cast<int64_t>(c.replica_id()));
     w.Put(c.capacity());
     const std::vector<KvCache::Move> moves = c.TakeMoves();
@@ -215,6 +223,9 @@ absl::Status LlamaModel::FollowLeader() const {
     RETURN_IF_ERROR(r.GetAll(&freed, kMaxTokens));
     for (uint64_t id : freed) caches.erase(id);
     ASSIGN_OR_RETURN(const int64_t n_seq, r.Get());
+    if (n_seq < 1 || n_seq > static_cast<int64_t>(words.size())) {
+      return absl::DataLossError(absl::StrCat("tensor-parallel pass of ", n_seq, " sequences"));
+    }
     std::vector<KvCache*> pass_caches;
     std::vector<ForwardRequest> reqs(n_seq);
     std::vector<std::vector<int32_t>> tokens(n_seq), parents(n_seq);
@@ -222,6 +233,9 @@ absl::Status LlamaModel::FollowLeader() const {
     for (int64_t s = 0; s < n_seq; ++s) {
       ASSIGN_OR_RETURN(const int64_t id, r.Get());
       ASSIGN_OR_RETURN(const int64_t capacity, r.Get());
+      if (capacity < 1 || capacity > (int64_t{1} << 22)) {
+        return absl::DataLossError(absl::StrCat("tensor-parallel pass: KV capacity ", capacity));
+      }
       std::unique_ptr<KvCache>& cache = caches[static_cast<uint64_t>(id)];
       if (cache == nullptr) cache = backend().NewCache(capacity);
       ASSIGN_OR_RETURN(const int64_t n_moves, r.Get());
@@ -230,14 +244,24 @@ absl::Status LlamaModel::FollowLeader() const {
         ASSIGN_OR_RETURN(const int64_t base, r.Get());
         std::vector<int32_t> path;
         RETURN_IF_ERROR(r.GetAll(&path, kMaxTokens));
+        if (length < 0 || length > cache->capacity()) {
+          return absl::DataLossError(absl::StrCat("tensor-parallel pass: length ", length));
+        }
         cache->set_length(length);
         RETURN_IF_ERROR(cache->KeepPath(base, path));
       }
       ASSIGN_OR_RETURN(const int64_t length, r.Get());
+      if (length < 0 || length > cache->capacity()) {
+        return absl::DataLossError(absl::StrCat("tensor-parallel pass: length ", length));
+      }
       cache->set_length(length);
       RETURN_IF_ERROR(r.GetAll(&tokens[s], kMaxTokens));
       RETURN_IF_ERROR(r.GetAll(&parents[s], kMaxTokens));
       ASSIGN_OR_RETURN(const int64_t logits, r.Get());
+      if (logits < static_cast<int64_t>(LogitsMode::kNone) ||
+          logits > static_cast<int64_t>(LogitsMode::kAll)) {
+        return absl::DataLossError(absl::StrCat("tensor-parallel pass: logits mode ", logits));
+      }
       ASSIGN_OR_RETURN(const int64_t features, r.Get());
       RETURN_IF_ERROR(r.GetAll(&capture[s], config_.num_layers));
       reqs[s].tokens = tokens[s];
