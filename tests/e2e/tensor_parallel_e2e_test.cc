@@ -217,7 +217,7 @@ TEST(TensorParallelE2eTest, AKilledRankFailsTheGroupWithinItsBound) {
   const std::string model = TinyModel(/*max_position=*/8192);
   Background cli;
   cli.Start({"generate", "--model", model, "--prompt", "x", "--max-tokens", "8000", "--ignore-eos",
-             "--threads", "1", "--tp", "2", "--tp-timeout", "20"});
+             "--threads", "1", "--tp", "2", "--tp-timeout", "3"});
   // Wait until it generates (rank 0 streams text), then kill rank 1.
   cli.WaitForOutput();
   const std::vector<pid_t> ranks = testing::ChildPids(cli.pid);
@@ -225,10 +225,11 @@ TEST(TensorParallelE2eTest, AKilledRankFailsTheGroupWithinItsBound) {
   ASSERT_TRUE(Alive(cli.pid)) << "finished before the fault: " << cli.Output();
   ::kill(ranks[0], SIGKILL);
   const auto killed = Clock::now();
-  // A dead peer's connections close: rank 0 fails at its next collective, far inside the
-  // 20 s watchdog.
-  ASSERT_TRUE(cli.Wait(5)) << cli.Output();
-  EXPECT_LT(Seconds(killed), 5.0);
+  // A dead peer's connections close, and rank 0 fails at its next collective, mostly at once.
+  // A send already in flight is not woken by the closed pair in this Gloo (0.5): the 3 s
+  // collective timeout ends it. Either way within the bound.
+  ASSERT_TRUE(cli.Wait(10)) << cli.Output();
+  EXPECT_LT(Seconds(killed), 3.0 + 3.0);
   EXPECT_TRUE(WIFEXITED(cli.status) && WEXITSTATUS(cli.status) == 1) << cli.Output();
   EXPECT_TRUE(absl::StrContains(cli.Output(), "error (rank 0)")) << cli.Output();
 }
