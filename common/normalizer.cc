@@ -145,7 +145,12 @@ Normalizer::~Normalizer() = default;
 absl::StatusOr<std::shared_ptr<const Normalizer>> Normalizer::FromJson(const nlohmann::json& spec,
                                                                        const std::string& file) {
   std::shared_ptr<Normalizer> n(new Normalizer());
-  if (!spec.is_null()) RETURN_IF_ERROR(n->Add(spec, file));
+  // A field of an unexpected JSON type that a check above missed is a bad file, not a crash.
+  try {
+    if (!spec.is_null()) RETURN_IF_ERROR(n->Add(spec, file));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": normalizer: ", e.what()));
+  }
   return std::shared_ptr<const Normalizer>(std::move(n));
 }
 
@@ -173,6 +178,11 @@ absl::Status Normalizer::Add(const nlohmann::json& spec, const std::string& file
     step->kind = Step::Kind::kStripAccents;
   } else if (type == "Strip") {
     step->kind = Step::Kind::kStrip;
+    for (const char* key : {"strip_left", "strip_right"}) {
+      if (spec.contains(key) && !spec[key].is_boolean()) {
+        return bad(absl::StrCat("\"", key, "\" must be true or false, got ", spec[key].dump()));
+      }
+    }
     step->left = spec.value("strip_left", true);
     step->right = spec.value("strip_right", true);
   } else if (type == "Prepend") {

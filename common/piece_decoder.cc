@@ -153,7 +153,12 @@ PieceDecoder::~PieceDecoder() = default;
 absl::StatusOr<std::shared_ptr<const PieceDecoder>> PieceDecoder::FromJson(
     const nlohmann::json& spec, const std::string& file) {
   std::shared_ptr<PieceDecoder> d(new PieceDecoder());
-  if (!spec.is_null()) RETURN_IF_ERROR(d->Add(spec, file));
+  // A field of an unexpected JSON type that a check missed is a bad file, not a crash.
+  try {
+    if (!spec.is_null()) RETURN_IF_ERROR(d->Add(spec, file));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": decoder: ", e.what()));
+  }
   return std::shared_ptr<const PieceDecoder>(std::move(d));
 }
 
@@ -212,6 +217,11 @@ absl::Status PieceDecoder::Add(const nlohmann::json& spec, const std::string& fi
       }
       step->prepended = scheme != "never";
     } else {
+      if (spec.contains("add_prefix_space") && !spec["add_prefix_space"].is_boolean()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": add_prefix_space must be true or false, got ",
+                         spec["add_prefix_space"].dump()));
+      }
       step->prepended = spec.value("add_prefix_space", true);
     }
   } else {

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "common/chat_template.h"
+#include "common/normalizer.h"
+#include "common/piece_decoder.h"
 
 #ifndef EAGLE_TEST_DATA_DIR
 #define EAGLE_TEST_DATA_DIR "tests/data"
@@ -244,6 +246,19 @@ TEST(HfLoadTest, RefusesUnsupportedNormalizersAndDecodersByName) {
     EXPECT_NE(data.status().message().find(message), std::string::npos) << data.status();
     EXPECT_NE(data.status().message().find("tokenizer.json"), std::string::npos) << data.status();
   }
+}
+
+// Fields of the wrong JSON type are precise errors, not exceptions (the normalizer fuzz target
+// found `"strip_right": "#"` aborting the process).
+TEST(HfLoadTest, FieldsOfTheWrongTypeAreInvalidArgument) {
+  auto n = Normalizer::FromJson(
+      nlohmann::json::parse(R"({"type": "Strip", "strip_left": false, "strip_right": "#"})"), "t");
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(n.status().message().find("strip_right"), std::string::npos) << n.status();
+  auto d = PieceDecoder::FromJson(
+      nlohmann::json::parse(R"({"type": "Metaspace", "replacement": "_", "add_prefix_space": 1})"),
+      "t");
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << d.status();
 }
 
 // A directory as transformers >= 4.43 saves it: the template in chat_template.jinja, none in
