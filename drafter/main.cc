@@ -34,6 +34,9 @@ ABSL_FLAG(std::string, verifier, "127.0.0.1:50051", "the verifier's gRPC address
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9092",
           "admin HTTP address for Prometheus /metrics (empty = off)");
+ABSL_FLAG(std::string, admin_grpc, "127.0.0.1:9094",
+          "admin gRPC address: server reflection and health, which the data port does not "
+          "serve (empty = off)");
 ABSL_FLAG(std::string, http, "",
           "OpenAI-compatible HTTP API address (host:port; port 0 = any; empty = off); TLS and "
           "bearer tokens as the gRPC port's");
@@ -247,6 +250,12 @@ int Main(int argc, char** argv) {
     LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});
     return 1;
   }
+  auto admin_grpc = rpc::StartAdminGrpc(absl::GetFlag(FLAGS_admin_grpc), security->credentials);
+  if (!admin_grpc.ok()) {
+    LogEvent("error", "admin_listen_failed",
+             {{"error", std::string(admin_grpc.status().message())}});
+    return 1;
+  }
   std::unique_ptr<HttpFrontDoor> http;
   if (!absl::GetFlag(FLAGS_http).empty()) {
     HttpOptions ho;
@@ -276,6 +285,7 @@ int Main(int argc, char** argv) {
   rpc::ServeOptions so;
   so.listen = absl::GetFlag(FLAGS_listen);
   so.credentials = security->credentials;
+  so.admin_grpc = admin_grpc->get();
   so.port_file = absl::GetFlag(FLAGS_port_file);
   so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
   so.drain = [&] { generations.Drain(); };
@@ -284,6 +294,7 @@ int Main(int argc, char** argv) {
     LogEvent("info", "serving",
              {{"port", port},
               {"admin", absl::GetFlag(FLAGS_admin)},
+              {"admin_grpc", absl::GetFlag(FLAGS_admin_grpc)},
               {"head", cfg.head != nullptr ? absl::GetFlag(FLAGS_head) : "none"}});
   };
   const int code = rpc::Serve(&service, so, sigs);

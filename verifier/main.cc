@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, chat_template, "",
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, admin, "127.0.0.1:9091",
           "admin HTTP address for Prometheus /metrics (empty = off)");
+ABSL_FLAG(std::string, admin_grpc, "127.0.0.1:9093",
+          "admin gRPC address: server reflection and health, which the data port does not "
+          "serve (empty = off)");
 ABSL_FLAG(std::string, precision, "auto", "auto | int16 | int8 | f32 (see eagle-cli --help)");
 ABSL_FLAG(int, threads, 0,
           "threads of the forward passes' pool, the engine thread included (0 = every CPU the "
@@ -186,6 +189,7 @@ int Main(int argc, char** argv) {
       grpc::EnableDefaultHealthCheckService(true);
       grpc::ServerBuilder builder;
       builder.AddListeningPort(address, security->credentials);
+      rpc::SetReflection(builder, false);
       health = builder.BuildAndStart();
       if (health == nullptr) {
         LogEvent("error", "listen_failed", {{"address", address}, {"rank", rank}});
@@ -250,6 +254,12 @@ int Main(int argc, char** argv) {
     LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});
     return 1;
   }
+  auto admin_grpc = rpc::StartAdminGrpc(absl::GetFlag(FLAGS_admin_grpc), security->credentials);
+  if (!admin_grpc.ok()) {
+    LogEvent("error", "admin_listen_failed",
+             {{"error", std::string(admin_grpc.status().message())}});
+    return 1;
+  }
 
   // Gauges follow the engine between requests (queue depth, KV use); silent sessions are reaped.
   std::atomic<bool> stop_refresh{false};
@@ -257,6 +267,7 @@ int Main(int argc, char** argv) {
   rpc::ServeOptions so;
   so.listen = absl::GetFlag(FLAGS_listen);
   so.credentials = security->credentials;
+  so.admin_grpc = admin_grpc->get();
   so.port_file = absl::GetFlag(FLAGS_port_file);
   so.grace_seconds = absl::GetFlag(FLAGS_grace_seconds);
   so.drain = [&] { engine.Drain(); };
@@ -287,6 +298,7 @@ int Main(int argc, char** argv) {
     LogEvent("info", "serving",
              {{"port", port},
               {"admin", absl::GetFlag(FLAGS_admin)},
+              {"admin_grpc", absl::GetFlag(FLAGS_admin_grpc)},
               {"fingerprint", service.fingerprint()}});
   };
   const int code = rpc::Serve(&service, so, sigs);

@@ -2,10 +2,14 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 #include "common/rpc/convert.h"
@@ -64,15 +68,56 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartAdmin(
   }
 }
 
+namespace {
+// Server reflection on one ServerBuilder, or not. Linking libgrpc++_reflection registers its
+// plugin for every server of the process at static initialization, so the option first removes
+// any reflection plugin the builder was given, then adds one where it is wanted.
+class ReflectionOption : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool on) : on_(on) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    const std::string reflection = grpc::reflection::ProtoServerReflectionPlugin().name();
+    std::erase_if(*plugins, [&](const auto& p) { return p->name() == reflection; });
+    if (on_) plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+  }
+
+ private:
+  bool on_;
+};
+}  // namespace
+
+void SetReflection(grpc::ServerBuilder& builder, bool on) {
+  builder.SetOption(std::make_unique<ReflectionOption>(on));
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartAdminGrpc(
+    const std::string& address, std::shared_ptr<grpc::ServerCredentials> credentials) {
+  if (address.empty()) return std::unique_ptr<grpc::Server>();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(
+      address, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), &port);
+  SetReflection(builder, true);
+  ConfigureServer(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError("admin gRPC endpoint " + address + ": cannot listen there");
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  return server;
+}
+
 int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(
       o.listen, o.credentials != nullptr ? o.credentials : grpc::InsecureServerCredentials(),
       &port);
   builder.RegisterService(service);
+  SetReflection(builder, false);
   ConfigureServer(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -94,6 +139,7 @@ int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
     const auto in_flight = [&] { return o.in_flight ? o.in_flight() : 0; };
     LogEvent("info", "draining", {{"signal", sig}, {"in_flight", in_flight()}});
     server->GetHealthCheckService()->SetServingStatus(false);
+    if (o.admin_grpc != nullptr) o.admin_grpc->GetHealthCheckService()->SetServingStatus(false);
     if (o.drain) o.drain();
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration<double>(o.grace_seconds);
@@ -102,6 +148,7 @@ int Serve(grpc::Service* service, const ServeOptions& o, const sigset_t& sigs) {
     }
     LogEvent("info", "shutdown", {{"in_flight", in_flight()}});
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (o.admin_grpc != nullptr) o.admin_grpc->Shutdown(std::chrono::system_clock::now());
   });
   server->Wait();
   signals.join();

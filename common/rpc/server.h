@@ -1,5 +1,6 @@
-// What both services' main() and handlers share: signal handling, the admin (Prometheus)
-// endpoint, the gRPC server with health, reflection and keepalive, and the SIGTERM drain.
+// What both services' main() and handlers share: signal handling, the admin endpoints (Prometheus
+// over HTTP; server reflection and health over gRPC), the data port's gRPC server with health
+// and keepalive, and the SIGTERM drain.
 #ifndef EAGLE_COMMON_RPC_SERVER_H_
 #define EAGLE_COMMON_RPC_SERVER_H_
 
@@ -46,6 +47,16 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartAdmin(
 // gRPC server had already stopped. Call it once Serve has returned and the process is exiting.
 void ReleaseAdminAtExit(std::unique_ptr<prometheus::Exposer> admin);
 
+// Server reflection on `builder`'s server (on = true) or not: only the admin gRPC server has it.
+void SetReflection(grpc::ServerBuilder& builder, bool on);
+
+// The admin gRPC surface on a server of its own: server reflection (grpc.reflection.v1alpha) and
+// health, nothing else. The data port then serves only the API and health (which the probes
+// need), so reflection is reachable only where the operator binds this address (localhost by
+// default). `credentials` as the data port's (null: plaintext). Null when address is empty.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartAdminGrpc(
+    const std::string& address, std::shared_ptr<grpc::ServerCredentials> credentials);
+
 struct ServeOptions {
   std::string listen;     // host:port (port 0 = any)
   std::string port_file;  // written with the bound port once serving (optional)
@@ -54,11 +65,13 @@ struct ServeOptions {
   std::function<void(int port)> on_serving;  // after the server is up
   std::function<void()> drain;               // on SIGTERM/SIGINT: refuse new work
   std::function<int()> in_flight;            // calls still running
+  grpc::Server* admin_grpc = nullptr;  // from StartAdminGrpc: its health follows the data port's
 };
 
-// Starts `service` with gRPC health (SERVING) and reflection and the keepalive settings of
-// ConfigureServer, then waits for SIGTERM/SIGINT (`sigs`). Then: health NOT_SERVING, drain(),
-// wait until in_flight() is 0 or grace_seconds pass, shut down (1 s for stragglers).
+// Starts `service` with gRPC health (SERVING) and the keepalive settings of ConfigureServer (no
+// reflection: that is StartAdminGrpc's), then waits for SIGTERM/SIGINT (`sigs`). Then: health
+// NOT_SERVING (on the admin server too), drain(), wait until in_flight() is 0 or grace_seconds
+// pass, shut down both servers (1 s for stragglers).
 // Returns the process exit code: 0 after a drain, 1 if the server could not start.
 int Serve(grpc::Service* service, const ServeOptions& options, const sigset_t& sigs);
 

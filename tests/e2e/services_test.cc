@@ -393,6 +393,42 @@ TEST_F(ServicesTest, BadSessionMessagesGetPreciseErrors) {
   EXPECT_GE(WaitMetric(verifier_->admin_port, "eagle_verifier_active_sessions", 0, 2), 0);
 }
 
+// R27: server reflection answers only on the admin gRPC port (--admin_grpc, localhost by
+// default), never on the data port, which serves the API and the health the probes ask; the
+// admin port serves reflection and health and not the API. Both services.
+TEST_F(ServicesTest, ReflectionOnlyOnTheAdminPortAndTheApiOnlyOnTheDataPort) {
+  const std::string list = testing::ReflectionRequest(7, "");
+  for (const Service* s : {verifier_, drafter_}) {
+    SCOPED_TRACE(s->address());
+    const testing::ReflectionReply data = testing::Reflect(s->address(), list);
+    EXPECT_EQ(data.status.error_code(), grpc::UNIMPLEMENTED) << data.status.error_message();
+    EXPECT_EQ(testing::Health(s->address()), "SERVING");
+    const testing::ReflectionReply admin = testing::Reflect(s->admin_grpc_address(), list);
+    ASSERT_TRUE(admin.status.ok()) << admin.status.error_message();
+    EXPECT_NE(admin.response.find("grpc.health.v1.Health"), std::string::npos) << admin.response;
+    EXPECT_NE(admin.response.find("grpc.reflection.v1alpha.ServerReflection"), std::string::npos);
+    EXPECT_EQ(admin.response.find("eagle.v1."), std::string::npos) << admin.response;
+    // What grpcurl's `describe` needs: the API's descriptors, from the admin port.
+    for (const char* symbol : {"eagle.v1.Verifier", "eagle.v1.Drafter"}) {
+      const testing::ReflectionReply file =
+          testing::Reflect(s->admin_grpc_address(), testing::ReflectionRequest(4, symbol));
+      ASSERT_TRUE(file.status.ok()) << file.status.error_message();
+      EXPECT_NE(file.response.find("eagle/v1/"), std::string::npos) << symbol;
+    }
+    EXPECT_EQ(testing::Health(s->admin_grpc_address()), "SERVING");
+  }
+  auto drafter = testing::DrafterStub(drafter_->admin_grpc_address());
+  EXPECT_EQ(testing::Generate(drafter.get(), ChatRequest("Hello", 4), 10).status.error_code(),
+            grpc::UNIMPLEMENTED);
+  auto verifier = testing::VerifierStub(verifier_->admin_grpc_address());
+  EXPECT_EQ(testing::Generate(verifier.get(), ChatRequest("Hello", 4), 10).status.error_code(),
+            grpc::UNIMPLEMENTED);
+  grpc::ClientContext ctx;
+  v1::ModelInfoResponse info;
+  EXPECT_EQ(verifier->ModelInfo(&ctx, v1::ModelInfoRequest(), &info).error_code(),
+            grpc::UNIMPLEMENTED);
+}
+
 // R2/R7: 1,000 sessions, 30% cancelled after a few tokens. The drafter's own accounting
 // (eagle_drafter_requests_total by outcome) must equal what the clients saw, every OK stream must
 // carry exactly the tokens its final usage counts, and every session and byte is released.
@@ -831,6 +867,7 @@ TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
   if (!client_done) {
     checked_refusal = true;
     EXPECT_EQ(testing::Health(d->address()), "NOT_SERVING");
+    EXPECT_EQ(testing::Health(d->admin_grpc_address()), "NOT_SERVING");
     auto stub = testing::DrafterStub(d->address());
     Generation refused = testing::Generate(stub.get(), ChatRequest("Hello", 4), 10);
     EXPECT_EQ(refused.status.error_code(), grpc::UNAVAILABLE) << refused.status.error_message();

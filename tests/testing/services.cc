@@ -1,6 +1,7 @@
 #include "tests/testing/services.h"
 
 #include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -19,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/check.h"
 #include "common/rpc/convert.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -121,6 +123,58 @@ std::string Health(const std::string& address, const rpc::ClientCredentials& cre
                                                                          : "NOT_SERVING";
 }
 
+std::string ReflectionRequest(int field, const std::string& value) {
+  std::string out(1, static_cast<char>(field << 3 | 2));  // length-delimited
+  EAGLE_CHECK(value.size() < 128);                        // a one-byte varint length
+  out.push_back(static_cast<char>(value.size()));
+  return out + value;
+}
+
+ReflectionReply Reflect(const std::string& address, const std::string& request) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::CompletionQueue cq;
+  // The steps of one bidi call, each waited for in turn; a step that fails ends the call early.
+  auto step = [&](int tag) {
+    void* got = nullptr;
+    bool ok = false;
+    return cq.Next(&got, &ok) && got == reinterpret_cast<void*>(static_cast<intptr_t>(tag)) && ok;
+  };
+  auto tag = [](int t) { return reinterpret_cast<void*>(static_cast<intptr_t>(t)); };
+  auto call =
+      stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  call->StartCall(tag(1));
+  ReflectionReply reply;
+  grpc::ByteBuffer in;
+  bool read = false;
+  if (step(1)) {
+    grpc::Slice slice(request);
+    grpc::ByteBuffer out(&slice, 1);
+    call->Write(out, tag(2));
+    if (step(2)) {
+      call->WritesDone(tag(3));
+      if (step(3)) {
+        call->Read(&in, tag(4));
+        read = step(4);
+      }
+    }
+  }
+  call->Finish(&reply.status, tag(5));
+  while (!step(5)) {
+  }
+  if (reply.status.ok() && read) {
+    std::vector<grpc::Slice> slices;
+    if (in.Dump(&slices).ok()) {
+      for (const grpc::Slice& sl : slices) {
+        reply.response.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+      }
+    }
+  }
+  return reply;
+}
+
 namespace {
 absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const std::string& log,
                                      int port, int admin, const rpc::ClientCredentials& health) {
@@ -141,10 +195,10 @@ absl::StatusOr<Service> StartAndWait(const std::vector<std::string>& argv, const
   return absl::DeadlineExceededError(absl::StrCat(argv[0], " not serving after 60 s"));
 }
 
-// Starts `binary` with `args`, then --listen on `port` (0: a free one) and --admin on a free
-// port, then `extra`. A port from FreePort() can be taken before the service binds it (by a test
-// running beside this one, or as the ephemeral port of some connection): a start that logs
-// listen_failed or admin_listen_failed is retried on new ports, up to 5 times.
+// Starts `binary` with `args`, then --listen on `port` (0: a free one) and --admin and
+// --admin_grpc on free ports, then `extra`. A port from FreePort() can be taken before the service
+// binds it (by a test running beside this one, or as the ephemeral port of some connection): a
+// start that logs listen_failed or admin_listen_failed is retried on new ports, up to 5 times.
 absl::StatusOr<Service> StartOnPorts(const std::string& binary,
                                      const std::vector<std::string>& args, int port,
                                      const std::vector<std::string>& extra, const std::string& log,
@@ -153,12 +207,15 @@ absl::StatusOr<Service> StartOnPorts(const std::string& binary,
   for (int attempt = 0;; ++attempt) {
     if (pick) port = FreePort();
     const int admin = FreePort();
+    const int admin_grpc = FreePort();
     std::vector<std::string> argv = {binary};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--listen", absl::StrCat("127.0.0.1:", port), "--admin",
-                             absl::StrCat("127.0.0.1:", admin)});
+                             absl::StrCat("127.0.0.1:", admin), "--admin_grpc",
+                             absl::StrCat("127.0.0.1:", admin_grpc)});
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto s = StartAndWait(argv, log, port, admin, health);
+    if (s.ok()) s->admin_grpc_port = admin_grpc;
     if (s.ok() || attempt == 4 || !absl::StrContains(s.status().message(), "listen_failed")) {
       return s;
     }
@@ -181,14 +238,14 @@ absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& 
 
 absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
                                                          const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {EAGLE_DRAFTER};
+  std::vector<std::string> argv = {EAGLE_DRAFTER, "--admin_grpc="};
   argv.insert(argv.end(), args.begin(), args.end());
   return Process::Start(argv, dir + "/drafter_raw.log");
 }
 
 absl::StatusOr<std::unique_ptr<Process>> StartVerifierRaw(const std::string& dir,
                                                           const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {EAGLE_VERIFIER};
+  std::vector<std::string> argv = {EAGLE_VERIFIER, "--admin_grpc="};
   argv.insert(argv.end(), args.begin(), args.end());
   return Process::Start(argv, dir + "/verifier_raw.log");
 }

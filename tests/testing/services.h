@@ -43,7 +43,9 @@ int FreePort();
 struct Service {
   std::unique_ptr<Process> proc;
   int port = 0;
-  int admin_port = 0;
+  int admin_port = 0;       // Prometheus /metrics
+  int admin_grpc_port = 0;  // reflection and health
+  std::string admin_grpc_address() const { return "127.0.0.1:" + std::to_string(admin_grpc_port); }
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
@@ -56,7 +58,8 @@ absl::StatusOr<Service> StartDrafter(const std::string& dir, const std::string& 
                                      const std::vector<std::string>& extra = {},
                                      const rpc::ClientCredentials& health = {});
 // Start without waiting for health (for binaries expected to fail at start, or whose health
-// cannot be asked).
+// cannot be asked). --admin_grpc is off unless `args` name it (so that parallel tests do not
+// race for its default port).
 absl::StatusOr<std::unique_ptr<Process>> StartDrafterRaw(const std::string& dir,
                                                          const std::vector<std::string>& args);
 absl::StatusOr<std::unique_ptr<Process>> StartVerifierRaw(const std::string& dir,
@@ -64,6 +67,19 @@ absl::StatusOr<std::unique_ptr<Process>> StartVerifierRaw(const std::string& dir
 
 // Health status: "SERVING", "NOT_SERVING" or the error.
 std::string Health(const std::string& address, const rpc::ClientCredentials& creds = {});
+// One call of grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo at `address`,
+// plaintext, with `request` (a serialized ServerReflectionRequest): the status, and the
+// serialized response when it is OK. The reflection protos' headers are not installed, so the
+// tests build requests and read responses as bytes (ReflectionRequest below).
+struct ReflectionReply {
+  grpc::Status status;
+  std::string response;
+};
+ReflectionReply Reflect(const std::string& address, const std::string& request);
+// A serialized ServerReflectionRequest with one string field set: 7 = list_services,
+// 4 = file_containing_symbol, 3 = file_by_filename.
+std::string ReflectionRequest(int field, const std::string& value);
+
 // The value of a metric line `name` (with its labels, e.g. `foo{a="b"}`) from /metrics; -1 if
 // absent or the scrape failed.
 double Metric(int admin_port, const std::string& name);
