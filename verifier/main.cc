@@ -54,7 +54,8 @@ ABSL_FLAG(int, max_batch_tokens, 512,
           "tokens per batched forward pass (longer prompts are prefilled in chunks)");
 ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to finish");
 ABSL_FLAG(double, session_idle_seconds, 120,
-          "a session that sends nothing for this long is cancelled and freed (0 = never)");
+          "a session (or plain Generate) with no engine work for this long, because its client "
+          "sends nothing or stopped reading, is cancelled and freed (0 = never)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int, tp, 1,
           "tensor parallelism: split the model over N CPU rank processes on this host (Gloo); "

@@ -1,6 +1,7 @@
 #include "verifier/service.h"
 
 #include <future>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -225,6 +226,9 @@ grpc::Status VerifierService::RunSession(
       std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, width * rpc::FeatureBytes(dtype)));
   const int64_t chunks =
       width == 0 ? 0 : (opened->prompt_tokens + rows_per_chunk - 1) / rows_per_chunk;
+  // The idle reaper may cancel this call from now on (see ReapIdle): a client that stops reading
+  // blocks the writes below, and its session, idle in the engine, is freed after the idle bound.
+  Registration reg(this, opened->session_id, ctx);
   LogEvent("info", "session_open",
            {{"request_id", p.request_id},
             {"session", opened->session_id},
@@ -255,8 +259,6 @@ grpc::Status VerifierService::RunSession(
     }
     std::vector<float>().swap(opened->features);  // sent: not held for the session's life
   }
-  // The idle reaper may cancel this call from now on (see ReapIdle).
-  Registration reg(this, opened->session_id, ctx);
   while (stream->Read(&req)) {
     if (req.kind_case() == v1::SessionRequest::kClose) return grpc::Status::OK;
     if (req.kind_case() != v1::SessionRequest::kVerify) {
@@ -313,7 +315,7 @@ int VerifierService::ReapIdle(double seconds) {
   for (uint64_t id : engine_->IdleSessions(seconds)) {
     std::lock_guard<std::mutex> lock(contexts_mu_);
     auto it = contexts_.find(id);
-    if (it == contexts_.end()) continue;  // a plain Generate, or a handler on its way out
+    if (it == contexts_.end()) continue;  // a handler on its way out
     LogEvent("warn", "session_idle_timeout", {{"session", id}, {"idle_seconds", seconds}});
     it->second->TryCancel();
     engine_->Close(id);
@@ -340,9 +342,14 @@ grpc::Status VerifierService::RunGenerate(grpc::ServerContext* ctx, const v1::Ge
   const std::string request_id = rpc::RequestId(*ctx, req->request_id()).substr(0, 64);
   // The drafter's loop with no head (root-only trees) over this engine; no reconnects.
   auto cancelled = [ctx] { return ctx->IsCancelled(); };
+  // Registered with the idle reaper once open, as a Session is: a client that stops reading
+  // blocks this handler in Write while its session sits idle in the engine.
+  std::optional<Registration> reg;
   SessionFactory factory = [&]() -> std::unique_ptr<VerifierSession> {
     return std::make_unique<EngineSession>(engine_, request_id, cancelled,
-                                           [this](const OpenResult& o) {
+                                           [&](const OpenResult& o) {
+                                             reg.reset();
+                                             reg.emplace(this, o.session_id, ctx);
                                              metrics_->prompt_tokens.Increment(o.prompt_tokens);
                                              metrics_->generated_tokens.Increment(1);
                                            });

@@ -63,8 +63,10 @@ class VerifierService final : public v1::Verifier::Service {
   // RPCs (sessions and plain generations) now running.
   int in_flight() const { return in_flight_.load(); }
   const std::string& fingerprint() const { return fingerprint_; }
-  // Cancels the streams of sessions that sent nothing for `seconds` (a live but silent client
-  // would otherwise hold its KV forever) and frees them. Returns how many.
+  // Cancels the calls of sessions that had no engine work for `seconds` and frees them: a live but
+  // silent client, or one that stopped reading (its handler blocked in Write, past gRPC's flow
+  // control window), would otherwise hold its KV forever. Sessions and plain Generates alike.
+  // Returns how many.
   int ReapIdle(double seconds);
 
  private:

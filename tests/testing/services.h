@@ -29,7 +29,8 @@ class Process {
   int Wait(double seconds);
   bool running();
   std::string log() const;
-  int64_t rss_bytes() const;  // VmRSS from /proc
+  int64_t rss_bytes() const;   // VmRSS from /proc
+  double cpu_seconds() const;  // user + system time from /proc/PID/stat, all threads
 
  private:
   pid_t pid_ = -1;
