@@ -56,6 +56,9 @@ ABSL_FLAG(double, grace_seconds, 20, "on SIGTERM: time for in-flight work to fin
 ABSL_FLAG(double, session_idle_seconds, 120,
           "a session (or plain Generate) with no engine work for this long, because its client "
           "sends nothing or stopped reading, is cancelled and freed (0 = never)");
+ABSL_FLAG(int, feature_chunk_kib, 4096,
+          "a session's prompt features go to the drafter in messages of at most this many KiB "
+          "(1 to 7168: under gRPC's 8 MiB message limit)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int, tp, 1,
           "tensor parallelism: split the model over N CPU rank processes on this host (Gloo); "
@@ -88,6 +91,10 @@ int Main(int argc, char** argv) {
       absl::GetFlag(FLAGS_threads), absl::GetFlag(FLAGS_pin_threads), absl::GetFlag(FLAGS_spin_us));
   if (!pool.ok()) {
     std::fprintf(stderr, "error: --%s\n", std::string(pool.status().message()).c_str());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_feature_chunk_kib) < 1 || absl::GetFlag(FLAGS_feature_chunk_kib) > 7168) {
+    std::fprintf(stderr, "error: --feature_chunk_kib must be 1 to 7168\n");
     return 2;
   }
   if (absl::GetFlag(FLAGS_max_batch_tokens) < 1 || absl::GetFlag(FLAGS_max_tree_nodes) < 1 ||
@@ -249,7 +256,8 @@ int Main(int argc, char** argv) {
   }
   engine.SetForwardCost(*std::move(cost));
   metrics.Refresh(engine);
-  VerifierService service(&engine, &metrics, std::move(security->auth));
+  VerifierService service(&engine, &metrics, std::move(security->auth),
+                          int64_t{absl::GetFlag(FLAGS_feature_chunk_kib)} << 10);
   auto admin = rpc::StartAdmin(absl::GetFlag(FLAGS_admin), registry);
   if (!admin.ok()) {
     LogEvent("error", "admin_listen_failed", {{"error", std::string(admin.status().message())}});

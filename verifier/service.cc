@@ -13,8 +13,6 @@
 namespace eagle::verifier {
 namespace {
 
-constexpr int64_t kChunkBytes = 4 << 20;  // prompt features per FeatureChunk, at most
-
 // Waits for the engine, giving up when the client cancels or its deadline passes.
 template <typename T>
 absl::StatusOr<T> Await(grpc::ServerContext* ctx, std::future<absl::StatusOr<T>>& f) {
@@ -135,11 +133,13 @@ void VerifierMetrics::Refresh(const Engine& engine) {
   queue_depth_.Set(s.queue_depth);
 }
 
-VerifierService::VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::TokenCheck auth)
+VerifierService::VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::TokenCheck auth,
+                                 int64_t chunk_bytes)
     : engine_(engine),
       metrics_(metrics),
       auth_(std::move(auth)),
-      fingerprint_(engine->model().Fingerprint()) {}
+      fingerprint_(engine->model().Fingerprint()),
+      chunk_bytes_(chunk_bytes) {}
 
 grpc::Status VerifierService::Authorize(const grpc::ServerContext& ctx, const char* rpc) {
   grpc::Status a = auth_.Check(ctx);
@@ -223,7 +223,7 @@ grpc::Status VerifierService::RunSession(
   metrics_->Refresh(*engine_);
   const int64_t width = opened->feature_width;
   const int64_t rows_per_chunk =
-      std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, width * rpc::FeatureBytes(dtype)));
+      std::max<int64_t>(1, chunk_bytes_ / std::max<int64_t>(1, width * rpc::FeatureBytes(dtype)));
   const int64_t chunks =
       width == 0 ? 0 : (opened->prompt_tokens + rows_per_chunk - 1) / rows_per_chunk;
   // The idle reaper may cancel this call from now on (see ReapIdle): a client that stops reading

@@ -49,8 +49,11 @@ class VerifierMetrics {
 
 class VerifierService final : public v1::Verifier::Service {
  public:
-  // `auth`: the bearer tokens callers must send (default: none needed).
-  VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::TokenCheck auth = {});
+  // `auth`: the bearer tokens callers must send (default: none needed). `chunk_bytes`: the prompt
+  // features of an Opened go out in FeatureChunk messages of at most this many bytes (one row at
+  // least); under the 8 MiB message limit.
+  VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::TokenCheck auth = {},
+                  int64_t chunk_bytes = int64_t{4} << 20);
 
   grpc::Status Session(
       grpc::ServerContext* ctx,
@@ -87,6 +90,7 @@ class VerifierService final : public v1::Verifier::Service {
   VerifierMetrics* metrics_;
   const rpc::TokenCheck auth_;
   const std::string fingerprint_;
+  const int64_t chunk_bytes_;
   std::atomic<int> in_flight_{0};
   std::mutex contexts_mu_;
   std::map<uint64_t, grpc::ServerContext*> contexts_;  // open sessions' calls

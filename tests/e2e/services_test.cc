@@ -38,7 +38,8 @@ class ServicesTest : public ::testing::Test {
     auto m = LlamaModel::Load(EAGLE_DEFAULT_MODEL);
     ASSERT_TRUE(m.ok());
     model_ = std::move(*m);
-    auto v = testing::StartVerifier(dir_);
+    // 256 KiB feature chunks: a prompt of a few hundred tokens crosses in several.
+    auto v = testing::StartVerifier(dir_, 0, {"--feature_chunk_kib", "256"});
     ASSERT_TRUE(v.ok()) << v.status();
     verifier_ = new Service(std::move(*v));
     auto d = testing::StartDrafter(dir_, verifier_->address());
@@ -160,13 +161,14 @@ TEST_F(ServicesTest, CancellationFreesTheVerifierSessionWithinOneSecond) {
 }
 
 // Plain decoding through the drafter (speculation off) on a prompt whose features would span
-// several 4 MiB chunks: none are computed or sent, and the output is vanilla's.
+// several chunks (the fixture's verifier sends 256 KiB chunks): none are computed or sent, and
+// the output is vanilla's.
 TEST_F(ServicesTest, SpeculationOffOnALongPromptEqualsVanilla) {
   std::string text;
-  for (int i = 0; i < 370; ++i) text += "The quick brown fox jumps over the lazy dog. ";
+  for (int i = 0; i < 60; ++i) text += "The quick brown fox jumps over the lazy dog. ";
   auto ids = EncodeText(*model_, text);
   ASSERT_TRUE(ids.ok());
-  ASSERT_GT(ids->size(), 3640u);  // F16 features of 576 wide: 3640 rows per 4 MiB chunk
+  ASSERT_GT(ids->size(), 2 * 227u);  // F16 features of 576 wide: 227 rows per 256 KiB chunk
   GenerateOptions o;
   o.max_tokens = 12;
   auto want = GenerateVanilla(*model_, *ids, o, nullptr);
@@ -176,8 +178,7 @@ TEST_F(ServicesTest, SpeculationOffOnALongPromptEqualsVanilla) {
   r.set_max_tokens(12);
   r.mutable_speculation()->set_mode(v1::SpeculationOverride::OFF);
   auto stub = testing::DrafterStub(drafter_->address());
-  // A 3,700-token prefill takes about 2 minutes on a 2-core CPU without AVX-512 (the f32 path)
-  // with another test beside it: the deadline bounds a hang, not the speed.
+  // The deadline bounds a hang, not the speed (2 cores, another test beside this one).
   Generation g = testing::Generate(stub.get(), r, 600);
   ASSERT_TRUE(g.status.ok()) << g.status.error_message();
   EXPECT_EQ(g.ids, want->token_ids);
