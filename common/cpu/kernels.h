@@ -91,6 +91,8 @@ float Dot(const float* a, const float* b, int n);
 void Axpy(float a, const float* x, float* y, int n);
 float ExpShiftSum(float* x, int n, float max);
 int32_t Argmax(const float* x, int n);
+// GFLOP/s of one thread issuing independent FMAs (registers only): the compute roof.
+double FmaProbeGflops(int64_t iters);
 }  // namespace avx2
 
 namespace avx512 {

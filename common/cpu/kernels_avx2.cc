@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <vector>
 
 #include "common/cpu/kernels.h"
@@ -316,6 +317,28 @@ void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, 
       Axpy(sg[i] * inv, v + slot * v_stride, og, head_dim);
     }
   }
+}
+
+// Peak FMA throughput probe: 12 independent accumulator chains of 8 lanes, registers only (two
+// FMA ports of latency 4 or 5 need at least 8-10 chains in flight).
+double FmaProbeGflops(int64_t iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  struct timespec s, e;
+  clock_gettime(CLOCK_MONOTONIC, &s);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &e);
+  __m256 sum = acc[0];
+  for (int i = 1; i < 12; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  volatile float sink = lanes[0];
+  (void)sink;
+  const double sec = (e.tv_sec - s.tv_sec) + 1e-9 * (e.tv_nsec - s.tv_nsec);
+  return static_cast<double>(iters) * 12 * 8 * 2 / sec / 1e9;
 }
 
 }  // namespace eagle::cpu::avx2

@@ -93,6 +93,21 @@ TEST(KernelsTest, ThreadCountDoesNotChangeResults) {
 
 // Argmax: the first index of the maximum, NaNs skipped (0 when x[0] is NaN), on every ISA, against
 // the textbook loop `if (x[i] > x[best]) best = i`.
+// The compute-roof probes eagle-bench quotes: positive and finite where the ISA exists, and the
+// same order of magnitude whatever the iteration count (the timing is of the loop, not noise).
+TEST(KernelsTest, FmaProbesMeasureAPositiveRoof) {
+  std::vector<double (*)(int64_t)> probes;
+  if (avx2::Supported()) probes.push_back(&avx2::FmaProbeGflops);
+  if (avx512::Supported()) probes.push_back(&avx512::FmaProbeGflops);
+  if (probes.empty()) GTEST_SKIP() << "neither AVX2 nor AVX-512 on this CPU";
+  for (auto probe : probes) {
+    const double small = probe(1 << 18), large = probe(1 << 22);
+    EXPECT_GT(small, 1.0);
+    EXPECT_LT(large, 1e5);  // GFLOP/s of one thread: a few hundred at most today
+    EXPECT_GT(large, small / 10);
+  }
+}
+
 TEST(KernelsTest, ArgmaxMatchesTheTextbookLoop) {
   auto textbook = [](const std::vector<float>& x) {
     int32_t best = 0;

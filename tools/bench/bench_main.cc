@@ -178,6 +178,9 @@ int Main(int argc, char** argv) {
       if (cpu::ActiveIsa() == cpu::Isa::kAvx512) {
         cpu::avx512::FmaProbeGflops(1 << 20);
         v[1] = cpu::avx512::FmaProbeGflops(1 << 24) * threads;
+      } else if (cpu::ActiveIsa() == cpu::Isa::kAvx2) {
+        cpu::avx2::FmaProbeGflops(1 << 20);
+        v[1] = cpu::avx2::FmaProbeGflops(1 << 24) * threads;
       }
       if (cpu::QMatMulAccelerated()) v[2] = 2 * cpu::avx512::DpbusdProbeGmacs(1 << 24) * threads;
       if (write(fds[1], v, sizeof v) != sizeof v) _exit(1);
@@ -199,11 +202,16 @@ int Main(int argc, char** argv) {
              3.0 * c.hidden_size * c.intermediate_size);
   params += static_cast<double>(c.vocab_size) * c.hidden_size;
   const double flops_per_token = 2 * params;
+  // A peak the machine lacks (no VNNI; a scalar-only CPU) is "n/a", not 0.
+  auto peak_text = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+    return v > 0 ? std::string(buf) : std::string("n/a");
+  };
   std::printf(
-      "machine: memory read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, int8 VNNI peak %.0f "
-      "GOP/s (%d "
-      "threads)\n",
-      bw, peak, peak_int8, threads);
+      "machine: memory read bandwidth %.1f GB/s, f32 FMA peak %s GFLOP/s, int8 VNNI peak %s "
+      "GOP/s (%d threads)\n",
+      bw, peak_text(peak).c_str(), peak_text(peak_int8).c_str(), threads);
   if (const int gpu = ParseDevice(device).value_or(-1); gpu >= 0) {
     // The forward pass runs on the GPU: its limits apply (f32 weights, CUDA-core FMAs).
     auto gbs = CudaCopyBandwidthGBs(gpu);
