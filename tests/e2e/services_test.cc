@@ -17,6 +17,7 @@
 #include "common/prompt.h"
 #include "common/rpc/convert.h"
 #include "common/timing.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_llama.h"
 
@@ -952,6 +953,84 @@ TEST_F(ServicesFaultTest, SigtermWithAStuckSessionExitsWithinTheGrace) {
   while (stream->Read(&resp)) {
   }
   EXPECT_FALSE(stream->Finish().ok());
+}
+
+// R10: health semantics on both services. A service name that is not registered is NOT_FOUND;
+// Watch gives SERVING while up, and pushes NOT_SERVING within 1 s of SIGTERM while work is still
+// in flight (a silent session holds the verifier's drain for its grace), on the data port and
+// the admin gRPC port alike.
+TEST_F(ServicesFaultTest, HealthWatchPushesNotServingWithinASecondOfSigterm) {
+  auto v = testing::StartVerifier(dir_, 0, {"--grace_seconds", "5"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto d = testing::StartDrafter(dir_, v->address(), {"--grace_seconds", "5"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  for (const std::string& address : {v->address(), d->address()}) {
+    auto health = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("no.such.Service");
+    grpc::health::v1::HealthCheckResponse resp;
+    EXPECT_EQ(health->Check(&ctx, req, &resp).error_code(), grpc::NOT_FOUND) << address;
+  }
+  // A silent session keeps the verifier draining for its grace, so the pushes come while it is
+  // still up.
+  auto stub = testing::VerifierStub(v->address());
+  grpc::ClientContext session_ctx;
+  auto session = stub->Session(&session_ctx);
+  ASSERT_NO_FATAL_FAILURE(OpenSilentSession(session.get()));
+  struct Watcher {
+    std::string address;
+    double not_serving_after = -1;  // seconds from SIGTERM
+    bool saw_serving = false;
+    std::thread thread;
+  };
+  std::atomic<bool> signalled{false};
+  std::atomic<Clock::time_point> sent_at{};
+  std::vector<std::unique_ptr<Watcher>> watchers;
+  for (const std::string& address : {v->address(), v->admin_grpc_address()}) {
+    auto w = std::make_unique<Watcher>();
+    w->address = address;
+    Watcher* raw = w.get();
+    std::atomic<bool> started{false};
+    w->thread = std::thread([raw, &signalled, &sent_at, &started] {
+      auto health = grpc::health::v1::Health::NewStub(
+          grpc::CreateChannel(raw->address, grpc::InsecureChannelCredentials()));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      auto reader = health->Watch(&ctx, grpc::health::v1::HealthCheckRequest());
+      grpc::health::v1::HealthCheckResponse resp;
+      while (reader->Read(&resp)) {
+        if (resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+          raw->saw_serving = true;
+          started = true;
+        } else if (signalled) {
+          raw->not_serving_after = SecondsSince(sent_at.load());
+          break;
+        }
+      }
+      started = true;
+      ctx.TryCancel();
+    });
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    watchers.push_back(std::move(w));
+  }
+  sent_at = Clock::now();
+  signalled = true;
+  v->proc->Signal(SIGTERM);
+  for (auto& w : watchers) {
+    w->thread.join();
+    EXPECT_TRUE(w->saw_serving) << w->address;
+    EXPECT_GE(w->not_serving_after, 0) << w->address << ": no NOT_SERVING pushed";
+    EXPECT_LT(w->not_serving_after, 1.0) << w->address;
+    std::printf("%s: NOT_SERVING pushed %.3f s after SIGTERM\n", w->address.c_str(),
+                w->not_serving_after);
+  }
+  EXPECT_EQ(v->proc->Wait(15), 0) << v->proc->log();
+  v1::SessionResponse resp;
+  while (session->Read(&resp)) {
+  }
+  EXPECT_FALSE(session->Finish().ok());
 }
 
 TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
