@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "common/generate.h"
 #include "common/prompt.h"
 #include "common/rpc/convert.h"
@@ -272,8 +273,8 @@ TEST_F(ServicesTest, BadClientInputsGetPreciseErrorsAndHarmNoOtherSession) {
        grpc::INVALID_ARGUMENT},
       {"oversized request_id", [](auto& r) { r.set_request_id(std::string(100, 'r')); },
        grpc::INVALID_ARGUMENT},
-      {"message over the 8 MiB cap", [](auto& r) { r.set_text(std::string(9 << 20, 'a')); },
-       grpc::RESOURCE_EXHAUSTED},
+      {"message over the 8 MiB cap (our client channel refuses to send it)",
+       [](auto& r) { r.set_text(std::string(9 << 20, 'a')); }, grpc::RESOURCE_EXHAUSTED},
   };
   auto stub = testing::DrafterStub(drafter_->address());
   for (const BadCase& c : cases) {
@@ -290,6 +291,46 @@ TEST_F(ServicesTest, BadClientInputsGetPreciseErrorsAndHarmNoOtherSession) {
   // And the drafter still serves.
   Generation ok = testing::Generate(stub.get(), ChatRequest("Hello", 8));
   EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+}
+
+// R13 at the message cap: a request of exactly 8 MiB reaches the handler (and is refused there
+// for its text, INVALID_ARGUMENT), one byte more is refused by the server's transport
+// (RESOURCE_EXHAUSTED), on the drafter's and the verifier's Generate. The client channel has no
+// send cap of its own, so the refusal is the server's.
+TEST_F(ServicesTest, MessagesOneByteOverTheCapAreRefusedByTheServer) {
+  constexpr size_t kCap = 8 << 20;
+  // Not rpc::ClientChannelArgs(): its 8 MiB send cap would refuse the message in this process
+  // (the first value of a channel argument wins, so it cannot be overridden).
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(-1);
+  // A request whose serialized size is `bytes` exactly (the text's length prefix grows with it).
+  auto sized = [](size_t bytes) {
+    v1::GenerateRequest r = ChatRequest("Hello", 8);
+    r.set_text(std::string(bytes - 64, 'a'));
+    while (r.ByteSizeLong() != bytes) {
+      const size_t now = r.ByteSizeLong();
+      r.mutable_text()->resize(r.text().size() + bytes - now);
+    }
+    return r;
+  };
+  for (const Service* s : {drafter_, verifier_}) {
+    auto channel =
+        grpc::CreateCustomChannel(s->address(), grpc::InsecureChannelCredentials(), args);
+    for (const size_t bytes : {kCap, kCap + 1}) {
+      const v1::GenerateRequest r = sized(bytes);
+      ASSERT_EQ(r.ByteSizeLong(), bytes);
+      Generation g = s == drafter_ ? testing::Generate(v1::Drafter::NewStub(channel).get(), r, 60)
+                                   : testing::Generate(v1::Verifier::NewStub(channel).get(), r, 60);
+      SCOPED_TRACE(absl::StrCat(s->address(), ", ", bytes, " bytes: ", g.status.error_message()));
+      EXPECT_EQ(g.status.error_code(),
+                bytes == kCap ? grpc::INVALID_ARGUMENT : grpc::RESOURCE_EXHAUSTED);
+      // The server's words: it received the message and measured it.
+      if (bytes > kCap) {
+        EXPECT_TRUE(absl::StrContains(g.status.error_message(), "Received"));
+      }
+      EXPECT_TRUE(g.ids.empty());
+    }
+  }
 }
 
 // Protocol abuse straight at the verifier's Session stream.
