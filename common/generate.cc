@@ -146,11 +146,14 @@ absl::StatusOr<GenerateResult> GenerateVanilla(const LlamaModel& model,
   ForwardRequest req;
   req.tokens = prompt;
   req.logits = LogitsMode::kLast;
+  // Greedy: argmax ids only (no logits cross tensor-parallel ranks).
+  const bool greedy = options.sampling.greedy();
+  req.argmax_only = greedy;
   ASSIGN_OR_RETURN(ForwardResult fr, model.Forward(*cache, req));
   r.prefill_seconds = SecondsSince(t0);
   auto t1 = Clock::now();
   while (!emitter.done()) {
-    const int32_t next = sampler.Sample(fr.logits.data(), cfg.vocab_size);
+    const int32_t next = greedy ? fr.argmax[0] : sampler.Sample(fr.logits.data(), cfg.vocab_size);
     if (!emitter.Emit(next)) break;
     const int32_t one[1] = {next};
     req.tokens = one;

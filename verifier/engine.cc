@@ -399,6 +399,7 @@ ForwardRequest Engine::RequestFor(const Work& w) {
   if (!w.open) r.parents = w.tree.parents;
   const bool last_chunk = w.open && w.done + w.chunk == static_cast<int64_t>(w.tokens().size());
   r.logits = !w.open ? LogitsMode::kAll : last_chunk ? LogitsMode::kLast : LogitsMode::kNone;
+  r.argmax_only = s.sampling.greedy();
   if (s.want_features) r.WantFeatures(s.feature_layers);
   return r;
 }
@@ -411,7 +412,9 @@ bool Engine::FinishOpenChunk(Work& w, ForwardResult& fr) {
   if (w.done < static_cast<int64_t>(w.tokens().size())) return false;
   OpenResult o;
   o.session_id = s.id;
-  o.first_token = s.sampler.Sample(fr.logits.data(), model_->config().vocab_size);
+  o.first_token = s.sampling.greedy()
+                      ? fr.argmax[0]
+                      : s.sampler.Sample(fr.logits.data(), model_->config().vocab_size);
   o.prompt_tokens = static_cast<int>(w.tokens().size());
   o.feature_width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
   o.features = std::move(w.features);
@@ -431,8 +434,10 @@ absl::Status Engine::FinishVerify(Work& w, ForwardResult& fr, int64_t base, doub
   std::vector<float>& feats = fr.FeaturesFor(s.feature_layers);
   const int64_t width = s.want_features ? static_cast<int64_t>(feats.size()) / fr.num_tokens : 0;
   absl::StatusOr<VerifiedStep> step =
-      VerifyTree(w.tree, fr.logits.data(), model_->config().vocab_size, feats.data(), width,
-                 *s.cache, base, s.sampling, s.sampler.rng());
+      s.sampling.greedy()
+          ? VerifyTreeGreedy(w.tree, fr.argmax.data(), feats.data(), width, *s.cache, base)
+          : VerifyTree(w.tree, fr.logits.data(), model_->config().vocab_size, feats.data(), width,
+                       *s.cache, base, s.sampling, s.sampler.rng());
   if (!step.ok()) return step.status();
   VerifyOutput v;
   static_cast<VerifiedStep&>(v) = *std::move(step);

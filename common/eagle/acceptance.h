@@ -31,6 +31,9 @@ struct Acceptance {
 
 // logits: [tree.size(), vocab] f32, row i = the target's logits at node i.
 Acceptance AcceptGreedy(const DraftTree& tree, const float* logits, int vocab);
+// The same from the argmax of each node's logits (argmax [tree.size()]), as a forward pass with
+// ForwardRequest::argmax_only gives them.
+Acceptance AcceptGreedyIds(const DraftTree& tree, const int32_t* argmax);
 Acceptance AcceptSampled(const DraftTree& tree, const float* logits, int vocab,
                          const SamplingParams& params, Rng& rng);
 

@@ -42,11 +42,14 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
   ForwardRequest req;
   req.tokens = prompt;
   req.logits = LogitsMode::kLast;
+  // Greedy with the built-in rule: argmax ids only (no logits cross tensor-parallel ranks).
+  const bool greedy = options.sampling.greedy() && accept == nullptr;
+  req.argmax_only = greedy;
   req.WantFeatures(layers);
   ASSIGN_OR_RETURN(ForwardResult fr, target.Forward(*cache, req));
   r.prefill_seconds = SecondsSince(t0);
   auto t1 = Clock::now();
-  int32_t next = sampler.Sample(fr.logits.data(), cfg.vocab_size);
+  int32_t next = greedy ? fr.argmax[0] : sampler.Sample(fr.logits.data(), cfg.vocab_size);
   {
     // Pairs (f_t, x_{t+1}): prompt[1:] followed by the sampled token.
     std::vector<int32_t> next_tokens(prompt.begin() + 1, prompt.end());
@@ -67,11 +70,14 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(
     vr.tokens = tree.tokens;
     vr.parents = tree.parents;
     vr.logits = LogitsMode::kAll;
+    vr.argmax_only = greedy;
     vr.WantFeatures(layers);
     ASSIGN_OR_RETURN(ForwardResult out, target.Forward(*cache, vr));
-    ASSIGN_OR_RETURN(VerifiedStep step, VerifyTree(tree, out.logits.data(), cfg.vocab_size,
-                                                   out.FeaturesFor(layers).data(), hs, *cache, base,
-                                                   options.sampling, sampler.rng(), accept));
+    const float* feats = out.FeaturesFor(layers).data();
+    ASSIGN_OR_RETURN(VerifiedStep step,
+                     greedy ? VerifyTreeGreedy(tree, out.argmax.data(), feats, hs, *cache, base)
+                            : VerifyTree(tree, out.logits.data(), cfg.vocab_size, feats, hs, *cache,
+                                         base, options.sampling, sampler.rng(), accept));
     const double verify_s = SecondsSince(tv);
     st.verify_seconds += verify_s;
     st.AddStep(tree.size() - 1, static_cast<int>(step.accepted.size()));

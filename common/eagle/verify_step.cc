@@ -11,12 +11,11 @@ std::vector<int32_t> VerifiedStep::tokens() const {
   return t;
 }
 
-absl::StatusOr<VerifiedStep> VerifyTree(const DraftTree& tree, const float* logits, int vocab,
-                                        const float* features, int64_t width, KvCache& cache,
-                                        int64_t base, const SamplingParams& sampling, Rng& rng,
-                                        const AcceptFn& accept) {
-  const Acceptance acc = accept ? accept(tree, logits, vocab, sampling, rng)
-                                : AcceptSampled(tree, logits, vocab, sampling, rng);
+namespace {
+// The accepted path's KV entries kept, its tokens and features gathered.
+absl::StatusOr<VerifiedStep> Finish(const DraftTree& tree, const Acceptance& acc,
+                                    const float* features, int64_t width, KvCache& cache,
+                                    int64_t base) {
   RETURN_IF_ERROR(cache.KeepPath(base, acc.path));
   VerifiedStep step;
   step.next_token = acc.next_token;
@@ -30,6 +29,22 @@ absl::StatusOr<VerifiedStep> VerifyTree(const DraftTree& tree, const float* logi
     }
   }
   return step;
+}
+}  // namespace
+
+absl::StatusOr<VerifiedStep> VerifyTree(const DraftTree& tree, const float* logits, int vocab,
+                                        const float* features, int64_t width, KvCache& cache,
+                                        int64_t base, const SamplingParams& sampling, Rng& rng,
+                                        const AcceptFn& accept) {
+  const Acceptance acc = accept ? accept(tree, logits, vocab, sampling, rng)
+                                : AcceptSampled(tree, logits, vocab, sampling, rng);
+  return Finish(tree, acc, features, width, cache, base);
+}
+
+absl::StatusOr<VerifiedStep> VerifyTreeGreedy(const DraftTree& tree, const int32_t* argmax,
+                                              const float* features, int64_t width, KvCache& cache,
+                                              int64_t base) {
+  return Finish(tree, AcceptGreedyIds(tree, argmax), features, width, cache, base);
 }
 
 absl::Status CommitStep(DraftModel& draft, const VerifiedStep& step) {

@@ -46,6 +46,12 @@ absl::StatusOr<VerifiedStep> VerifyTree(const DraftTree& tree, const float* logi
                                         int64_t base, const SamplingParams& sampling, Rng& rng,
                                         const AcceptFn& accept = nullptr);
 
+// VerifyTree for greedy sampling from the target's argmax at each node (argmax [tree.size()], a
+// pass with ForwardRequest::argmax_only) instead of its logits.
+absl::StatusOr<VerifiedStep> VerifyTreeGreedy(const DraftTree& tree, const int32_t* argmax,
+                                              const float* features, int64_t width, KvCache& cache,
+                                              int64_t base);
+
 // Gives the draft head the step's (feature, following token) pairs.
 absl::Status CommitStep(DraftModel& draft, const VerifiedStep& step);
 

@@ -35,4 +35,8 @@ BatchPlan PlanBatch(std::span<KvCache* const> caches, std::span<const ForwardReq
   return plan;
 }
 
+absl::Status ModelBackend::Argmax(Workspace&, std::span<const int64_t>, int32_t*) const {
+  return absl::UnimplementedError("this backend has no argmax of its own (ReducesArgmax)");
+}
+
 }  // namespace eagle

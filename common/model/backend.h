@@ -36,6 +36,10 @@ struct ForwardRequest {
   // its ancestors and itself.
   std::span<const int32_t> parents;
   LogitsMode logits = LogitsMode::kAll;
+  // With logits kLast or kAll: only each of those rows' argmax (ForwardResult::argmax, the first
+  // index of the maximum, as eagle::Argmax gives) and no logits: what greedy sampling needs. A
+  // tensor-parallel backend then exchanges each rank's (maximum, index) instead of its logits.
+  bool argmax_only = false;
   bool return_features = false;         // final-norm hidden states (EAGLE-1/2 feature)
   std::span<const int> capture_layers;  // inputs of these layers (EAGLE-3 features)
 
@@ -113,6 +117,12 @@ class ModelBackend {
                                   float* out) const = 0;
   // LM head over h of the given rows: out [rows.size(), vocab] f32, host memory.
   virtual absl::Status Logits(Workspace& ws, std::span<const int64_t> rows, float* out) const = 0;
+  // Whether Argmax is the backend's own (a vocabulary split across ranks reduces it without
+  // gathering logits); otherwise the model takes the argmax of Logits on the host.
+  virtual bool ReducesArgmax() const { return false; }
+  // out [rows.size()]: the argmax of each row's logits, equal to eagle::Argmax over Logits'
+  // output whenever those logits hold no NaN.
+  virtual absl::Status Argmax(Workspace& ws, std::span<const int64_t> rows, int32_t* out) const;
 };
 
 }  // namespace eagle

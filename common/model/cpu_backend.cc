@@ -1,8 +1,10 @@
 #include "common/model/cpu_backend.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/cpu/kernels.h"
 #include "common/model/tensor_utils.h"
@@ -253,6 +255,44 @@ absl::Status CpuBackend::Logits(Workspace& wsb, std::span<const int64_t> rows, f
       std::memcpy(out + j * v + v0, ws.all_logits.data() + (r * n + j) * chunk,
                   len * sizeof(float));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Argmax(Workspace& wsb, std::span<const int64_t> rows, int32_t* out) const {
+  if (tp_.comm == nullptr) return ModelBackend::Argmax(wsb, rows, out);
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const int64_t h = config_.hidden_size, n = static_cast<int64_t>(rows.size());
+  for (int64_t j = 0; j < n; ++j) {
+    std::memcpy(ws.gathered.data() + j * h, ws.xn.data() + rows[j] * h, h * sizeof(float));
+  }
+  const int64_t chunk = tp_.vocab_chunk, mine = w_.lm_head.rows();
+  const int world = tp_.comm->world_size();
+  const int64_t v0 = static_cast<int64_t>(tp_.comm->rank()) * chunk;
+  w_.lm_head.Apply(ws.gathered.data(), n, ws.all_logits.data(), pool_.get());  // [n, mine]
+  // One (maximum, index) pair per row: the index's bits travel in a float slot.
+  float* pairs = ws.local_logits.data();
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = ws.all_logits.data() + j * mine;
+    const int32_t best = mine > 0 ? cpu::Argmax(row, static_cast<int>(mine)) : 0;
+    pairs[2 * j] = mine > 0 ? row[best] : -std::numeric_limits<float>::infinity();
+    pairs[2 * j + 1] = std::bit_cast<float>(static_cast<int32_t>(v0 + best));
+  }
+  RETURN_IF_ERROR(tp_.comm->AllGather(pairs, n * 2 * static_cast<int64_t>(sizeof(float)),
+                                      ws.all_logits.data()));
+  // Ranks in order, a later one winning only with a strictly larger maximum: the first index of
+  // the maximum over the whole vocabulary, as Argmax over the gathered logits.
+  for (int64_t j = 0; j < n; ++j) {
+    float best = 0;
+    int32_t index = 0;
+    for (int r = 0; r < world; ++r) {
+      const float* p = ws.all_logits.data() + (r * n + j) * 2;
+      if (r == 0 || p[0] > best) {
+        best = p[0];
+        index = std::bit_cast<int32_t>(p[1]);
+      }
+    }
+    out[j] = index;
   }
   return absl::OkStatus();
 }

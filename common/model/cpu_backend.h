@@ -24,7 +24,8 @@ namespace eagle {
 // gate/up its rows of the FFN, down the matching columns, and lm_head its rows
 // [rank * vocab_chunk, min(vocab, (rank + 1) * vocab_chunk)). The o and down projections end
 // with one AllReduceSum each (rows * hidden floats); Logits gathers every rank's share of the
-// vocabulary (AllGather of rows * vocab_chunk floats). Every rank runs every op of every pass
+// vocabulary (AllGather of rows * vocab_chunk floats), and Argmax only each rank's (maximum,
+// index) per row (AllGather of rows * 8 bytes). Every rank runs every op of every pass
 // in the same order.
 struct TensorParallelShare {
   std::shared_ptr<Communicator> comm;
@@ -63,6 +64,10 @@ class CpuBackend final : public ModelBackend {
   absl::Status ReadResidual(const Workspace& ws, int64_t row, int64_t n, float* out) const override;
   absl::Status ReadNormed(const Workspace& ws, int64_t row, int64_t n, float* out) const override;
   absl::Status Logits(Workspace& ws, std::span<const int64_t> rows, float* out) const override;
+  // Tensor parallel only: each rank's argmax over its rows of the LM head, then an AllGather of
+  // one (maximum, index) pair per row and rank (8 bytes) instead of the rank's logits.
+  bool ReducesArgmax() const override { return tp_.comm != nullptr; }
+  absl::Status Argmax(Workspace& ws, std::span<const int64_t> rows, int32_t* out) const override;
 
   // The host weights, for what runs beside the target on the CPU (draft heads share the
   // embedding and the LM head) and for descriptions.

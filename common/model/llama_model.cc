@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/check.h"
+#include "common/cpu/kernels.h"
 #include "common/cuda/cuda_backend.h"
 #include "common/io/gguf.h"
 #include "common/io/safetensors.h"
@@ -543,24 +544,43 @@ absl::Status LlamaModel::CaptureLayerInputs(int layer, const BatchPlan& plan,
 absl::Status LlamaModel::ComputeLogits(const BatchPlan& plan, std::span<const ForwardRequest> reqs,
                                        Workspace& ws, std::vector<ForwardResult>& out) const {
   const int64_t vocab = config_.vocab_size;
-  std::vector<int64_t> rows;
+  // The rows that want logits, and apart from them those that want only their argmax.
+  std::vector<int64_t> rows, argmax_rows;
   for (int64_t s = 0; s < plan.num_sequences(); ++s) {
+    std::vector<int64_t>& to = reqs[s].argmax_only ? argmax_rows : rows;
     if (reqs[s].logits == LogitsMode::kAll) {
-      for (int64_t i = plan.first_row[s]; i < plan.first_row[s + 1]; ++i) rows.push_back(i);
+      for (int64_t i = plan.first_row[s]; i < plan.first_row[s + 1]; ++i) to.push_back(i);
     } else if (reqs[s].logits == LogitsMode::kLast) {
-      rows.push_back(plan.first_row[s + 1] - 1);
+      to.push_back(plan.first_row[s + 1] - 1);
     }
   }
-  if (rows.empty()) return absl::OkStatus();
+  // Without an argmax of the backend's own, the argmax rows' logits come after the others' and
+  // are reduced here.
+  const bool reduce = backend().ReducesArgmax();
+  const int64_t host_argmax_from = static_cast<int64_t>(rows.size());
+  if (!reduce) rows.insert(rows.end(), argmax_rows.begin(), argmax_rows.end());
+  std::vector<int32_t> ids(argmax_rows.size());
+  if (reduce && !argmax_rows.empty()) {
+    RETURN_IF_ERROR(backend().Argmax(ws, argmax_rows, ids.data()));
+  }
   std::vector<float> logits(static_cast<int64_t>(rows.size()) * vocab);
-  RETURN_IF_ERROR(backend().Logits(ws, rows, logits.data()));
-  int64_t j = 0;
+  if (!rows.empty()) RETURN_IF_ERROR(backend().Logits(ws, rows, logits.data()));
+  for (size_t k = 0; !reduce && k < ids.size(); ++k) {
+    ids[k] = cpu::Argmax(logits.data() + (host_argmax_from + static_cast<int64_t>(k)) * vocab,
+                         static_cast<int>(vocab));
+  }
+  int64_t j = 0, k = 0;
   for (int64_t s = 0; s < plan.num_sequences(); ++s) {
     const int64_t n = reqs[s].logits == LogitsMode::kAll    ? out[s].num_tokens
                       : reqs[s].logits == LogitsMode::kLast ? 1
                                                             : 0;
-    out[s].logits.assign(logits.begin() + j * vocab, logits.begin() + (j + n) * vocab);
-    j += n;
+    if (reqs[s].argmax_only) {
+      out[s].argmax.assign(ids.begin() + k, ids.begin() + k + n);
+      k += n;
+    } else {
+      out[s].logits.assign(logits.begin() + j * vocab, logits.begin() + (j + n) * vocab);
+      j += n;
+    }
   }
   return absl::OkStatus();
 }

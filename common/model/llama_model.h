@@ -39,7 +39,8 @@ std::string GgufTensorName(const std::string& hf_name);
 
 struct ForwardResult {
   int64_t num_tokens = 0;
-  std::vector<float> logits;          // [T or 1, vocab] f32 (per LogitsMode)
+  std::vector<float> logits;          // [T or 1, vocab] f32 (per LogitsMode), unless argmax_only
+  std::vector<int32_t> argmax;        // [T or 1] (per LogitsMode) if argmax_only
   std::vector<float> features;        // [T, hidden] f32 if requested
   std::vector<float> layer_features;  // [T, capture_layers.size() * hidden] f32 if requested
 

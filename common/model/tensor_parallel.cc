@@ -193,6 +193,7 @@ absl::Status LlamaModel::BroadcastPass(std::span<KvCache* const> caches,
     w.PutAll<int32_t>(r.tokens);
     w.PutAll<int32_t>(r.parents);
     w.Put(static_cast<int64_t>(r.logits));
+    w.Put(r.argmax_only ? 1 : 0);
     w.Put(r.return_features ? 1 : 0);
     w.PutAll<int>(r.capture_layers);
   }
@@ -262,11 +263,13 @@ absl::Status LlamaModel::FollowLeader() const {
           logits > static_cast<int64_t>(LogitsMode::kAll)) {
         return absl::DataLossError(absl::StrCat("tensor-parallel pass: logits mode ", logits));
       }
+      ASSIGN_OR_RETURN(const int64_t argmax_only, r.Get());
       ASSIGN_OR_RETURN(const int64_t features, r.Get());
       RETURN_IF_ERROR(r.GetAll(&capture[s], config_.num_layers));
       reqs[s].tokens = tokens[s];
       reqs[s].parents = parents[s];
       reqs[s].logits = static_cast<LogitsMode>(logits);
+      reqs[s].argmax_only = argmax_only != 0;
       reqs[s].return_features = features != 0;
       reqs[s].capture_layers = capture[s];
       pass_caches.push_back(cache.get());

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cpu/kernels.h"
 #include "common/dist/gloo_communicator.h"
 #include "common/dist/group.h"
 #include "common/dist/tcp_store.h"
@@ -224,9 +225,11 @@ TEST(GlooCommunicatorTest, AHungPeerTripsTheCollectiveTimeout) {
 // ---------------------------------------------------------------------------------------------
 // The sharded model
 
+constexpr int kVocab = 99;
+
 testing::TinyConfig ShardableConfig(DType dtype) {
   testing::TinyConfig c;
-  c.vocab = 99;  // not a multiple of the degree: the last rank's share of the head is short
+  c.vocab = kVocab;  // not a multiple of the degree: the last rank's share of the head is short
   c.hidden = 128;
   c.ffn = 256;
   c.heads = 8;
@@ -239,10 +242,11 @@ testing::TinyConfig ShardableConfig(DType dtype) {
 }
 
 struct RankRun {
-  std::vector<float> logits;        // prefill, every row
-  std::vector<float> tree_logits;   // a 4-node tree after the prefill
-  std::vector<int32_t> greedy;      // 32 greedy tokens
-  std::vector<float> batch_logits;  // the tree's request beside another in one ForwardBatch
+  std::vector<float> logits;         // prefill, every row
+  std::vector<float> tree_logits;    // a 4-node tree after the prefill
+  std::vector<int32_t> greedy;       // 32 greedy tokens
+  std::vector<float> batch_logits;   // the tree's request beside another in one ForwardBatch
+  std::vector<int32_t> tree_argmax;  // the tree again with argmax_only: one id per node
 };
 
 const std::vector<int32_t> kPrompt = {3, 17, 42, 5, 88, 61, 9, 23};
@@ -275,6 +279,14 @@ RankRun RunModel(const LlamaModel& m) {
   auto b = m.ForwardBatch(caches, reqs);
   EXPECT_TRUE(b.ok()) << b.status();
   if (b.ok()) out.batch_logits = (*b)[0].logits;
+  cache->set_length(prefix);
+  tree.argmax_only = true;
+  auto a = m.Forward(*cache, tree);
+  EXPECT_TRUE(a.ok()) << a.status();
+  if (a.ok()) {
+    EXPECT_TRUE(a->logits.empty());
+    out.tree_argmax = a->argmax;
+  }
   GenerateOptions o;
   o.max_tokens = 32;
   o.ignore_eos = true;
@@ -282,6 +294,14 @@ RankRun RunModel(const LlamaModel& m) {
   EXPECT_TRUE(g.ok()) << g.status();
   if (g.ok()) out.greedy = g->token_ids;
   return out;
+}
+
+std::vector<int32_t> RowArgmax(const std::vector<float>& logits, int vocab) {
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i + vocab <= logits.size(); i += vocab) {
+    ids.push_back(cpu::Argmax(logits.data() + i, vocab));
+  }
+  return ids;
 }
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -296,6 +316,7 @@ TEST(TensorParallelModelTest, ShardsMatchTheWholeModel) {
     auto whole = testing::MakeTinyLlama(ShardableConfig(dtype));
     ASSERT_TRUE(whole.ok()) << whole.status();
     const RankRun want = RunModel(**whole);
+    ASSERT_EQ(want.tree_argmax, RowArgmax(want.tree_logits, kVocab));  // the host's argmax
     float scale = 0;
     for (float v : want.logits) scale = std::max(scale, std::fabs(v));
     for (int world : {2, 4}) {
@@ -319,6 +340,10 @@ TEST(TensorParallelModelTest, ShardsMatchTheWholeModel) {
         // requests beside it (the all-reduce sums in rank order whatever the rows).
         EXPECT_EQ(got[r].logits, got[0].logits);
         EXPECT_EQ(got[r].batch_logits, got[r].tree_logits);
+        // The vocabulary-parallel argmax (one (maximum, index) pair per rank and row) is the
+        // argmax of the gathered logits, and the whole model's.
+        EXPECT_EQ(got[r].tree_argmax, RowArgmax(got[r].tree_logits, kVocab));
+        EXPECT_EQ(got[r].tree_argmax, want.tree_argmax);
       }
     }
   }

@@ -3,8 +3,10 @@
 // pass size in --rows, times on every rank in step: the forward pass (a chain of that many rows
 // after a 64-token prefix: decode at 1, verify-sized trees beyond), one all-reduce of the
 // pass's residual (rows x hidden floats; a pass makes 2 per layer) and one all-gather of its
-// logits share (rows x ceil(vocab / N) floats). Rank 0 prints a table with the collectives'
-// share of the pass and the bytes each rank receives per pass, then a JSON line.
+// logits share (rows x ceil(vocab / N) floats); then the same pass as a greedy sampler runs it
+// (argmax ids only: one (maximum, index) pair per row and rank instead of the logits). Rank 0
+// prints a table with the collectives' share of the pass and the bytes each rank receives per
+// pass, then a JSON line.
 //   eagle-tp-bench [--model PATH] [--tp N] [--threads T] [--rows 1,4,16,64] [--reps R]
 //                  [--precision auto|int16|int8|f32]
 #include <algorithm>
@@ -87,8 +89,8 @@ int Main(int argc, char** argv) {
     std::printf("%d rank(s), %d thread(s) each; %s; weights read per token per rank %.1f MB\n",
                 world, (*pool)->num_threads(), (*model)->dtype_summary().c_str(),
                 (*model)->weight_bytes() / 1e6);
-    std::printf("%6s %10s %12s %10s %12s %9s %14s\n", "rows", "pass ms", "all-reduce us",
-                "per pass", "gather us", "share", "recv KB/pass");
+    std::printf("%6s %10s %12s %10s %12s %9s %14s %10s %14s\n", "rows", "pass ms", "all-reduce us",
+                "per pass", "gather us", "share", "recv KB/pass", "greedy ms", "greedy recv KB");
   }
   for (int64_t n : rows) {
     auto cache = (*model)->NewCache(prefix + n);
@@ -103,17 +105,24 @@ int Main(int argc, char** argv) {
     ForwardRequest pass;
     pass.tokens = tokens;
     pass.logits = LogitsMode::kAll;
-    // The pass, `reps` times from the same prefix (one warm-up first).
-    double pass_ms = 0;
-    for (int rep = 0; rep <= reps; ++rep) {
-      cache->set_length(prefix);
-      if (comm != nullptr) {
-        if (absl::Status s = comm->Barrier(); !s.ok()) Die("barrier", s);
+    // A pass, `reps` times from the same prefix (one warm-up first).
+    auto time_pass = [&](const ForwardRequest& req) {
+      double ms = 0;
+      for (int rep = 0; rep <= reps; ++rep) {
+        cache->set_length(prefix);
+        if (comm != nullptr) {
+          if (absl::Status s = comm->Barrier(); !s.ok()) Die("barrier", s);
+        }
+        const auto t0 = Clock::now();
+        if (auto r = (*model)->Forward(*cache, req); !r.ok()) Die("forward", r.status());
+        if (rep > 0) ms += Ms(t0) / reps;
       }
-      const auto t0 = Clock::now();
-      if (auto r = (*model)->Forward(*cache, pass); !r.ok()) Die("forward", r.status());
-      if (rep > 0) pass_ms += Ms(t0) / reps;
-    }
+      return ms;
+    };
+    const double pass_ms = time_pass(pass);
+    ForwardRequest greedy = pass;
+    greedy.argmax_only = true;
+    const double greedy_ms = time_pass(greedy);
     // The collectives alone, at this pass's sizes.
     double reduce_us = 0, gather_us = 0;
     if (comm != nullptr) {
@@ -137,16 +146,21 @@ int Main(int argc, char** argv) {
     // What one rank receives per pass: (world - 1) shares of each all-reduce (all-gather then
     // sum) and of the logits.
     const double recv_kb = (world - 1) * (per_pass * n * h + n * chunk) * 4 / 1e3;
+    const double greedy_recv_kb =
+        comm != nullptr ? (world - 1) * (per_pass * n * h * 4 + n * 8) / 1e3 : 0;
     if (rank == 0) {
-      std::printf("%6lld %10.2f %12.1f %10d %12.1f %8.0f%% %14.1f\n", static_cast<long long>(n),
-                  pass_ms, reduce_us, per_pass, gather_us, 100 * coll_ms / pass_ms, recv_kb);
+      std::printf("%6lld %10.2f %12.1f %10d %12.1f %8.0f%% %14.1f %10.2f %14.1f\n",
+                  static_cast<long long>(n), pass_ms, reduce_us, per_pass, gather_us,
+                  100 * coll_ms / pass_ms, recv_kb, greedy_ms, greedy_recv_kb);
       table.push_back({{"rows", n},
                        {"pass_ms", pass_ms},
                        {"allreduce_us", reduce_us},
                        {"allreduces_per_pass", per_pass},
                        {"gather_us", gather_us},
                        {"collective_share", coll_ms / pass_ms},
-                       {"recv_kb_per_pass", recv_kb}});
+                       {"recv_kb_per_pass", recv_kb},
+                       {"greedy_pass_ms", greedy_ms},
+                       {"greedy_recv_kb_per_pass", greedy_recv_kb}});
     }
   }
   if (rank == 0) {
