@@ -9,10 +9,11 @@ cd "$root"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 vport=$(free_port); dport=$(free_port); dadmin=$(free_port); dhttp=$(free_port)
 logs=$(mktemp -d)
-./build/verifier/eagle-verifier --listen "127.0.0.1:$vport" --admin "" 2>"$logs/verifier.log" &
+./build/verifier/eagle-verifier --listen "127.0.0.1:$vport" --admin "" --admin_grpc "" \
+  2>"$logs/verifier.log" &
 vpid=$!
 ./build/drafter/eagle-drafter --verifier "127.0.0.1:$vport" --listen "127.0.0.1:$dport" \
-  --admin "127.0.0.1:$dadmin" --http "127.0.0.1:$dhttp" --served_model_name bench \
+  --admin "127.0.0.1:$dadmin" --admin_grpc "" --http "127.0.0.1:$dhttp" --served_model_name bench \
   ${EAGLE_DRAFTER_FLAGS:-} 2>"$logs/drafter.log" &
 dpid=$!
 trap 'kill -TERM $dpid $vpid 2>/dev/null || true' EXIT

@@ -21,10 +21,11 @@ cleanup() {
 trap cleanup EXIT
 
 ./build/verifier/eagle-verifier --model "$model" --listen "127.0.0.1:$vport" \
-  --admin "127.0.0.1:$vadmin" 2>"$logs/verifier.log" &
+  --admin "127.0.0.1:$vadmin" --admin_grpc "" 2>"$logs/verifier.log" &
 pids+=($!)
 ./build/drafter/eagle-drafter --model "$model" --verifier "127.0.0.1:$vport" \
-  --listen "127.0.0.1:$dport" --admin "127.0.0.1:$dadmin" --http "127.0.0.1:$hport" \
+  --listen "127.0.0.1:$dport" --admin "127.0.0.1:$dadmin" --admin_grpc "" \
+  --http "127.0.0.1:$hport" \
   --served_model_name demo 2>"$logs/drafter.log" &
 pids+=($!)
 for addr in "127.0.0.1:$vport" "127.0.0.1:$dport"; do

@@ -57,8 +57,8 @@ ABSL_FLAG(double, session_idle_seconds, 120,
           "a session (or plain Generate) with no engine work for this long, because its client "
           "sends nothing or stopped reading, is cancelled and freed (0 = never)");
 ABSL_FLAG(int, feature_chunk_kib, 4096,
-          "a session's prompt features go to the drafter in messages of at most this many KiB "
-          "(1 to 7168: under gRPC's 8 MiB message limit)");
+          "a session's prompt features go to the drafter in messages of at most this many KiB, "
+          "one feature row at least (1 to 7168: under gRPC's 8 MiB message limit)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int, tp, 1,
           "tensor parallelism: split the model over N CPU rank processes on this host (Gloo); "

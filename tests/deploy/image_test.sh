@@ -29,10 +29,11 @@ v=eagle-test-verifier-$$; d=eagle-test-drafter-$$
 cleanup() { podman rm -f "$v" "$d" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 "${pod[@]}" run -d --name "$v" --network host "${limits[@]}" "$tag" \
-  eagle-verifier --model /models/model.gguf --listen "127.0.0.1:$vport" --admin "" >/dev/null
+  eagle-verifier --model /models/model.gguf --listen "127.0.0.1:$vport" --admin "" \
+  --admin_grpc "" >/dev/null
 "${pod[@]}" run -d --name "$d" --network host "${limits[@]}" "$tag" \
   eagle-drafter --model /models/model.gguf --head /heads/default --verifier "127.0.0.1:$vport" \
-  --listen "127.0.0.1:$dport" --admin "" --http "127.0.0.1:$hport" --served_model_name eagle \
+  --listen "127.0.0.1:$dport" --admin "" --admin_grpc "" --http "127.0.0.1:$hport" --served_model_name eagle \
   >/dev/null
 for addr in "127.0.0.1:$vport" "127.0.0.1:$dport"; do
   if ! podman exec "$d" eagle-cli health --server "$addr" --wait 120; then

@@ -838,7 +838,14 @@ TEST_F(ServicesFaultTest, ClientsThatStopReadingCostNothingAndAreFreedAfterTheId
     Generation g = testing::Generate(stub.get(), bystander, 120);
     return std::make_pair(g, SecondsSince(t0));
   };
-  const auto [alone, t_alone] = timed();
+  // The best of two runs each, alone and beside: less exposed to a test running beside this one.
+  auto best_of_two = [&] {
+    auto a = timed();
+    const auto b = timed();
+    a.second = std::min(a.second, b.second);
+    return a;
+  };
+  const auto [alone, t_alone] = best_of_two();
   ASSERT_TRUE(alone.status.ok()) << alone.status.error_message();
   const double kv0 = Metric(v->admin_port, "eagle_verifier_kv_bytes");
 
@@ -897,7 +904,7 @@ TEST_F(ServicesFaultTest, ClientsThatStopReadingCostNothingAndAreFreedAfterTheId
   EXPECT_LT(growth, 1 << 20);  // the document's bound, 1 MiB per stream, for all four
   // The bystander beside them: the same tokens, and its speed (bound loosened from the
   // document's 10 % for a 2-core machine shared with the test itself).
-  const auto [beside, t_beside] = timed();
+  const auto [beside, t_beside] = best_of_two();
   ASSERT_TRUE(beside.status.ok()) << beside.status.error_message();
   EXPECT_EQ(beside.ids, alone.ids);
   std::printf("bystander: %.2f s alone, %.2f s beside the stalled calls (%.2fx)\n", t_alone,
@@ -1024,6 +1031,7 @@ TEST_F(ServicesFaultTest, HealthWatchPushesNotServingWithinASecondOfSigterm) {
     std::string address;
     double not_serving_after = -1;  // seconds from SIGTERM
     bool saw_serving = false;
+    std::atomic<bool> started{false};  // the first answer came (or the stream ended)
     std::thread thread;
   };
   std::atomic<bool> signalled{false};
@@ -1033,8 +1041,7 @@ TEST_F(ServicesFaultTest, HealthWatchPushesNotServingWithinASecondOfSigterm) {
     auto w = std::make_unique<Watcher>();
     w->address = address;
     Watcher* raw = w.get();
-    std::atomic<bool> started{false};
-    w->thread = std::thread([raw, &signalled, &sent_at, &started] {
+    w->thread = std::thread([raw, &signalled, &sent_at] {
       auto health = grpc::health::v1::Health::NewStub(
           grpc::CreateChannel(raw->address, grpc::InsecureChannelCredentials()));
       grpc::ClientContext ctx;
@@ -1044,16 +1051,16 @@ TEST_F(ServicesFaultTest, HealthWatchPushesNotServingWithinASecondOfSigterm) {
       while (reader->Read(&resp)) {
         if (resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
           raw->saw_serving = true;
-          started = true;
+          raw->started = true;
         } else if (signalled) {
           raw->not_serving_after = SecondsSince(sent_at.load());
           break;
         }
       }
-      started = true;
+      raw->started = true;
       ctx.TryCancel();
     });
-    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (!raw->started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     watchers.push_back(std::move(w));
   }
   sent_at = Clock::now();

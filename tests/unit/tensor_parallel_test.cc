@@ -247,6 +247,10 @@ struct RankRun {
   std::vector<int32_t> greedy;       // 32 greedy tokens
   std::vector<float> batch_logits;   // the tree's request beside another in one ForwardBatch
   std::vector<int32_t> tree_argmax;  // the tree again with argmax_only: one id per node
+  // One pass of the argmax_only tree beside a prefill that wants its logits (both LM-head
+  // collectives in one pass): the tree's ids, the prefill's logits.
+  std::vector<int32_t> mixed_argmax;
+  std::vector<float> mixed_logits;
 };
 
 const std::vector<int32_t> kPrompt = {3, 17, 42, 5, 88, 61, 9, 23};
@@ -287,6 +291,16 @@ RankRun RunModel(const LlamaModel& m) {
     EXPECT_TRUE(a->logits.empty());
     out.tree_argmax = a->argmax;
   }
+  cache->set_length(prefix);
+  auto fresh = m.NewCache(256);
+  ForwardRequest mixed[2] = {tree, req};
+  KvCache* mixed_caches[2] = {cache.get(), fresh.get()};
+  auto mb = m.ForwardBatch(mixed_caches, mixed);
+  EXPECT_TRUE(mb.ok()) << mb.status();
+  if (mb.ok()) {
+    out.mixed_argmax = (*mb)[0].argmax;
+    out.mixed_logits = (*mb)[1].logits;
+  }
   GenerateOptions o;
   o.max_tokens = 32;
   o.ignore_eos = true;
@@ -317,6 +331,8 @@ TEST(TensorParallelModelTest, ShardsMatchTheWholeModel) {
     ASSERT_TRUE(whole.ok()) << whole.status();
     const RankRun want = RunModel(**whole);
     ASSERT_EQ(want.tree_argmax, RowArgmax(want.tree_logits, kVocab));  // the host's argmax
+    ASSERT_EQ(want.mixed_argmax, want.tree_argmax);
+    ASSERT_EQ(want.mixed_logits, want.logits);
     float scale = 0;
     for (float v : want.logits) scale = std::max(scale, std::fabs(v));
     for (int world : {2, 4}) {
@@ -344,6 +360,8 @@ TEST(TensorParallelModelTest, ShardsMatchTheWholeModel) {
         // argmax of the gathered logits, and the whole model's.
         EXPECT_EQ(got[r].tree_argmax, RowArgmax(got[r].tree_logits, kVocab));
         EXPECT_EQ(got[r].tree_argmax, want.tree_argmax);
+        EXPECT_EQ(got[r].mixed_argmax, got[r].tree_argmax);
+        EXPECT_EQ(got[r].mixed_logits, got[r].logits);
       }
     }
   }
