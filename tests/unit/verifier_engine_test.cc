@@ -1,7 +1,10 @@
 // The verifier engine on a tiny random model: sessions, continuous batching, admission control
 // and the protocol's error cases.
+#include <atomic>
+#include <future>
 #include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -253,6 +256,73 @@ TEST(VerifierEngineTest, CloseBeforeThePrefillRuns) {
   }
   EXPECT_EQ(e.stats().active_sessions, 0);
   EXPECT_EQ(e.stats().kv_bytes, 0);
+}
+
+// R3: abort and reopen, 500 times, closing at every point of a session's life (before its
+// prefill runs, once it is open, with a verify step queued or running). A thread samples the
+// counters throughout: never negative. Each cycle ends with them at 0, and a session opened
+// after all of it generates vanilla's tokens.
+TEST(VerifierEngineTest, FiveHundredAbortsAndReopensLeaveNothingBehind) {
+  auto m = Tiny();
+  Engine e(m.get(), EngineOptions());
+  std::atomic<bool> done{false};
+  std::atomic<int> negative{0}, samples{0};
+  std::thread watch([&] {
+    while (!done) {
+      const EngineStats st = e.stats();
+      if (st.active_sessions < 0 || st.kv_bytes < 0 || st.queue_depth < 0) ++negative;
+      ++samples;
+      std::this_thread::yield();
+    }
+  });
+  OpenParams p;
+  p.prompt = Prompt(12, 5);
+  p.max_tokens = 8;
+  for (int cycle = 0; cycle < 500; ++cycle) {
+    uint64_t id = 0;
+    auto opened = e.Open(p, &id);
+    ASSERT_NE(id, 0u);
+    std::optional<std::future<absl::StatusOr<VerifyOutput>>> step;
+    switch (cycle % 3) {
+      case 0:  // before the prefill runs (or while it does)
+        e.Close(id);
+        break;
+      case 1: {  // open, then closed
+        auto o = opened.get();
+        ASSERT_TRUE(o.ok()) << o.status();
+        e.Close(id);
+        break;
+      }
+      default: {  // a verify step in flight when it is closed
+        auto o = opened.get();
+        ASSERT_TRUE(o.ok()) << o.status();
+        DraftTree t;
+        t.tokens = {o->first_token, 1, 2};
+        t.parents = {-1, 0, 1};
+        step = e.Verify(id, 0, t);
+        e.Close(id);
+        break;
+      }
+    }
+    if (opened.valid()) {
+      auto r = opened.get();
+      EXPECT_TRUE(r.ok() || r.status().code() == absl::StatusCode::kCancelled) << r.status();
+    }
+    if (step) {
+      auto r = step->get();  // done before the close, or dropped with it
+      EXPECT_TRUE(r.ok() || r.status().code() == absl::StatusCode::kNotFound ||
+                  r.status().code() == absl::StatusCode::kCancelled)
+          << r.status();
+    }
+    EXPECT_EQ(e.stats().active_sessions, 0) << "cycle " << cycle;
+    EXPECT_EQ(e.stats().kv_bytes, 0) << "cycle " << cycle;
+  }
+  done = true;
+  watch.join();
+  EXPECT_EQ(negative, 0) << "of " << samples << " samples";
+  const std::vector<int32_t> prompt = Prompt(20, 9);
+  const std::vector<int32_t> truth = Vanilla(*m, prompt, 24);
+  EXPECT_EQ(Drive(e, prompt, truth, 24), truth);
 }
 
 // A prompt longer than a pass's token budget is prefilled in chunks, interleaved with other
