@@ -225,23 +225,28 @@ absl::Status CpuBackend::ReadNormed(const Workspace& wsb, int64_t row, int64_t n
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::Logits(Workspace& wsb, std::span<const int64_t> rows, float* out) const {
+void CpuBackend::ApplyLmHead(Workspace& wsb, std::span<const int64_t> rows, float* out) const {
   auto& ws = static_cast<CpuWorkspace&>(wsb);
   const int64_t h = config_.hidden_size, n = static_cast<int64_t>(rows.size());
-  // Gathered so that one matmul serves every row that wants logits.
   for (int64_t j = 0; j < n; ++j) {
     std::memcpy(ws.gathered.data() + j * h, ws.xn.data() + rows[j] * h, h * sizeof(float));
   }
+  w_.lm_head.Apply(ws.gathered.data(), n, out, pool_.get());
+}
+
+absl::Status CpuBackend::Logits(Workspace& wsb, std::span<const int64_t> rows, float* out) const {
   if (tp_.comm == nullptr) {
-    w_.lm_head.Apply(ws.gathered.data(), n, out, pool_.get());
+    ApplyLmHead(wsb, rows, out);
     return absl::OkStatus();
   }
+  auto& ws = static_cast<CpuWorkspace&>(wsb);
+  const int64_t n = static_cast<int64_t>(rows.size());
   // Vocabulary parallel: each rank's rows of the LM head, gathered in rank order. The last
   // rank's share may be short; its padding is never read.
   const int64_t chunk = tp_.vocab_chunk, v = config_.vocab_size, mine = w_.lm_head.rows();
   const int world = tp_.comm->world_size();
   float* local = ws.local_logits.data();
-  w_.lm_head.Apply(ws.gathered.data(), n, ws.all_logits.data(), pool_.get());  // [n, mine]
+  ApplyLmHead(ws, rows, ws.all_logits.data());  // [n, mine]
   for (int64_t j = 0; j < n; ++j) {
     std::memcpy(local + j * chunk, ws.all_logits.data() + j * mine, mine * sizeof(float));
     std::fill(local + j * chunk + mine, local + (j + 1) * chunk, 0.0f);
@@ -262,14 +267,11 @@ absl::Status CpuBackend::Logits(Workspace& wsb, std::span<const int64_t> rows, f
 absl::Status CpuBackend::Argmax(Workspace& wsb, std::span<const int64_t> rows, int32_t* out) const {
   if (tp_.comm == nullptr) return ModelBackend::Argmax(wsb, rows, out);
   auto& ws = static_cast<CpuWorkspace&>(wsb);
-  const int64_t h = config_.hidden_size, n = static_cast<int64_t>(rows.size());
-  for (int64_t j = 0; j < n; ++j) {
-    std::memcpy(ws.gathered.data() + j * h, ws.xn.data() + rows[j] * h, h * sizeof(float));
-  }
+  const int64_t n = static_cast<int64_t>(rows.size());
   const int64_t chunk = tp_.vocab_chunk, mine = w_.lm_head.rows();
   const int world = tp_.comm->world_size();
   const int64_t v0 = static_cast<int64_t>(tp_.comm->rank()) * chunk;
-  w_.lm_head.Apply(ws.gathered.data(), n, ws.all_logits.data(), pool_.get());  // [n, mine]
+  ApplyLmHead(ws, rows, ws.all_logits.data());  // [n, mine]
   // One (maximum, index) pair per row: the index's bits travel in a float slot.
   float* pairs = ws.local_logits.data();
   for (int64_t j = 0; j < n; ++j) {

@@ -81,6 +81,9 @@ class CpuBackend final : public ModelBackend {
   int workspaces_made() const;
 
  private:
+  // This rank's LM head (all of it without tensor parallelism) over h of the given rows, gathered
+  // so that one matmul serves them all: out [rows.size(), lm_head rows].
+  void ApplyLmHead(Workspace& ws, std::span<const int64_t> rows, float* out) const;
   struct CpuWorkspace;
   const LlamaConfig config_;
   const Weights w_;
