@@ -853,8 +853,30 @@ TEST_F(ServicesFaultTest, ClientsThatStopReadingCostNothingAndAreFreedAfterTheId
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, INT_MAX);  // the server's keepalive still runs
-  auto slow = v1::Verifier::NewStub(
-      grpc::CreateCustomChannel(v->address(), grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::Channel> slow_channel =
+      grpc::CreateCustomChannel(v->address(), grpc::InsecureChannelCredentials(), args);
+  auto slow = v1::Verifier::NewStub(slow_channel);
+  // The client's connection stays polled, as an asynchronous client's would: a synchronous
+  // client reads its socket only while some call waits on it (otherwise every 5 s, gRPC's backup
+  // poller, which can miss the server's 5 s keepalive timeout and so end the calls before the
+  // reaper does). A health Watch on the same channel waits throughout, so the server's keepalive
+  // pings are answered and only the stalled streams themselves stop reading.
+  struct Poller {
+    grpc::ClientContext ctx;
+    std::thread thread;
+    ~Poller() {
+      ctx.TryCancel();
+      if (thread.joinable()) thread.join();
+    }
+  } poller;
+  poller.thread = std::thread([&poller, slow_channel] {
+    auto health = grpc::health::v1::Health::NewStub(slow_channel);
+    auto reader = health->Watch(&poller.ctx, grpc::health::v1::HealthCheckRequest());
+    grpc::health::v1::HealthCheckResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    reader->Finish().IgnoreError();
+  });
   constexpr int kSlow = 4;
   std::vector<grpc::ClientContext> ctx(kSlow);
   std::vector<std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>>> generations;
