@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/dist/gloo_communicator.h"
 #include "common/dist/tcp_store.h"
+#include "common/log.h"
 
 namespace eagle {
 
@@ -53,20 +54,34 @@ absl::StatusOr<TensorParallelGroup> StartTensorParallel(const TensorParallelFlag
       return s;
     }
   }
-  absl::StatusOr<std::unique_ptr<TcpStoreServer>> server = TcpStoreServer::Start(host, port);
-  if (!server.ok()) return server.status();
   o.rank = 0;
   o.world_size = f.tp;
-  o.rendezvous = absl::StrCat(host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
-                              (*server)->port());
-  absl::StatusOr<LocalRanks> ranks =
-      LocalRanks::Start(WithoutFlag(args, "--tp"), f.tp, o.rendezvous, f.world_size_flag);
-  if (!ranks.ok()) return ranks.status();
-  group.ranks = *std::move(ranks);
-  absl::StatusOr<std::unique_ptr<Communicator>> comm = ConnectGlooGroup(o, *std::move(server));
-  if (!comm.ok()) return comm.status();  // group.ranks' destructor kills the ranks
-  group.comm = *std::move(comm);
-  return group;
+  // A mesh that fails fast while forming (a connection refused or closed by a peer, which a
+  // busy host's loopback can give) is formed again from scratch: fresh ranks, a fresh
+  // rendezvous. One that failed by running out of its connect timeout is not: a rank that is
+  // slow to join would be slow again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<std::unique_ptr<TcpStoreServer>> server = TcpStoreServer::Start(host, port);
+    if (!server.ok()) return server.status();
+    o.rendezvous = absl::StrCat(host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
+                                (*server)->port());
+    absl::StatusOr<LocalRanks> ranks =
+        LocalRanks::Start(WithoutFlag(args, "--tp"), f.tp, o.rendezvous, f.world_size_flag);
+    if (!ranks.ok()) return ranks.status();
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<std::unique_ptr<Communicator>> comm = ConnectGlooGroup(o, *std::move(server));
+    if (comm.ok()) {
+      group.ranks = *std::move(ranks);
+      group.comm = *std::move(comm);
+      return group;
+    }
+    ranks->KillAll();
+    const bool fast = std::chrono::steady_clock::now() - start < o.connect_timeout / 2;
+    if (attempt == kAttempts || !fast) return comm.status();
+    LogEvent("warning", "tensor_parallel_start_retried",
+             {{"attempt", attempt}, {"of", kAttempts}, {"error", comm.status().message()}});
+  }
 }
 
 absl::Status CheckSameModel(Communicator& comm, const std::string& fingerprint) {
