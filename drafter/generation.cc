@@ -80,6 +80,11 @@ DrafterMetrics::DrafterMetrics(prometheus::Registry& r)
                      .Help("Sessions reopened on a verifier after it went away")
                      .Register(r)
                      .Add({})),
+      started_(prometheus::BuildCounter()
+                   .Name("eagle_drafter_requests_started_total")
+                   .Help("Generations started (each ends in eagle_drafter_requests_total)")
+                   .Register(r)
+                   .Add({})),
       requests_(prometheus::BuildCounter()
                     .Name("eagle_drafter_requests_total")
                     .Help("Generations by outcome (gRPC status code names, HTTP included)")
@@ -111,6 +116,8 @@ DrafterMetrics::DrafterMetrics(prometheus::Registry& r)
                .Register(r)
                .Add({},
                     prometheus::Histogram::BucketBoundaries{1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8})) {}
+
+void DrafterMetrics::Started() { started_.Increment(); }
 
 void DrafterMetrics::Request(absl::StatusCode code) {
   requests_.Add({{"outcome", rpc::StatusLabel(static_cast<grpc::StatusCode>(code))}}).Increment();

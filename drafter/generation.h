@@ -41,6 +41,9 @@ struct DrafterConfig {
 class DrafterMetrics {
  public:
   explicit DrafterMetrics(prometheus::Registry& registry);
+  // Every generation (gRPC or HTTP) counts once when it starts and once when it ends, by
+  // outcome (test R7: started == the sum of the outcomes once none is in flight).
+  void Started();
   void Request(absl::StatusCode code);
   void Step(double draft, double network, double verify, int accepted);
   void Done(const GenerateResult& r, const VerifierLoopStats& s);
@@ -48,6 +51,7 @@ class DrafterMetrics {
   prometheus::Counter& reconnects;
 
  private:
+  prometheus::Counter& started_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& tokens_;
   prometheus::Family<prometheus::Counter>& accepted_at_depth_;

@@ -174,6 +174,7 @@ class HttpFrontDoor::Impl {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string rid = RequestIdOf(q);
     a.set_header("X-Request-Id", rid);
+    generations_->metrics()->Started();
     if (!Authorized(q, a, route)) {
       generations_->metrics()->Request(absl::StatusCode::kUnauthenticated);
       return;
@@ -219,6 +220,7 @@ class HttpFrontDoor::Impl {
     auto st = std::make_shared<StreamState>();
     st->slot = std::move(*slot);
     st->prepared = std::move(*prepared);
+    st->metrics = generations_->metrics();
     a.set_header("Cache-Control", "no-cache");
     Count(route, 200);
     const bool include_usage = api.include_usage;
@@ -230,14 +232,28 @@ class HttpFrontDoor::Impl {
         return Stream(*st, ep, meta, rid, include_usage, t0, out);
       } catch (const std::exception& e) {
         LogEvent("error", "http_stream_exception", {{"request_id", rid}, {"error", e.what()}});
+        st->Count(absl::StatusCode::kInternal);
         return false;
       }
     });
   }
 
+  // A streaming generation's state, owned by its content provider. Its outcome is counted once:
+  // by Stream, or here when the stream never ran to the end (the client left before the
+  // provider was called, or it threw).
   struct StreamState {
     std::unique_ptr<Generations::Slot> slot;
     PreparedGeneration prepared;
+    DrafterMetrics* metrics = nullptr;
+    bool counted = false;
+    void Count(absl::StatusCode code) {
+      if (counted) return;
+      counted = true;
+      metrics->Request(code);
+    }
+    ~StreamState() {
+      if (metrics != nullptr) Count(absl::StatusCode::kCancelled);
+    }
   };
 
   // One streaming generation, written as server-sent events. False: the client went away (the
@@ -271,7 +287,7 @@ class HttpFrontDoor::Impl {
       return ok;
     };
     auto c = generations_->Run(st.prepared, sink);
-    generations_->metrics()->Request(c.status().code());
+    st.Count(c.status().code());
     if (!c.ok()) {
       if (c.status().code() == absl::StatusCode::kCancelled && !generations_->stopping()) {
         return false;  // the client is gone

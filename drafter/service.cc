@@ -6,6 +6,7 @@ namespace eagle::drafter {
 
 grpc::Status DrafterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                       grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  generations_->metrics()->Started();
   if (grpc::Status a = generations_->config().auth.Check(*ctx); !a.ok()) {
     generations_->metrics()->Request(static_cast<absl::StatusCode>(a.error_code()));
     return a;

@@ -41,6 +41,10 @@ VerifierMetrics::VerifierMetrics(prometheus::Registry& r)
                            .Help("Tokens by kind: prompt (prefilled), generated (committed)")
                            .Register(r)
                            .Add({{"kind", "generated"}})),
+      started_(prometheus::BuildCounter()
+                   .Name("eagle_verifier_requests_started_total")
+                   .Help("RPCs started, by method (each ends in eagle_verifier_requests_total)")
+                   .Register(r)),
       requests_(prometheus::BuildCounter()
                     .Name("eagle_verifier_requests_total")
                     .Help("RPCs by method and outcome (gRPC status)")
@@ -116,6 +120,8 @@ EngineHooks VerifierMetrics::Hooks() {
   return h;
 }
 
+void VerifierMetrics::Started(const std::string& rpc) { started_.Add({{"rpc", rpc}}).Increment(); }
+
 void VerifierMetrics::Request(const std::string& rpc, const grpc::Status& status) {
   requests_.Add({{"rpc", rpc}, {"outcome", rpc::StatusLabel(status.error_code())}}).Increment();
 }
@@ -142,6 +148,7 @@ VerifierService::VerifierService(Engine* engine, VerifierMetrics* metrics, rpc::
       chunk_bytes_(chunk_bytes) {}
 
 grpc::Status VerifierService::Authorize(const grpc::ServerContext& ctx, const char* rpc) {
+  metrics_->Started(rpc);
   grpc::Status a = auth_.Check(ctx);
   if (!a.ok()) metrics_->Request(rpc, a);
   return a;

@@ -24,6 +24,9 @@ class VerifierMetrics {
  public:
   explicit VerifierMetrics(prometheus::Registry& registry);
   EngineHooks Hooks();
+  // Every RPC counts once when it starts and once when it ends, by outcome (test R7: started ==
+  // the sum of the outcomes once none is in flight).
+  void Started(const std::string& rpc);
   void Request(const std::string& rpc, const grpc::Status& status);
   void SessionDone(int steps, int64_t accepted);
   // Sets the gauges from the engine's state now (serialised, so the last call wins with the
@@ -33,6 +36,7 @@ class VerifierMetrics {
   prometheus::Counter& generated_tokens;
 
  private:
+  prometheus::Family<prometheus::Counter>& started_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& accepted_at_depth_;
   prometheus::Counter& steps_;
@@ -79,7 +83,8 @@ class VerifierService final : public v1::Verifier::Service {
     VerifierService* service;
     uint64_t id;
   };
-  // auth_'s verdict on a call of `rpc`; a refusal is counted in the request metrics.
+  // Counts the call of `rpc` as started, then auth_'s verdict on it (a refusal is counted in the
+  // request metrics as its outcome).
   grpc::Status Authorize(const grpc::ServerContext& ctx, const char* rpc);
   grpc::Status RunSession(grpc::ServerContext* ctx,
                           grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>* stream,

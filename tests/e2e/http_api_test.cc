@@ -146,6 +146,16 @@ class HttpApiTest : public ::testing::Test {
     if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
     ASSERT_NE(drafter_, nullptr);
   }
+  // R7 after every test: each generation either front door started has ended with an outcome
+  // (a streaming client that left counts as cancelled), and so has each verifier RPC.
+  void TearDown() override {
+    if (drafter_ == nullptr || IsSkipped()) return;
+    for (const auto& [service, family] :
+         {std::pair{drafter_, "eagle_drafter_requests"}, {verifier_, "eagle_verifier_requests"}}) {
+      const absl::Status balanced = testing::RequestsBalanced(service->admin_port, family);
+      EXPECT_TRUE(balanced.ok()) << balanced;
+    }
+  }
   static json ChatBody(const std::string& prompt, int max_tokens, json extra = json::object()) {
     json j = {{"model", kModel},
               {"messages", {{{"role", "user"}, {"content", prompt}}}},

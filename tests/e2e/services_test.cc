@@ -32,6 +32,12 @@ using testing::Metric;
 using testing::Service;
 using testing::WaitMetric;
 
+// Test R7: what a service counted as started has all ended, by outcome.
+void ExpectRequestsBalanced(const Service& service, const std::string& family) {
+  const absl::Status balanced = testing::RequestsBalanced(service.admin_port, family);
+  EXPECT_TRUE(balanced.ok()) << balanced;
+}
+
 class ServicesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -57,6 +63,12 @@ class ServicesTest : public ::testing::Test {
   void SetUp() override {
     if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) GTEST_SKIP() << "default model not fetched";
     ASSERT_NE(drafter_, nullptr);
+  }
+  // R7 after every test: each request either service started has ended with an outcome.
+  void TearDown() override {
+    if (drafter_ == nullptr || IsSkipped()) return;
+    ExpectRequestsBalanced(*drafter_, "eagle_drafter_requests");
+    ExpectRequestsBalanced(*verifier_, "eagle_verifier_requests");
   }
   // In-process vanilla decoding of a chat prompt.
   static std::vector<int32_t> Vanilla(const std::string& prompt, int max_tokens,
@@ -607,6 +619,8 @@ TEST_F(ServicesFaultTest, VerifierRestartResumesEightConcurrentSessions) {
     EXPECT_EQ(got[i].ids, want[i]) << "session " << i;
   }
   EXPECT_GE(Metric(d->admin_port, "eagle_drafter_verifier_reconnects_total"), 1);
+  ExpectRequestsBalanced(*d, "eagle_drafter_requests");
+  ExpectRequestsBalanced(*r, "eagle_verifier_requests");
 }
 
 TEST_F(ServicesFaultTest, VerifierKilledAndRestartedMidGenerationIsInvisibleToTheClient) {
@@ -642,6 +656,8 @@ TEST_F(ServicesFaultTest, VerifierKilledAndRestartedMidGenerationIsInvisibleToTh
   ASSERT_TRUE(g.status.ok()) << g.status.error_message();
   EXPECT_EQ(g.ids, want->token_ids) << "tokens missing or duplicated across the restart";
   EXPECT_GE(Metric(d->admin_port, "eagle_drafter_verifier_reconnects_total"), 1);
+  ExpectRequestsBalanced(*d, "eagle_drafter_requests");
+  if (restarted != nullptr) ExpectRequestsBalanced(*restarted, "eagle_verifier_requests");
 }
 
 TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSeconds) {
@@ -672,6 +688,7 @@ TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSecon
   auto vs = testing::VerifierStub(v->address());
   Generation g = testing::Generate(vs.get(), ChatRequest("Hello", 8));
   EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
 }
 
 // A drafter that hangs (SIGSTOP) is found by keepalive (pings every 5 s, 5 s timeout).
@@ -699,6 +716,8 @@ TEST_F(ServicesFaultTest, HungDrafterIsDetectedByKeepaliveWithin16Seconds) {
   // Both processes survive the episode.
   EXPECT_TRUE(v->proc->running());
   EXPECT_TRUE(d->proc->running());
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
+  ExpectRequestsBalanced(*d, "eagle_drafter_requests");
 }
 
 // Offered load above the verifier's session limit: the excess is refused up front.
@@ -746,6 +765,8 @@ TEST_F(ServicesFaultTest, SessionsBeyondTheLimitGetResourceExhausted) {
   EXPECT_EQ(Metric(d->admin_port, "eagle_drafter_requests_total{outcome=\"ok\"}"), ok);
   EXPECT_EQ(Metric(d->admin_port, "eagle_drafter_requests_total{outcome=\"resource_exhausted\"}"),
             refused);
+  ExpectRequestsBalanced(*d, "eagle_drafter_requests");
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
 }
 
 // The README's "many drafters per verifier": two drafters share one verifier at once. Each
@@ -784,6 +805,8 @@ TEST_F(ServicesFaultTest, TwoDraftersServeThroughOneVerifierAtOnce) {
   EXPECT_GE(WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 3), 0);
   EXPECT_GT(Metric(a->admin_port, "eagle_drafter_steps_total"), 0);
   EXPECT_GT(Metric(b->admin_port, "eagle_drafter_steps_total"), 0);
+  for (const Service* d : {&*a, &*b}) ExpectRequestsBalanced(*d, "eagle_drafter_requests");
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
 }
 
 // Opens a verifier session on a 4-token prompt and reads its Opened message and prompt
@@ -816,6 +839,7 @@ TEST_F(ServicesFaultTest, SilentSessionsAreReaped) {
   while (stream->Read(&resp)) {
   }
   EXPECT_EQ(stream->Finish().error_code(), grpc::CANCELLED);
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
 }
 
 // R12: clients that stop reading. Four verifier calls whose clients read nothing, on a channel
@@ -957,6 +981,7 @@ TEST_F(ServicesFaultTest, ClientsThatStopReadingCostNothingAndAreFreedAfterTheId
     EXPECT_EQ(st.error_code(), grpc::CANCELLED) << st.error_message();
   }
   EXPECT_EQ(testing::Health(v->address()), "SERVING");
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
 }
 
 // Keepalive policy (R20): our own clients' 5 s keepalive is within the servers' ping policy and
@@ -999,6 +1024,7 @@ TEST_F(ServicesFaultTest, AbusivePingsGetGoawayAndMatchedKeepaliveDoesNot) {
   auto stub = testing::VerifierStub(v->address());
   Generation after = testing::Generate(stub.get(), ChatRequest("Hello", 4), 30);
   EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
   EXPECT_EQ(after.ids.size(), 4u);
 }
 
@@ -1103,46 +1129,87 @@ TEST_F(ServicesFaultTest, HealthWatchPushesNotServingWithinASecondOfSigterm) {
   EXPECT_FALSE(session->Finish().ok());
 }
 
+// R8: SIGTERM to both services with 50 generations in flight (the default 20 s grace). Health
+// turns NOT_SERVING at once (bound 1 s, as R10's: polled here, two Check calls on fresh channels
+// per poll; Watch sees the change within milliseconds, see
+// HealthWatchPushesNotServingWithinASecondOfSigterm), new work is refused with UNAVAILABLE, every
+// in-flight generation ends OK with all its tokens, and both processes exit 0 within the grace
+// plus 2 s.
 TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
+  constexpr int kSessions = 50;
+  constexpr int kTokens = 16;
+  constexpr double kGrace = 20;
   auto v = testing::StartVerifier(dir_);
   ASSERT_TRUE(v.ok()) << v.status();
   auto d = testing::StartDrafter(dir_, v->address());
   ASSERT_TRUE(d.ok()) << d.status();
-  std::atomic<int> streamed{0};
-  std::atomic<bool> client_done{false};
-  Generation inflight;
-  std::thread client([&] {
-    auto stub = testing::DrafterStub(d->address());
-    inflight =
-        testing::Generate(stub.get(), ChatRequest("Describe the water cycle.", 96), 60, [&](int n) {
-          streamed = n;
-          return true;
-        });
-    client_done = true;
-  });
-  while (streamed < 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::vector<std::atomic<int>> streamed(kSessions);
+  std::vector<std::atomic<bool>> done(kSessions);
+  std::vector<Generation> inflight(kSessions);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kSessions; ++i) {
+    clients.emplace_back([&, i] {
+      auto stub = testing::DrafterStub(d->address());
+      inflight[i] = testing::Generate(
+          stub.get(), ChatRequest(absl::StrCat("Count from ", i, " to 100."), kTokens), 120,
+          [&, i](int n) {
+            streamed[i] = n;
+            return true;
+          });
+      done[i] = true;
+    });
+  }
+  // Every generation has streamed a token and none has ended.
+  auto in_flight = [&] {
+    int n = 0;
+    for (int i = 0; i < kSessions; ++i) n += streamed[i] > 0 && !done[i];
+    return n;
+  };
+  for (const auto t0 = Clock::now(); in_flight() < kSessions && SecondsSince(t0) < 90;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const int at_signal = in_flight();
+  const auto signalled = Clock::now();
   d->proc->Signal(SIGTERM);
   v->proc->Signal(SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  // New work is refused while the old finishes.
-  bool checked_refusal = false;
-  if (!client_done) {
-    checked_refusal = true;
-    EXPECT_EQ(testing::Health(d->address()), "NOT_SERVING");
-    EXPECT_EQ(testing::Health(d->admin_grpc_address()), "NOT_SERVING");
-    auto stub = testing::DrafterStub(d->address());
-    Generation refused = testing::Generate(stub.get(), ChatRequest("Hello", 4), 10);
-    EXPECT_EQ(refused.status.error_code(), grpc::UNAVAILABLE) << refused.status.error_message();
-    auto vs = testing::VerifierStub(v->address());
-    Generation vrefused = testing::Generate(vs.get(), ChatRequest("Hello", 4), 10);
-    EXPECT_EQ(vrefused.status.error_code(), grpc::UNAVAILABLE) << vrefused.status.error_message();
+  double not_serving = -1;
+  while (SecondsSince(signalled) < 2) {
+    if (testing::Health(d->address()) == "NOT_SERVING" &&
+        testing::Health(v->address()) == "NOT_SERVING") {
+      not_serving = SecondsSince(signalled);
+      break;
+    }
   }
-  client.join();
-  EXPECT_TRUE(checked_refusal) << "the in-flight generation ended before the refusal check";
-  EXPECT_TRUE(inflight.status.ok()) << inflight.status.error_message();
-  EXPECT_EQ(inflight.last.finish_reason() != v1::FINISH_REASON_UNSPECIFIED, true);
-  EXPECT_EQ(d->proc->Wait(30), 0) << d->proc->log();
-  EXPECT_EQ(v->proc->Wait(30), 0) << v->proc->log();
+  // New work is refused while the old finishes.
+  auto stub = testing::DrafterStub(d->address());
+  Generation refused = testing::Generate(stub.get(), ChatRequest("Hello", 4), 10);
+  auto vs = testing::VerifierStub(v->address());
+  Generation vrefused = testing::Generate(vs.get(), ChatRequest("Hello", 4), 10);
+  const int still_in_flight = in_flight();
+  for (auto& c : clients) c.join();
+  int ok = 0;
+  for (int i = 0; i < kSessions; ++i) {
+    ok += inflight[i].status.ok() &&
+          inflight[i].last.finish_reason() != v1::FINISH_REASON_UNSPECIFIED &&
+          inflight[i].last.usage().completion_tokens() == static_cast<int>(inflight[i].ids.size());
+    EXPECT_TRUE(inflight[i].status.ok()) << i << ": " << inflight[i].status.error_message();
+  }
+  const int d_exit = d->proc->Wait(std::max(0.1, kGrace + 2 - SecondsSince(signalled)));
+  const int v_exit = v->proc->Wait(std::max(0.1, kGrace + 2 - SecondsSince(signalled)));
+  std::printf(
+      "%d of %d in flight at SIGTERM (%d still after the refusals); both NOT_SERVING after "
+      "%.3f s; %d/%d ended OK with all their tokens; exits %d and %d, %.1f s after SIGTERM\n",
+      at_signal, kSessions, still_in_flight, not_serving, ok, kSessions, d_exit, v_exit,
+      SecondsSince(signalled));
+  EXPECT_EQ(at_signal, kSessions);
+  EXPECT_GE(not_serving, 0);
+  EXPECT_LT(not_serving, 1.0);
+  EXPECT_GT(still_in_flight, 0) << "the generations ended before the refusal check";
+  EXPECT_EQ(refused.status.error_code(), grpc::UNAVAILABLE) << refused.status.error_message();
+  EXPECT_EQ(vrefused.status.error_code(), grpc::UNAVAILABLE) << vrefused.status.error_message();
+  EXPECT_EQ(ok, kSessions);
+  EXPECT_EQ(d_exit, 0) << d->proc->log();
+  EXPECT_EQ(v_exit, 0) << v->proc->log();
 }
 
 // R30 end to end: a verifier whose model gives a NaN in its warm-up pass never reports SERVING

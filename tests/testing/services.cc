@@ -329,6 +329,37 @@ std::map<std::string, double> MetricFamily(int admin_port, const std::string& na
   return out;
 }
 
+absl::Status RequestsBalanced(int admin_port, const std::string& family, double timeout_s) {
+  auto rpc_of = [](const std::string& series) {
+    const size_t at = series.find("rpc=\"");
+    if (at == std::string::npos) return std::string();
+    return series.substr(at + 5, series.find('"', at + 5) - at - 5);
+  };
+  std::string last;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  do {
+    const auto started = MetricFamily(admin_port, family + "_started_total");
+    const auto ended = MetricFamily(admin_port, family + "_total");
+    if (started.empty() && ended.empty()) {
+      return absl::UnavailableError(absl::StrCat(family, ": no series at port ", admin_port));
+    }
+    std::map<std::string, std::pair<double, double>> by_rpc;  // rpc -> (started, ended)
+    for (const auto& [series, v] : started) by_rpc[rpc_of(series)].first += v;
+    for (const auto& [series, v] : ended) by_rpc[rpc_of(series)].second += v;
+    bool balanced = true;
+    last.clear();
+    for (const auto& [rpc, n] : by_rpc) {
+      balanced = balanced && n.first == n.second;
+      absl::StrAppend(&last, last.empty() ? "" : "; ", rpc.empty() ? family : rpc, ": started ",
+                      n.first, ", ended ", n.second);
+    }
+    if (balanced) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < end);
+  return absl::FailedPreconditionError(
+      absl::StrCat("requests started and ended differ after ", timeout_s, " s: ", last));
+}
+
 std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>& before,
                                             const std::map<std::string, double>& after) {
   std::map<std::string, double> out;

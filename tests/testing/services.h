@@ -91,6 +91,13 @@ std::map<std::string, double> MetricFamily(int admin_port, const std::string& na
 // counters scraped with MetricFamily around a test's traffic.
 std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>& before,
                                             const std::map<std::string, double>& after);
+// Test R7: every request a service started has ended with an outcome. `family` is
+// "eagle_verifier_requests" or "eagle_drafter_requests": polls /metrics every 20 ms, for up to
+// `timeout_s` (requests still ending), until for each rpc label (none for the drafter) the sum
+// of `<family>_started_total` equals the sum of `<family>_total` over its outcomes. OK, or
+// FAILED_PRECONDITION with both figures per rpc (UNAVAILABLE when neither family has a series:
+// a failed scrape, or no request yet).
+absl::Status RequestsBalanced(int admin_port, const std::string& family, double timeout_s = 10);
 // Polls Metric every 20 ms until it equals `value`: the seconds that took, or -1 after
 // `timeout_s`.
 double WaitMetric(int admin_port, const std::string& name, double value, double timeout_s);
