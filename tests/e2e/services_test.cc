@@ -691,6 +691,50 @@ TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSecon
   ExpectRequestsBalanced(*v, "eagle_verifier_requests");
 }
 
+// R1: a verify step that stalls (the verifier stopped with SIGSTOP mid-generation) under a
+// client's 2 s deadline. The client gets DEADLINE_EXCEEDED at its deadline; the drafter frees its
+// generation at once although its verifier call is stuck; once the verifier runs again (SIGCONT)
+// it sees the cancel and frees the session (bound 1 s from SIGCONT, polled every 20 ms); it then
+// serves the next request, and every request either service started has an outcome.
+TEST_F(ServicesFaultTest, AStalledVerifyStepEndsAtTheClientsDeadlineAndFreesBothSides) {
+  auto v = testing::StartVerifier(dir_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  auto d = testing::StartDrafter(dir_, v->address());
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto stub = testing::DrafterStub(d->address());
+  bool stopped = false;
+  const auto t0 = Clock::now();
+  Generation g = testing::Generate(
+      stub.get(), ChatRequest("Write a very long story about a lighthouse keeper.", 400), 2.0,
+      [&](int n) {
+        if (!stopped && n >= 4) {
+          stopped = true;
+          v->proc->Signal(SIGSTOP);
+        }
+        return true;
+      });
+  const double client_s = SecondsSince(t0);
+  const double drafter_freed = WaitMetric(d->admin_port, "eagle_drafter_active_generations", 0, 5);
+  v->proc->Signal(SIGCONT);
+  const double verifier_freed = WaitMetric(v->admin_port, "eagle_verifier_active_sessions", 0, 5);
+  std::printf(
+      "client: code %d after %.3f s (deadline 2 s); drafter freed its generation %.3f s later; "
+      "verifier freed the session %.3f s after SIGCONT\n",
+      static_cast<int>(g.status.error_code()), client_s, drafter_freed, verifier_freed);
+  ASSERT_TRUE(stopped) << "the generation ended before it could be stalled";
+  EXPECT_EQ(g.status.error_code(), grpc::DEADLINE_EXCEEDED) << g.status.error_message();
+  EXPECT_GE(client_s, 1.99);
+  EXPECT_LT(client_s, 2.3);  // the document's 2.1 s, with room for a loaded 2-core machine
+  EXPECT_GE(drafter_freed, 0) << "the drafter kept the generation of a client that had gone";
+  EXPECT_LT(drafter_freed, 1.0);
+  EXPECT_GE(verifier_freed, 0) << "the verifier kept the cancelled session";
+  EXPECT_LT(verifier_freed, 1.0);
+  Generation after = testing::Generate(stub.get(), ChatRequest("Hello", 8), 60);
+  EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+  ExpectRequestsBalanced(*d, "eagle_drafter_requests");
+  ExpectRequestsBalanced(*v, "eagle_verifier_requests");
+}
+
 // A drafter that hangs (SIGSTOP) is found by keepalive (pings every 5 s, 5 s timeout).
 TEST_F(ServicesFaultTest, HungDrafterIsDetectedByKeepaliveWithin16Seconds) {
   auto v = testing::StartVerifier(dir_);
