@@ -239,8 +239,9 @@ class HttpFrontDoor::Impl {
   }
 
   // A streaming generation's state, owned by its content provider. Its outcome is counted once:
-  // by Stream, or here when the stream never ran to the end (the client left before the
-  // provider was called, or it threw).
+  // by Stream once the generation ran, by the provider's exception guard (internal), or here
+  // (cancelled) when the generation never ran: the provider was never called (the client left
+  // first) or the client left before the first chunk was written.
   struct StreamState {
     std::unique_ptr<Generations::Slot> slot;
     PreparedGeneration prepared;

@@ -56,10 +56,11 @@ absl::StatusOr<TensorParallelGroup> StartTensorParallel(const TensorParallelFlag
   }
   o.rank = 0;
   o.world_size = f.tp;
-  // A mesh that fails fast while forming (a connection refused or closed by a peer, which a
-  // busy host's loopback can give) is formed again from scratch: fresh ranks, a fresh
-  // rendezvous. One that failed by running out of its connect timeout is not: a rank that is
-  // slow to join would be slow again.
+  // A mesh that fails fast while forming (UNAVAILABLE: a connection refused or closed by a peer,
+  // which a busy host's loopback can give) is formed again from scratch: fresh ranks and a
+  // fresh rendezvous server (on the same port when --rendezvous gave one). One that failed by
+  // running out of its connect timeout, or with another error, is not: a rank that is slow to
+  // join would be slow again.
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
     absl::StatusOr<std::unique_ptr<TcpStoreServer>> server = TcpStoreServer::Start(host, port);
@@ -78,7 +79,9 @@ absl::StatusOr<TensorParallelGroup> StartTensorParallel(const TensorParallelFlag
     }
     ranks->KillAll();
     const bool fast = std::chrono::steady_clock::now() - start < o.connect_timeout / 2;
-    if (attempt == kAttempts || !fast) return comm.status();
+    if (attempt == kAttempts || !fast || !absl::IsUnavailable(comm.status())) {
+      return comm.status();
+    }
     LogEvent("warning", "tensor_parallel_start_retried",
              {{"attempt", attempt}, {"of", kAttempts}, {"error", comm.status().message()}});
   }

@@ -1209,7 +1209,14 @@ TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
     for (int i = 0; i < kSessions; ++i) n += streamed[i] > 0 && !done[i];
     return n;
   };
-  for (const auto t0 = Clock::now(); in_flight() < kSessions && SecondsSince(t0) < 90;) {
+  auto any_done = [&] {
+    for (auto& x : done) {
+      if (x) return true;
+    }
+    return false;
+  };
+  for (const auto t0 = Clock::now();
+       in_flight() < kSessions && !any_done() && SecondsSince(t0) < 90;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   const int at_signal = in_flight();
@@ -1223,7 +1230,9 @@ TEST_F(ServicesFaultTest, SigtermDrainsInFlightWorkAndExitsZero) {
       not_serving = SecondsSince(signalled);
       break;
     }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  EXPECT_EQ(testing::Health(d->admin_grpc_address()), "NOT_SERVING");
   // New work is refused while the old finishes.
   auto stub = testing::DrafterStub(d->address());
   Generation refused = testing::Generate(stub.get(), ChatRequest("Hello", 4), 10);

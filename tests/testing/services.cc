@@ -340,8 +340,10 @@ absl::Status RequestsBalanced(int admin_port, const std::string& family, double 
   do {
     const auto started = MetricFamily(admin_port, family + "_started_total");
     const auto ended = MetricFamily(admin_port, family + "_total");
-    if (started.empty() && ended.empty()) {
-      return absl::UnavailableError(absl::StrCat(family, ": no series at port ", admin_port));
+    if (started.empty() && ended.empty()) {  // a failed scrape (or no request yet): ask again
+      last = absl::StrCat("no series of ", family, " at port ", admin_port);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
     }
     std::map<std::string, std::pair<double, double>> by_rpc;  // rpc -> (started, ended)
     for (const auto& [series, v] : started) by_rpc[rpc_of(series)].first += v;

@@ -95,8 +95,7 @@ std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>&
 // "eagle_verifier_requests" or "eagle_drafter_requests": polls /metrics every 20 ms, for up to
 // `timeout_s` (requests still ending), until for each rpc label (none for the drafter) the sum
 // of `<family>_started_total` equals the sum of `<family>_total` over its outcomes. OK, or
-// FAILED_PRECONDITION with both figures per rpc (UNAVAILABLE when neither family has a series:
-// a failed scrape, or no request yet).
+// FAILED_PRECONDITION with both figures per rpc (or saying that no series could be scraped).
 absl::Status RequestsBalanced(int admin_port, const std::string& family, double timeout_s = 10);
 // Polls Metric every 20 ms until it equals `value`: the seconds that took, or -1 after
 // `timeout_s`.
