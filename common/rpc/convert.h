@@ -48,8 +48,14 @@ TokenCallback StreamTokens(grpc::ServerWriter<v1::GenerateResponse>* writer, boo
 // The last Generate chunk: finish reason, usage, prefill and decode timings.
 v1::GenerateResponse LastChunk(const GenerateResult& result);
 
+// The most bytes of request metadata (HTTP/2 header list, counted as gRPC counts it: each
+// entry's key and value lengths plus 32) a server accepts; a request over it gets
+// RESOURCE_EXHAUSTED before any handler runs. gRPC's own default, set so it is stated and tested.
+inline constexpr int kMaxMetadataBytes = 8 << 10;
+
 // Server-side keepalive and limits shared by both services: a dead peer is detected within
-// about 10 s (pings every 5 s, 5 s timeout), messages up to 8 MiB.
+// about 10 s (pings every 5 s, 5 s timeout), messages up to 8 MiB, metadata up to
+// kMaxMetadataBytes.
 void ConfigureServer(grpc::ServerBuilder& builder);
 grpc::ChannelArguments ClientChannelArgs();
 
