@@ -19,6 +19,7 @@
 #include "common/generate.h"
 #include "common/prompt.h"
 #include "common/rpc/convert.h"
+#include "common/rpc/request.h"
 #include "common/timing.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -209,6 +210,7 @@ struct BadCase {
   std::string name;
   std::function<void(v1::GenerateRequest&)> edit;
   grpc::StatusCode code;
+  std::string words;  // the error message names the problem with these
 };
 
 TEST_F(ServicesTest, BadClientInputsGetPreciseErrorsAndHarmNoOtherSession) {
@@ -221,74 +223,86 @@ TEST_F(ServicesTest, BadClientInputsGetPreciseErrorsAndHarmNoOtherSession) {
     beside = testing::Generate(s.get(), ChatRequest(bystander, 96));
   });
   const std::vector<BadCase> cases = {
-      {"no input", [](auto& r) { r.clear_messages(); }, grpc::INVALID_ARGUMENT},
-      {"empty text", [](auto& r) { r.set_text(""); }, grpc::INVALID_ARGUMENT},
-      {"oversized text", [](auto& r) { r.set_text(std::string(300000, 'a')); },
-       grpc::INVALID_ARGUMENT},
+      {"no input", [](auto& r) { r.clear_messages(); }, grpc::INVALID_ARGUMENT,
+       "set text, token_ids or messages"},
+      {"empty text", [](auto& r) { r.set_text(""); }, grpc::INVALID_ARGUMENT, "text: empty prompt"},
+      {"text one byte over the 256 KiB cap",
+       [](auto& r) { r.set_text(std::string(rpc::kMaxTextBytes + 1, 'a')); },
+       grpc::INVALID_ARGUMENT, "text: 262145 bytes; at most 262144"},
+      {"text at the 256 KiB cap (beyond the context)",
+       [](auto& r) { r.set_text(std::string(rpc::kMaxTextBytes, 'a')); }, grpc::INVALID_ARGUMENT,
+       "prompt has 65536 tokens; the context is 8192"},
       {"text beyond the context", [](auto& r) { r.set_text(std::string(60000, 'a') + " b"); },
-       grpc::INVALID_ARGUMENT},
-      {"empty token ids", [](auto& r) { r.mutable_token_ids(); }, grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "the context is 8192"},
+      {"empty token ids", [](auto& r) { r.mutable_token_ids(); }, grpc::INVALID_ARGUMENT,
+       "token_ids: empty prompt"},
       {"token id too large", [](auto& r) { r.mutable_token_ids()->add_ids(49152); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "id 49152 at index 0 is outside [0, 49152)"},
       {"negative token id", [](auto& r) { r.mutable_token_ids()->add_ids(-1); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "id -1 at index 0 is outside [0, 49152)"},
       {"no messages", [](auto& r) { r.mutable_messages()->clear_messages(); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "messages: no messages"},
       {"bad role", [](auto& r) { r.mutable_messages()->mutable_messages(0)->set_role("robot"); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "not 'robot'"},
       {"too many messages",
        [](auto& r) {
          for (int i = 0; i < 70; ++i)
            *r.mutable_messages()->add_messages() = r.messages().messages(0);
        },
-       grpc::INVALID_ARGUMENT},
-      {"negative max_tokens", [](auto& r) { r.set_max_tokens(-5); }, grpc::INVALID_ARGUMENT},
-      {"max_tokens beyond context", [](auto& r) { r.set_max_tokens(100000); }, grpc::OUT_OF_RANGE},
+       grpc::INVALID_ARGUMENT, "71 messages; at most 64"},
+      {"negative max_tokens", [](auto& r) { r.set_max_tokens(-5); }, grpc::INVALID_ARGUMENT,
+       "max_tokens: -5 must be >= 1"},
+      {"max_tokens beyond context", [](auto& r) { r.set_max_tokens(100000); }, grpc::OUT_OF_RANGE,
+       "max_tokens (100000) exceed the context 8192"},
       {"negative temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-1); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "temperature -1 must be in [0, 100]"},
       {"huge temperature", [](auto& r) { r.mutable_sampling()->set_temperature(1e9f); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "temperature 1e+09 must be in [0, 100]"},
       {"NaN temperature", [](auto& r) { r.mutable_sampling()->set_temperature(NAN); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "temperature nan must be in [0, 100]"},
       {"negative top_k", [](auto& r) { r.mutable_sampling()->set_top_k(-3); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "top_k -3 must be in [0, 49152]"},
       {"top_k above vocab", [](auto& r) { r.mutable_sampling()->set_top_k(1 << 20); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "top_k 1048576 must be in [0, 49152]"},
       {"top_p above 1", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "top_p 1.5 must be in (0, 1]"},
       {"negative top_p", [](auto& r) { r.mutable_sampling()->set_top_p(-0.5f); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "top_p -0.5 must be in (0, 1]"},
       {"too many stops",
        [](auto& r) {
          for (int i = 0; i < 9; ++i) r.add_stop("s" + std::to_string(i));
        },
-       grpc::INVALID_ARGUMENT},
-      {"empty stop", [](auto& r) { r.add_stop(""); }, grpc::INVALID_ARGUMENT},
-      {"long stop", [](auto& r) { r.add_stop(std::string(65, 'x')); }, grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "stop: 9 strings; at most 8"},
+      {"empty stop", [](auto& r) { r.add_stop(""); }, grpc::INVALID_ARGUMENT,
+       "stop: each string needs 1 to 64 bytes"},
+      {"long stop", [](auto& r) { r.add_stop(std::string(65, 'x')); }, grpc::INVALID_ARGUMENT,
+       "stop: each string needs 1 to 64 bytes"},
       {"unknown speculation mode",
        [](auto& r) {
          r.mutable_speculation()->set_mode(static_cast<v1::SpeculationOverride::Mode>(9));
        },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "speculation.mode: unknown mode 9"},
       {"depth too large", [](auto& r) { r.mutable_speculation()->set_depth(99); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "speculation.depth: 99 must be in [1, 32]"},
       {"negative depth", [](auto& r) { r.mutable_speculation()->set_depth(-1); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "speculation.depth: -1 must be in [1, 32]"},
       {"tree top_k too large", [](auto& r) { r.mutable_speculation()->set_top_k(64); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "speculation.top_k: 64 must be in [1, 32]"},
       {"total_tokens too small", [](auto& r) { r.mutable_speculation()->set_total_tokens(1); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "speculation.total_tokens: 1 must be in [2, 256]"},
       {"total_tokens too large", [](auto& r) { r.mutable_speculation()->set_total_tokens(999); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "speculation.total_tokens: 999 must be in [2, 256]"},
       {"malformed tree_choices",
-       [](auto& r) { r.mutable_speculation()->set_tree_choices("[[0],"); }, grpc::INVALID_ARGUMENT},
+       [](auto& r) { r.mutable_speculation()->set_tree_choices("[[0],"); }, grpc::INVALID_ARGUMENT,
+       "speculation.tree_choices: bad tree choices"},
       {"tree_choices without parent",
        [](auto& r) { r.mutable_speculation()->set_tree_choices("[[0,0]]"); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "tree choice has no parent path"},
       {"oversized request_id", [](auto& r) { r.set_request_id(std::string(100, 'r')); },
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT, "request_id: at most 64 bytes"},
       {"message over the 8 MiB cap (our client channel refuses to send it)",
-       [](auto& r) { r.set_text(std::string(9 << 20, 'a')); }, grpc::RESOURCE_EXHAUSTED},
+       [](auto& r) { r.set_text(std::string(9 << 20, 'a')); }, grpc::RESOURCE_EXHAUSTED,
+       "larger than max (9437191 vs. 8388608)"},
   };
   auto stub = testing::DrafterStub(drafter_->address());
   for (const BadCase& c : cases) {
@@ -296,7 +310,8 @@ TEST_F(ServicesTest, BadClientInputsGetPreciseErrorsAndHarmNoOtherSession) {
     c.edit(r);
     Generation g = testing::Generate(stub.get(), r, 30);
     EXPECT_EQ(g.status.error_code(), c.code) << c.name << ": " << g.status.error_message();
-    EXPECT_FALSE(g.status.error_message().empty()) << c.name;
+    EXPECT_TRUE(absl::StrContains(g.status.error_message(), c.words))
+        << c.name << ": " << g.status.error_message();
     EXPECT_TRUE(g.ids.empty()) << c.name;
   }
   t.join();
@@ -440,7 +455,7 @@ TEST_F(ServicesTest, BadSessionMessagesGetPreciseErrors) {
     std::string name;
     std::vector<v1::SessionRequest> msgs;
     grpc::StatusCode code;
-    std::string words = "";  // the error message names the problem with these
+    std::string words;  // the error message names the problem with these ("" for OK)
   };
   auto open = [](std::vector<int32_t> ids, int max_tokens = 16) {
     v1::SessionRequest m;
@@ -469,30 +484,54 @@ TEST_F(ServicesTest, BadSessionMessagesGetPreciseErrors) {
   v1::SessionRequest close;
   close.mutable_close();
   const std::vector<Case> cases = {
-      {"verify before open", {verify(0, {1}, {-1})}, grpc::FAILED_PRECONDITION},
-      {"empty prompt", {open({})}, grpc::INVALID_ARGUMENT},
-      {"prompt token out of range", {open({1, 49152})}, grpc::INVALID_ARGUMENT},
-      {"max_tokens 0", {open({1, 2}, 0)}, grpc::INVALID_ARGUMENT},
-      {"feature layer out of range", {bad_layer}, grpc::INVALID_ARGUMENT},
-      {"unknown feature dtype", {bad_dtype}, grpc::INVALID_ARGUMENT},
-      {"resume beyond max_tokens", {resume_too_long}, grpc::INVALID_ARGUMENT},
-      {"open twice", {open({1, 2, 3}), open({1, 2, 3})}, grpc::FAILED_PRECONDITION},
-      {"out-of-order step", {open({1, 2, 3}), verify(3, {0}, {-1})}, grpc::FAILED_PRECONDITION},
+      {"verify before open",
+       {verify(0, {1}, {-1})},
+       grpc::FAILED_PRECONDITION,
+       "the first message of a session must be Open"},
+      {"empty prompt", {open({})}, grpc::INVALID_ARGUMENT, "empty prompt"},
+      {"prompt token out of range",
+       {open({1, 49152})},
+       grpc::INVALID_ARGUMENT,
+       "id 49152 at index 1 is outside [0, 49152)"},
+      {"max_tokens 0", {open({1, 2}, 0)}, grpc::INVALID_ARGUMENT, "max_tokens must be at least 1"},
+      {"feature layer out of range",
+       {bad_layer},
+       grpc::INVALID_ARGUMENT,
+       "feature layer 99 is outside [0, 30)"},
+      {"unknown feature dtype", {bad_dtype}, grpc::INVALID_ARGUMENT, "feature_dtype 7 is unknown"},
+      {"resume beyond max_tokens",
+       {resume_too_long},
+       grpc::INVALID_ARGUMENT,
+       "resume_tokens already reach max_tokens"},
+      {"open twice",
+       {open({1, 2, 3}), open({1, 2, 3})},
+       grpc::FAILED_PRECONDITION,
+       "the session is already open"},
+      {"out-of-order step",
+       {open({1, 2, 3}), verify(3, {0}, {-1})},
+       grpc::FAILED_PRECONDITION,
+       "step 3 out of order: expected step 0"},
       {"tokens/parents length mismatch",
        {open({1, 2, 3}), verify(0, {0, 1}, {-1})},
-       grpc::INVALID_ARGUMENT},
-      {"tree at the node cap", {open({1, 2, 3}), verify(0, cap_tokens, cap_parents)}, grpc::OK},
+       grpc::INVALID_ARGUMENT,
+       "tree: 2 tokens but 1 parents"},
+      {"tree at the node cap", {open({1, 2, 3}), verify(0, cap_tokens, cap_parents)}, grpc::OK, ""},
       {"tree one node over the cap",
        {open({1, 2, 3}), verify(0, big_tokens, big_parents)},
        grpc::INVALID_ARGUMENT,
        "257 nodes; at most 256"},
       {"parent not before child",
        {open({1, 2, 3}), verify(0, {0, 1, 2}, {-1, 2, 0})},
-       grpc::INVALID_ARGUMENT},
-      {"empty tree", {open({1, 2, 3}), verify(0, {}, {})}, grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT,
+       "parents must precede their children"},
+      {"empty tree",
+       {open({1, 2, 3}), verify(0, {}, {})},
+       grpc::INVALID_ARGUMENT,
+       "draft tree is empty"},
       {"tree token out of range",
        {open({1, 2, 3}), verify(0, {0, 60000}, {-1, 0})},
-       grpc::INVALID_ARGUMENT},
+       grpc::INVALID_ARGUMENT,
+       "draft token 60000 at node 1 is outside [0, 49152)"},
   };
   for (const Case& c : cases) {
     grpc::ClientContext ctx;
