@@ -329,12 +329,15 @@ std::map<std::string, double> MetricFamily(int admin_port, const std::string& na
   return out;
 }
 
+std::string LabelValue(const std::string& series, const std::string& label) {
+  const std::string key = label + "=\"";
+  const size_t at = series.find(key);
+  if (at == std::string::npos) return "";
+  const size_t start = at + key.size();
+  return series.substr(start, series.find('"', start) - start);
+}
+
 absl::Status RequestsBalanced(int admin_port, const std::string& family, double timeout_s) {
-  auto rpc_of = [](const std::string& series) {
-    const size_t at = series.find("rpc=\"");
-    if (at == std::string::npos) return std::string();
-    return series.substr(at + 5, series.find('"', at + 5) - at - 5);
-  };
   std::string last;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   do {
@@ -346,8 +349,8 @@ absl::Status RequestsBalanced(int admin_port, const std::string& family, double 
       continue;
     }
     std::map<std::string, std::pair<double, double>> by_rpc;  // rpc -> (started, ended)
-    for (const auto& [series, v] : started) by_rpc[rpc_of(series)].first += v;
-    for (const auto& [series, v] : ended) by_rpc[rpc_of(series)].second += v;
+    for (const auto& [series, v] : started) by_rpc[LabelValue(series, "rpc")].first += v;
+    for (const auto& [series, v] : ended) by_rpc[LabelValue(series, "rpc")].second += v;
     bool balanced = true;
     last.clear();
     for (const auto& [rpc, n] : by_rpc) {
@@ -366,10 +369,8 @@ std::map<std::string, double> OutcomeDeltas(const std::map<std::string, double>&
                                             const std::map<std::string, double>& after) {
   std::map<std::string, double> out;
   for (const auto& [series, value] : after) {
-    const size_t at = series.find("outcome=\"");
-    if (at == std::string::npos) continue;
-    const size_t start = at + 9;
-    const std::string outcome = series.substr(start, series.find('"', start) - start);
+    const std::string outcome = LabelValue(series, "outcome");
+    if (outcome.empty()) continue;
     const auto it = before.find(series);
     const double delta = value - (it == before.end() ? 0 : it->second);
     if (delta != 0) out[outcome] += delta;
