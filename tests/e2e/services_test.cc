@@ -12,6 +12,7 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -413,12 +414,24 @@ TEST_F(ServicesTest, MetadataOneByteOverTheCapIsRefusedBeforeTheHandler) {
       return st.error_code() == grpc::INVALID_ARGUMENT &&
              absl::StrContains(st.error_message(), "max_tokens");
     };
-    ASSERT_TRUE(reached_handler(call(0)));
-    ASSERT_FALSE(reached_handler(call(2 * kCap)));
+    // The search's answer for a padding length: the handler ran, or the transport refused it.
+    // Anything else (a loaded machine's timeout, say) is asked again, not taken for a refusal.
+    auto runs = [&](size_t pad) {
+      grpc::Status st;
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        st = call(pad);
+        if (reached_handler(st)) return true;
+        if (st.error_code() == grpc::RESOURCE_EXHAUSTED) return false;
+      }
+      ADD_FAILURE() << pad << " bytes: " << st.error_code() << " " << st.error_message();
+      return false;
+    };
+    ASSERT_TRUE(runs(0));
+    ASSERT_FALSE(runs(2 * kCap));
     size_t lo = 0, hi = 2 * kCap;  // call(lo) reaches the handler, call(hi) does not
     while (hi - lo > 1) {
       const size_t mid = (lo + hi) / 2;
-      (reached_handler(call(mid)) ? lo : hi) = mid;
+      (runs(mid) ? lo : hi) = mid;
     }
     RecordProperty(s == drafter_ ? "drafter_longest_pad" : "verifier_longest_pad",
                    std::to_string(lo));
@@ -427,7 +440,16 @@ TEST_F(ServicesTest, MetadataOneByteOverTheCapIsRefusedBeforeTheHandler) {
     // te, content-type, user-agent and grpc-accept-encoding, about 480 bytes counted so.
     EXPECT_LE(lo + key.size() + 32, kCap);
     EXPECT_GT(lo + key.size() + 32, kCap - 1024);
-    // At the cap and one byte over, three times each: the same answer every time.
+    // At the cap and one byte over, three times each: the same answer every time, and only the
+    // calls at the cap start a request (the started counter moves by 3).
+    const std::string started = s == drafter_ ? "eagle_drafter_requests_started_total"
+                                              : "eagle_verifier_requests_started_total";
+    auto started_now = [&] {
+      double n = 0;
+      for (const auto& [series, v] : testing::MetricFamily(s->admin_port, started)) n += v;
+      return n;
+    };
+    const double started_before = started_now();
     for (int i = 0; i < 3; ++i) {
       const grpc::Status at = call(lo);
       EXPECT_TRUE(reached_handler(at)) << at.error_code() << " " << at.error_message();
@@ -436,8 +458,9 @@ TEST_F(ServicesTest, MetadataOneByteOverTheCapIsRefusedBeforeTheHandler) {
       EXPECT_TRUE(absl::StrContains(over.error_message(), "metadata size exceeds limit"))
           << over.error_message();
     }
+    EXPECT_EQ(started_now() - started_before, 3);
   }
-  // Both still serve (the TearDown's balance check shows no refused request was started).
+  // Both still serve.
   for (const Service* s : {drafter_, verifier_}) {
     Generation g =
         s == drafter_
@@ -477,10 +500,11 @@ TEST_F(ServicesTest, BadSessionMessagesGetPreciseErrors) {
   v1::SessionRequest resume_too_long = open({1, 2, 3}, 2);
   resume_too_long.mutable_open()->mutable_resume_tokens()->add_ids(5);
   resume_too_long.mutable_open()->mutable_resume_tokens()->add_ids(6);
-  // Chains of the verifier's --max_tree_nodes (256, its default) and of one node more.
+  // Chains of the verifier's --max_tree_nodes (256, its default) and of one node more: node i's
+  // parent is i - 1.
   std::vector<int32_t> cap_tokens(256, 1), cap_parents(256), big_tokens(257, 1), big_parents(257);
-  for (int i = 0; i < 257; ++i) (i < 256 ? cap_parents[i] : big_parents[i]) = i - 1;
-  std::copy(cap_parents.begin(), cap_parents.end(), big_parents.begin());
+  std::iota(cap_parents.begin(), cap_parents.end(), -1);
+  std::iota(big_parents.begin(), big_parents.end(), -1);
   v1::SessionRequest close;
   close.mutable_close();
   const std::vector<Case> cases = {
@@ -831,8 +855,18 @@ TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSecon
           ChatRequest("Write a very long story about lighthouse " + std::to_string(i), 400), 120);
     });
   }
-  ASSERT_GE(WaitMetric(v->admin_port, "eagle_verifier_active_sessions", kSessions, 60), 0)
-      << "the sessions did not all open";
+  // Open sessions reaching `n` (at least: a story may end at its EOS meanwhile).
+  auto wait_open = [&](int n, double timeout_s) {
+    const auto t_open = Clock::now();
+    while (SecondsSince(t_open) < timeout_s) {
+      if (Metric(v->admin_port, "eagle_verifier_active_sessions") >= n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  // No ASSERT while client threads run: a failure still kills the drafter and joins them.
+  bool opened = wait_open(kSessions, 60);
+  EXPECT_TRUE(opened) << "the sessions did not all open";
   std::vector<Generation> bystanders(kBystanders);
   std::vector<std::thread> others;
   for (int i = 0; i < kBystanders; ++i) {
@@ -841,9 +875,10 @@ TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSecon
           testing::Generate(testing::DrafterStub(other->address()).get(), bystander_req, 120);
     });
   }
-  ASSERT_GE(
-      WaitMetric(v->admin_port, "eagle_verifier_active_sessions", kSessions + kBystanders, 30), 0)
-      << "the bystanders did not open";
+  if (opened) {
+    opened = wait_open(kSessions + kBystanders, 30);
+    EXPECT_TRUE(opened) << "the bystanders did not open";
+  }
   d->proc->Signal(SIGKILL);
   // Freed: no more sessions open than the bystanders' (which may end meanwhile).
   const auto t0 = Clock::now();
@@ -857,6 +892,7 @@ TEST_F(ServicesFaultTest, DrafterKilledWith50LiveSessionsFreesThemWithinTwoSecon
   }
   for (auto& c : clients) c.join();
   for (auto& o : others) o.join();
+  if (!opened) return;
   EXPECT_GE(t, 0);
   EXPECT_LT(t, 2.0);
   RecordProperty("seconds_to_free_50", std::to_string(t));

@@ -5,9 +5,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +32,12 @@ std::string RandomBytes(std::mt19937_64& rng, int n) {
   return s;
 }
 
+// Blocking sends give up after 5 s, so that a peer that stops reading cannot hold the relay.
+void SetSendTimeout(int fd) {
+  const timeval t{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
+}
+
 int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -43,6 +51,7 @@ int ConnectLoopback(int port) {
   }
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  SetSendTimeout(fd);
   return fd;
 }
 
@@ -281,6 +290,7 @@ void RecordingRelay::AcceptLoop() {
     if (poll(&p, 1, 50) <= 0) continue;
     const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) continue;
+    SetSendTimeout(client);
     const int server = ConnectLoopback(target_port_);
     if (server < 0) {
       close(client);
@@ -296,7 +306,8 @@ void RecordingRelay::Pump(int client, int server) {
   bool client_open = true, server_open = true;
   char buf[16384];
   while (!stop_ && server_open) {
-    pollfd p[2] = {{client, static_cast<short>(client_open ? POLLIN : 0), 0}, {server, POLLIN, 0}};
+    // A closed client leaves the poll set (POLLHUP would otherwise wake it at once, forever).
+    pollfd p[2] = {{client_open ? client : -1, POLLIN, 0}, {server, POLLIN, 0}};
     if (poll(p, 2, 50) <= 0) continue;
     if (client_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       const ssize_t n = read(client, buf, sizeof buf);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -81,18 +82,19 @@ class RecordingRelay {
   std::vector<std::string> recorded_;
 };
 
-// Sends `bytes` on a fresh TCP connection to 127.0.0.1:`port` and reads what comes back, then
-// closes it. With `half_close`, the client's side is shut for writing once all is sent, and the
-// read lasts until the server closes (gRPC then drops the whole transport at once, so a request
-// rarely reaches its handler). Without, the connection stays open until the server closes it,
-// `quiet_s` pass without a byte once all is sent, or `timeout_s` pass: a request that arrived
-// whole runs.
+// What a raw exchange did.
 struct RawExchange {
   bool connected = false;
   bool closed_by_server = false;
   size_t sent = 0;
   size_t received = 0;
 };
+// Sends `bytes` on a fresh TCP connection to 127.0.0.1:`port` and reads what comes back, then
+// closes it. With `half_close`, the client's side is shut for writing once all is sent, and the
+// read lasts until the server closes (gRPC then drops the whole transport at once, so a request
+// rarely reaches its handler). Without, the connection stays open until the server closes it,
+// `quiet_s` pass without a byte once all is sent, or `timeout_s` pass: a request that arrived
+// whole runs.
 RawExchange SendRaw(int port, std::string_view bytes, double timeout_s, double quiet_s,
                     bool half_close);
 
