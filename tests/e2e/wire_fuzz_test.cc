@@ -70,7 +70,7 @@ TEST(WireFormatTest, FramesSplitAndSerializeBackAndMutationsFollowTheSeed) {
 }
 
 class WireFuzzTest : public ::testing::Test {
- protected:
+ public:  // the helpers below serve FuzzGrpcPort too
   static void SetUpTestSuite() {
     if (!std::filesystem::exists(EAGLE_DEFAULT_MODEL)) return;
     dir_ = testing::TempDir();
@@ -239,12 +239,7 @@ class WireFuzzTest : public ::testing::Test {
     }
     const std::string family = is_drafter ? "eagle_drafter_requests" : "eagle_verifier_requests";
     auto started = [&] {
-      double n = 0;
-      for (const auto& [series, v] :
-           testing::MetricFamily(s.admin_port, family + "_started_total")) {
-        n += v;
-      }
-      return n;
+      return testing::MetricFamilySum(s.admin_port, family + "_started_total");
     };
     const double started_before = started();
     std::atomic<int> next{0}, answered{0}, closed_by_server{0}, refused_connects{0};
@@ -339,21 +334,22 @@ void ExpectFrames(const std::vector<H2Connection>& seeds, const std::string& wha
   EXPECT_GT(frames, 3 * seeds.size()) << "a seed is SETTINGS, HEADERS, DATA and more";
 }
 
-TEST_F(WireFuzzTest, TheVerifiersDataPortSurvivesMutatedFrames) {
-  const std::vector<H2Connection> seeds = CaptureGrpcSeeds(*verifier_, false);
-  ASSERT_EQ(seeds.size(), 4u);
-  ExpectFrames(seeds, "verifier gRPC");
-  Fuzz(*verifier_, verifier_->port, "verifier gRPC", false, 6000,
-       [&](int i, std::mt19937_64& rng) { return testing::Mutate(SeedOf(seeds, i), rng); });
+// Captures the gRPC seeds of `s` (`seeds_expected` of them), then fuzzes its data port.
+void FuzzGrpcPort(const Service& s, bool is_drafter, size_t seeds_expected) {
+  const std::string what = is_drafter ? "drafter gRPC" : "verifier gRPC";
+  const std::vector<H2Connection> seeds = WireFuzzTest::CaptureGrpcSeeds(s, is_drafter);
+  ASSERT_EQ(seeds.size(), seeds_expected);
+  ExpectFrames(seeds, what);
+  WireFuzzTest::Fuzz(s, s.port, what, is_drafter, 6000, [&](int i, std::mt19937_64& rng) {
+    return testing::Mutate(WireFuzzTest::SeedOf(seeds, i), rng);
+  });
 }
 
-TEST_F(WireFuzzTest, TheDraftersDataPortSurvivesMutatedFrames) {
-  const std::vector<H2Connection> seeds = CaptureGrpcSeeds(*drafter_, true);
-  ASSERT_EQ(seeds.size(), 3u);
-  ExpectFrames(seeds, "drafter gRPC");
-  Fuzz(*drafter_, drafter_->port, "drafter gRPC", true, 6000,
-       [&](int i, std::mt19937_64& rng) { return testing::Mutate(SeedOf(seeds, i), rng); });
+TEST_F(WireFuzzTest, TheVerifiersDataPortSurvivesMutatedFrames) {
+  FuzzGrpcPort(*verifier_, false, 4);
 }
+
+TEST_F(WireFuzzTest, TheDraftersDataPortSurvivesMutatedFrames) { FuzzGrpcPort(*drafter_, true, 3); }
 
 TEST_F(WireFuzzTest, TheDraftersHttpPortSurvivesMutatedRequests) {
   const std::vector<std::string> seeds = CaptureHttpSeeds(http_port_);

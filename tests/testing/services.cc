@@ -329,6 +329,12 @@ std::map<std::string, double> MetricFamily(int admin_port, const std::string& na
   return out;
 }
 
+double MetricFamilySum(int admin_port, const std::string& name) {
+  double sum = 0;
+  for (const auto& [series, value] : MetricFamily(admin_port, name)) sum += value;
+  return sum;
+}
+
 std::string LabelValue(const std::string& series, const std::string& label) {
   const std::string key = label + "=\"";
   const size_t at = series.find(key);

@@ -87,6 +87,8 @@ double Metric(int admin_port, const std::string& name);
 // Every line of the metric family `name` (its labelled series, e.g. `foo{a="b"}`, and the bare
 // name) from /metrics, with its value; empty if the scrape failed.
 std::map<std::string, double> MetricFamily(int admin_port, const std::string& name);
+// The sum of every series of the metric family `name` (0 if the scrape failed).
+double MetricFamilySum(int admin_port, const std::string& name);
 // The value of `label` in a series name (`foo{rpc="Session",outcome="ok"}`, "rpc" -> "Session"),
 // or "" where the series has no such label.
 std::string LabelValue(const std::string& series, const std::string& label);
