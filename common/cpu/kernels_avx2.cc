@@ -60,6 +60,15 @@ inline void LoadBlock(const uint8_t* row, int64_t b, __m256 w[4]) {
   if constexpr (T == DType::kF32) {
     const float* p = reinterpret_cast<const float*>(row) + b * 32;
     for (int i = 0; i < 4; ++i) w[i] = _mm256_loadu_ps(p + 8 * i);
+  } else if constexpr (T == DType::kBF16) {  // the high half of an f32: exact
+    const __m128i* p = reinterpret_cast<const __m128i*>(row) + b * 4;
+    for (int i = 0; i < 4; ++i) {
+      const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(p + i));
+      w[i] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+  } else if constexpr (T == DType::kF16) {  // F16C widening: exact
+    const __m128i* p = reinterpret_cast<const __m128i*>(row) + b * 4;
+    for (int i = 0; i < 4; ++i) w[i] = _mm256_cvtph_ps(_mm_loadu_si128(p + i));
   } else if constexpr (T == DType::kQ8_0) {
     const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
     const __m256 d = _mm256_set1_ps(Half(blk->d));
@@ -137,6 +146,25 @@ void PanelRows(const float* const* w, const float* x, int64_t num_tokens, int64_
   }
 }
 
+// One token, R rows dequantized in registers straight from their blocks: per output the same
+// sequence as PanelTile's (acc = fma(w[k..k+8], x[k..k+8], acc) for k = 0, 8, ...), without
+// writing the expanded rows out and reading them back.
+template <DType T, int R>
+inline void FusedTile(const uint8_t* const* rows, const float* x, int64_t k_len, float* y) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < k_len / 32; ++b) {
+    __m256 xv[4];
+    for (int i = 0; i < 4; ++i) xv[i] = _mm256_loadu_ps(x + b * 32 + 8 * i);
+    for (int r = 0; r < R; ++r) {
+      __m256 wv[4];
+      LoadBlock<T>(rows[r], b, wv);
+      for (int i = 0; i < 4; ++i) acc[r] = _mm256_fmadd_ps(wv[i], xv[i], acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = Hsum(acc[r]);
+}
+
 // Every token count goes through f32 rows expanded by LoadBlock (or the scalar dequantizer for
 // other types), so one token alone and one among many see identical weights and FMA sequences.
 template <DType T>
@@ -156,6 +184,16 @@ void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool
         for (int64_t off = 0; off < kRows * w.row_bytes; off += 64) {
           _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
         }
+      }
+      if (native && num_tokens == 1) {
+        const uint8_t* rows[kRows];
+        for (int r = 0; r < nr; ++r) rows[r] = w.row(n0 + r);
+        if (nr == kRows) {
+          FusedTile<T, kRows>(rows, x, k_len, y + n0);
+        } else {
+          for (int r = 0; r < nr; ++r) FusedTile<T, 1>(rows + r, x, k_len, y + n0 + r);
+        }
+        continue;
       }
       const float* rows[kRows];
       for (int r = 0; r < nr; ++r) {
@@ -199,6 +237,10 @@ void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, Threa
       return MatMulT<DType::kQ4_1>(w, x, num_tokens, y, true, pool);
     case DType::kQ8_0:
       return MatMulT<DType::kQ8_0>(w, x, num_tokens, y, true, pool);
+    case DType::kBF16:
+      return MatMulT<DType::kBF16>(w, x, num_tokens, y, true, pool);
+    case DType::kF16:
+      return MatMulT<DType::kF16>(w, x, num_tokens, y, true, pool);
     default:
       return MatMulT<DType::kF32>(w, x, num_tokens, y, false, pool);
   }
@@ -285,23 +327,87 @@ float ExpShiftSum(float* x, int n, float max) {
   return Hsum(acc);
 }
 
+namespace {
+
+// Scores of G query heads over the contiguous slots [0, n_prefix): per score one fma chain over
+// d (acc = fma(q[d], k[d][s], acc)), B vectors of 8 slots at a time so that G * B independent
+// chains are in flight and each key vector is loaded once for the G heads (one vector's chain
+// alone waits on fma latency). Vectors past the end have an empty mask: they load and store
+// nothing.
+template <int G>
+void PrefixScores(const float* q, const float* kt, int64_t kt_stride, int head_dim,
+                  int64_t n_prefix, int64_t n, float scale, float* scores) {
+  constexpr int B = 12 / G;
+  for (int64_t s0 = 0; s0 < n_prefix; s0 += 8 * B) {
+    __m256i m[B];
+    for (int b = 0; b < B; ++b) {
+      m[b] = TailMask(static_cast<int>(std::clamp<int64_t>(n_prefix - s0 - 8 * b, 0, 8)));
+    }
+    __m256 acc[G][B];
+    for (int g = 0; g < G; ++g)
+      for (int b = 0; b < B; ++b) acc[g][b] = _mm256_setzero_ps();
+    for (int d = 0; d < head_dim; ++d) {
+      const float* krow = kt + d * kt_stride + s0;
+      for (int b = 0; b < B; ++b) {
+        const __m256 kv = _mm256_maskload_ps(krow + 8 * b, m[b]);
+        for (int g = 0; g < G; ++g) {
+          acc[g][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(q + g * head_dim + d), kv, acc[g][b]);
+        }
+      }
+    }
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (int g = 0; g < G; ++g) {
+      for (int b = 0; b < B; ++b) {
+        _mm256_maskstore_ps(scores + g * n + s0 + 8 * b, m[b], _mm256_mul_ps(acc[g][b], vscale));
+      }
+    }
+  }
+}
+
+// out[0, 8C) = sum_i p[i] * v[slot(i)][0, 8C), accumulated in registers in slot order: per
+// element the same fma sequence as Axpy's (y = fma(p, x, y)).
+template <int C>
+void WeightedValues(const float* p, float inv, const float* v, int64_t v_stride, int64_t n_prefix,
+                    const int32_t* extra, int64_t n, float* out) {
+  __m256 o[C];
+  for (int c = 0; c < C; ++c) o[c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = i < n_prefix ? i : extra[i - n_prefix];
+    const float* vs = v + slot * v_stride;
+    const __m256 pv = _mm256_set1_ps(p[i] * inv);
+    for (int c = 0; c < C; ++c) o[c] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vs + 8 * c), o[c]);
+  }
+  for (int c = 0; c < C; ++c) _mm256_storeu_ps(out + 8 * c, o[c]);
+}
+
+}  // namespace
+
 void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, const float* v,
                  int64_t v_stride, int head_dim, int64_t n_prefix, const int32_t* extra,
                  int n_extra, float scale, float* scores, float* out) {
   const int64_t n = n_prefix + n_extra;
+  for (int g0 = 0; g0 < num_q; g0 += 4) {
+    const float* qg = q + g0 * head_dim;
+    float* sg = scores + g0 * n;
+    switch (std::min(4, num_q - g0)) {
+      case 1:
+        PrefixScores<1>(qg, kt, kt_stride, head_dim, n_prefix, n, scale, sg);
+        break;
+      case 2:
+        PrefixScores<2>(qg, kt, kt_stride, head_dim, n_prefix, n, scale, sg);
+        break;
+      case 3:
+        PrefixScores<3>(qg, kt, kt_stride, head_dim, n_prefix, n, scale, sg);
+        break;
+      default:
+        PrefixScores<4>(qg, kt, kt_stride, head_dim, n_prefix, n, scale, sg);
+        break;
+    }
+  }
   for (int g = 0; g < num_q; ++g) {
     const float* qg = q + g * head_dim;
     float* sg = scores + g * n;
-    // Contiguous slots 8 at a time, listed slots one by one: one fma chain over d per score.
-    for (int64_t s0 = 0; s0 < n_prefix; s0 += 8) {
-      const __m256i m = TailMask(static_cast<int>(std::min<int64_t>(8, n_prefix - s0)));
-      __m256 acc = _mm256_setzero_ps();
-      for (int d = 0; d < head_dim; ++d) {
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qg[d]), _mm256_maskload_ps(kt + d * kt_stride + s0, m),
-                              acc);
-      }
-      _mm256_maskstore_ps(sg + s0, m, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
-    }
+    // Listed slots one by one, with the same chain per score.
     for (int e = 0; e < n_extra; ++e) {
       float acc = 0.0f;
       for (int d = 0; d < head_dim; ++d) acc = std::fma(qg[d], kt[d * kt_stride + extra[e]], acc);
@@ -311,10 +417,16 @@ void AttendGroup(const float* q, int num_q, const float* kt, int64_t kt_stride, 
     for (int64_t i = 0; i < n; ++i) mx = std::max(mx, sg[i]);
     const float inv = 1.0f / ExpShiftSum(sg, static_cast<int>(n), mx);
     float* og = out + g * head_dim;
-    std::fill(og, og + head_dim, 0.0f);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t slot = i < n_prefix ? i : extra[i - n_prefix];
-      Axpy(sg[i] * inv, v + slot * v_stride, og, head_dim);
+    if (head_dim % 64 == 0) {
+      for (int c0 = 0; c0 < head_dim; c0 += 64) {
+        WeightedValues<8>(sg, inv, v + c0, v_stride, n_prefix, extra, n, og + c0);
+      }
+    } else {
+      std::fill(og, og + head_dim, 0.0f);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t slot = i < n_prefix ? i : extra[i - n_prefix];
+        Axpy(sg[i] * inv, v + slot * v_stride, og, head_dim);
+      }
     }
   }
 }

@@ -82,6 +82,26 @@ struct LoadQ8_0 {
   }
 };
 
+// 16-bit floats: exact widening to f32 (bf16 is the high half of an f32; f16 by F16C).
+struct LoadBF16 {
+  static inline __m512 Widen(const uint16_t* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static inline void Load(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) {
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(row) + b * 32;
+    w0 = Widen(p);
+    w1 = Widen(p + 16);
+  }
+};
+struct LoadF16 {
+  static inline void Load(const uint8_t* row, int64_t b, __m512& w0, __m512& w1) {
+    const __m256i* p = reinterpret_cast<const __m256i*>(row) + b * 2;
+    w0 = _mm512_cvtph_ps(_mm256_loadu_si256(p));
+    w1 = _mm512_cvtph_ps(_mm256_loadu_si256(p + 1));
+  }
+};
+
 // Decode tile (one token): R weight rows dequantized in registers straight from their blocks.
 template <class L, int R>
 inline void FusedTile(const uint8_t* const* rows, const float* x, int64_t k_len, float* y) {
@@ -234,6 +254,10 @@ void MatMul(const Matrix& w, const float* x, int64_t num_tokens, float* y, Threa
       return MatMulT<LoadQ4_1>(w, x, num_tokens, y, true, pool);
     case DType::kQ8_0:
       return MatMulT<LoadQ8_0>(w, x, num_tokens, y, true, pool);
+    case DType::kBF16:
+      return MatMulT<LoadBF16>(w, x, num_tokens, y, true, pool);
+    case DType::kF16:
+      return MatMulT<LoadF16>(w, x, num_tokens, y, true, pool);
     default:
       return MatMulT<LoadF32>(w, x, num_tokens, y, false, pool);
   }

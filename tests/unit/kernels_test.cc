@@ -63,6 +63,18 @@ TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
         MatMul(w, x.data(), split, y2.data());
         for (int64_t e = 0; e < split * rows; ++e) ASSERT_EQ(y2[e], y[e]);
       }
+      // Weights read in their stored type give the bits of the same weights widened to f32
+      // first (the loaders dequantize exactly), one token (the fused decode tile) and many.
+      std::vector<float> wide(rows * cols);
+      for (int64_t n = 0; n < rows; ++n) DequantizeRowScalar(dt, w.row(n), &wide[n * cols], cols);
+      const Matrix wf32{DType::kF32, rows, cols, reinterpret_cast<const uint8_t*>(wide.data()),
+                        cols * 4};
+      for (int64_t tokens : {int64_t{1}, t}) {
+        std::vector<float> yw(tokens * rows);
+        MatMul(wf32, x.data(), tokens, yw.data());
+        for (int64_t e = 0; e < tokens * rows; ++e)
+          ASSERT_EQ(yw[e], y[e]) << "isa " << int(isa) << " tokens " << tokens << " at " << e;
+      }
     }
     SetIsaForTesting(avx512::Supported() ? Isa::kAvx512 : Isa::kScalar);
   }
@@ -226,6 +238,26 @@ TEST(KernelsTest, AttendGroupMatchesScalarAndDoubleReference) {
               ASSERT_NEAR(o1[g * hd + i], ref, 1e-5) << hd << " " << num_q;
               ASSERT_NEAR(o2[g * hd + i], ref, 1e-5) << hd << " " << num_q;
             }
+          }
+          // Bit for bit, the kernel is this ISA's primitives composed as the scalar reference
+          // composes them: one fma chain over d per score, ExpShiftSum, then Axpy slot by slot
+          // (so tiling scores and keeping values in registers changes no bit).
+          {
+            std::vector<float> sc(n), oc(num_q * hd);
+            for (int g = 0; g < num_q; ++g) {
+              float mx = -INFINITY;
+              for (int64_t j = 0; j < n; ++j) {
+                const int64_t s = slots[j];
+                float acc = 0.0f;
+                for (int i = 0; i < hd; ++i) acc = std::fma(q[g * hd + i], kt[i * cap + s], acc);
+                sc[j] = acc * scale;
+                mx = std::max(mx, sc[j]);
+              }
+              const float inv = 1.0f / ExpShiftSum(sc.data(), static_cast<int>(n), mx);
+              for (int64_t j = 0; j < n; ++j)
+                Axpy(sc[j] * inv, v.data() + slots[j] * 2 * hd + hd, oc.data() + g * hd, hd);
+            }
+            ASSERT_EQ(o2, oc) << "isa " << int(isa) << " hd " << hd << " num_q " << num_q;
           }
           // A slot's score does not depend on whether it is in the contiguous part or listed.
           int32_t listed[5];
