@@ -17,7 +17,7 @@
 namespace eagle::cpu {
 
 enum class Precision {
-  kAuto,   // kInt16 where the CPU has AVX-512 VNNI, else kF32
+  kAuto,   // kInt16 where an integer kernel runs (AVX-512 VNNI or AVX2), else kF32
   kInt16,  // 15-bit integer activations (two int8 passes) with Q4_0/Q4_1/Q8_0 weights
   kInt8,   // 8-bit integer activations (as llama.cpp): fastest, least accurate
   kF32,    // f32 activations everywhere: the numerical reference

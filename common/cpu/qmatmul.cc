@@ -147,27 +147,33 @@ void PackedMatrix::DequantizeRow(int64_t r, float* out) const {
   }
 }
 
-bool QMatMulAccelerated() { return ActiveIsa() == Isa::kAvx512 && avx512::VnniSupported(); }
+bool QMatMulVnni() { return ActiveIsa() == Isa::kAvx512 && avx512::VnniSupported(); }
+
+bool QMatMulAccelerated() {
+  return QMatMulVnni() || (ActiveIsa() != Isa::kScalar && avx2::Supported());
+}
 
 namespace {
 std::atomic<bool> g_amx_enabled{true};
 }  // namespace
 
 bool QMatMulAmx() {
-  return g_amx_enabled.load(std::memory_order_relaxed) && QMatMulAccelerated() && amx::Supported();
+  return g_amx_enabled.load(std::memory_order_relaxed) && QMatMulVnni() && amx::Supported();
 }
 
 void SetAmxEnabled(bool enabled) { g_amx_enabled.store(enabled, std::memory_order_relaxed); }
 
 void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
                   ThreadPool* pool) {
-  if (QMatMulAccelerated()) return avx512::QuantizeActs(x, tokens, cols, bits, out, pool);
+  if (QMatMulVnni()) return avx512::QuantizeActs(x, tokens, cols, bits, out, pool);
+  if (QMatMulAccelerated()) return avx2::QuantizeActs(x, tokens, cols, bits, out, pool);
   scalar::QuantizeActs(x, tokens, cols, bits, out);
 }
 
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool) {
   if (x.tokens >= kAmxMinTokens && QMatMulAmx()) return amx::QMatMul(w, x, y, pool);
-  if (QMatMulAccelerated()) return avx512::QMatMul(w, x, y, pool);
+  if (QMatMulVnni()) return avx512::QMatMul(w, x, y, pool);
+  if (QMatMulAccelerated()) return avx2::QMatMul(w, x, y, pool);
   scalar::QMatMul(w, x, y);
 }
 

@@ -2,7 +2,8 @@
 // CPU backend. Weights are repacked once at load into groups of 16 rows; activations are
 // quantized per token to int8 in blocks of 32 (scale = max|x| / 127, round to nearest even).
 // On AVX-512 VNNI one vpdpbusd multiplies 4 columns of 16 rows by 4 activation bytes broadcast
-// to all lanes, so each output row lives in one lane: no horizontal reductions.
+// to all lanes, so each output row lives in one lane: no horizontal reductions. On AVX2 the same
+// layout is read as two 8-row halves with vpmaddubsw (qmatmul_avx2.cc).
 //
 // Per output y[t][n] the computation is, for each block b of 32 columns in order:
 //   isum = sum_k q_w[n][k] * q_x[t][k]        (exact int32; q_w unsigned 0..255; with 15-bit
@@ -78,8 +79,11 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
 // (null: the calling thread).
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
 
-// True where the AVX-512 VNNI kernel runs (else the scalar reference does).
+// True where a vectorised integer kernel runs: AVX-512 VNNI, else AVX2 (else the scalar
+// reference does).
 bool QMatMulAccelerated();
+// True where the AVX-512 VNNI kernel runs.
+bool QMatMulVnni();
 // True where products of at least kAmxMinTokens rows run on the AMX kernel (the CPU has AMX-INT8,
 // the kernel granted the tile state, and SetAmxEnabled(false) was not called).
 bool QMatMulAmx();
@@ -99,6 +103,16 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
                   ThreadPool* pool = nullptr);
 void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
 }  // namespace avx512
+namespace avx2 {
+// Same results as scalar::QuantizeActs and scalar::QMatMul, bit for bit (the product's int16
+// partial sums cannot saturate; see qmatmul_avx2.cc).
+void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,
+                  ThreadPool* pool = nullptr);
+void QMatMul(const PackedMatrix& w, const QuantizedActs& x, float* y, ThreadPool* pool = nullptr);
+// GMAC/s of one thread issuing independent vpmaddubsw + vpaddw pairs (registers only): the int8
+// compute roof of this kernel.
+double MaddubsProbeGmacs(int64_t iters);
+}  // namespace avx2
 namespace amx {
 // AMX-TILE and AMX-INT8 present and the tile state granted by the kernel (asked once).
 bool Supported();

@@ -51,9 +51,9 @@ struct ForwardResult {
 };
 
 struct ModelOptions {
-  // kAuto: 15-bit integer activations with Q4_0/Q4_1/Q8_0 weights on CPUs with AVX-512 VNNI
-  // (fast path), f32 otherwise. kInt8 is faster and less accurate (llama.cpp's scheme). kF32 is
-  // the numerical reference (matches Hugging Face transformers to ~1e-4).
+  // kAuto: 15-bit integer activations with Q4_0/Q4_1/Q8_0 weights on CPUs with AVX-512 VNNI or
+  // AVX2 (fast path), f32 otherwise. kInt8 is faster and less accurate (llama.cpp's scheme). kF32
+  // is the numerical reference (matches Hugging Face transformers to ~1e-4).
   cpu::Precision precision = cpu::Precision::kAuto;
   // The threads that run the forward pass's parallel loops, shared by everything a process
   // loads (a drafter's target and head use one pool). Null: the calling thread alone.

@@ -1,9 +1,10 @@
-// The int8 path: packing keeps the stored weights exactly, the AVX-512 VNNI kernel equals the
-// scalar reference bit for bit, results are batch invariant, and the error against an exact f32
+// The int8 path: packing keeps the stored weights exactly, the AVX-512 VNNI and AVX2 kernels equal
+// the scalar reference bit for bit, results are batch invariant, and the error against an exact f32
 // product is what int8 activation quantization predicts.
 #include "common/cpu/qmatmul.h"
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "common/cpu/linear.h"
@@ -32,7 +33,7 @@ TEST_P(QMatMulTest, PackedRowsDequantizeExactly) {
   }
 }
 
-TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
+TEST_P(QMatMulTest, VectorKernelsEqualScalarAndAreBatchInvariant) {
   for (int bits : {8, 15})
     for (auto [rows, cols] :
          {std::pair<int64_t, int64_t>{37, 576}, {64, 1536}, {6, 64}, {21, 96}}) {
@@ -79,6 +80,33 @@ TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
           for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], yv[i * rows + n]) << i << " " << n;
         }
       }
+      if (avx2::Supported()) {
+        // The AVX2 quantizer and kernel give the scalar bits, on any pool and one token at a
+        // time.
+        QuantizedActs qa;
+        avx2::QuantizeActs(x.data(), t, cols, bits, &qa);
+        ASSERT_EQ(qs.qs, qa.qs);
+        ASSERT_EQ(qs.ql, qa.ql);
+        ASSERT_EQ(qs.q, qa.q);
+        ASSERT_EQ(qs.d, qa.d);
+        ASSERT_EQ(qs.s, qa.s);
+        std::vector<float> ya(t * rows);
+        avx2::QMatMul(*p, qa, ya.data());
+        ASSERT_EQ(ys, ya) << "AVX2 kernel differs from the scalar reference";
+        ThreadPoolOptions options;
+        options.num_threads = 3;
+        ThreadPool pool(options);
+        std::vector<float> yp(t * rows);
+        avx2::QMatMul(*p, qs, yp.data(), &pool);
+        ASSERT_EQ(yp, ys);
+        for (int64_t i = 0; i < t; ++i) {
+          QuantizedActs q1;
+          avx2::QuantizeActs(x.data() + i * cols, 1, cols, bits, &q1);
+          std::vector<float> y1(rows);
+          avx2::QMatMul(*p, q1, y1.data());
+          for (int64_t n = 0; n < rows; ++n) ASSERT_EQ(y1[n], ys[i * rows + n]) << i << " " << n;
+        }
+      }
       // Against the exact product of the stored weights with f32 activations: the error is bounded
       // by the activation rounding (half a step of max|x|/127 per element of each block).
       std::vector<float> wrow(cols);
@@ -99,6 +127,47 @@ TEST_P(QMatMulTest, VnniEqualsScalarAndIsBatchInvariant) {
         }
       }
     }
+}
+
+// The extremes of the AVX2 kernel's int16 partial sums: every weight byte at its largest
+// (nibble 15; Q8_0 byte 255) or smallest, against activations all at +-qmax (15 bits: high byte
+// -128). A saturating sum would change the result; the scalar reference has no int16 step.
+TEST_P(QMatMulTest, Avx2SumsAtTheExtremesEqualScalar) {
+  if (!avx2::Supported()) GTEST_SKIP() << "no AVX2 here";
+  const int64_t rows = 16, cols = 64;
+  const DType dt = GetParam();
+  const int64_t rb = RowBytes(dt, cols);
+  std::vector<uint8_t> bytes(rows * rb);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < cols / 32; ++b) {
+      uint8_t* blk = bytes.data() + r * rb + b * (rb / (cols / 32));
+      const bool high = r % 2 == 0;
+      const uint16_t one = 0x3C00;  // f16 1.0 (d; Q4_1's m too)
+      std::memcpy(blk, &one, 2);
+      if (dt == DType::kQ8_0) {
+        std::memset(blk + 2, high ? 0x7F : 0x80, 32);  // q = 127 (u = 255) or -128 (u = 0)
+      } else {
+        const int off = dt == DType::kQ4_1 ? 4 : 2;
+        if (dt == DType::kQ4_1) std::memcpy(blk + 2, &one, 2);
+        std::memset(blk + off, high ? 0xFF : 0x00, 16);  // nibbles 15 or 0
+      }
+    }
+  }
+  Matrix m{dt, rows, cols, bytes.data(), rb};
+  auto p = Pack(m);
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (int bits : {8, 15}) {
+    for (float sign : {1.0f, -1.0f}) {
+      std::vector<float> x(2 * cols, sign);
+      x[cols + 3] = -sign;  // one element of the other sign in the second token
+      QuantizedActs q;
+      scalar::QuantizeActs(x.data(), 2, cols, bits, &q);
+      std::vector<float> ys(2 * rows), ya(2 * rows);
+      scalar::QMatMul(*p, q, ys.data());
+      avx2::QMatMul(*p, q, ya.data());
+      EXPECT_EQ(ys, ya) << bits << " bits, sign " << sign;
+    }
+  }
 }
 
 // The AMX kernel gives the scalar reference's bits for every tile height (1..16 tokens, a full

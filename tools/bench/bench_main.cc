@@ -182,7 +182,11 @@ int Main(int argc, char** argv) {
         cpu::avx2::FmaProbeGflops(1 << 20);
         v[1] = cpu::avx2::FmaProbeGflops(1 << 24) * threads;
       }
-      if (cpu::QMatMulAccelerated()) v[2] = 2 * cpu::avx512::DpbusdProbeGmacs(1 << 24) * threads;
+      if (cpu::QMatMulVnni()) {
+        v[2] = 2 * cpu::avx512::DpbusdProbeGmacs(1 << 24) * threads;
+      } else if (cpu::QMatMulAccelerated()) {
+        v[2] = 2 * cpu::avx2::MaddubsProbeGmacs(1 << 24) * threads;
+      }
       if (write(fds[1], v, sizeof v) != sizeof v) _exit(1);
       _exit(0);
     }
@@ -209,7 +213,7 @@ int Main(int argc, char** argv) {
     return v > 0 ? std::string(buf) : std::string("n/a");
   };
   std::printf(
-      "machine: memory read bandwidth %.1f GB/s, f32 FMA peak %s GFLOP/s, int8 VNNI peak %s "
+      "machine: memory read bandwidth %.1f GB/s, f32 FMA peak %s GFLOP/s, int8 peak %s "
       "GOP/s (%d threads)\n",
       bw, peak_text(peak).c_str(), peak_text(peak_int8).c_str(), threads);
   if (const int gpu = ParseDevice(device).value_or(-1); gpu >= 0) {

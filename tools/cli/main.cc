@@ -55,8 +55,8 @@ generate options:
                        cgroup CPU quota)
   --precision P        auto | int16 | int8 | f32. Activations of matmuls with Q4_0/Q4_1/Q8_0
                        weights: int16 (15-bit, near-f32 accuracy) or int8 (fastest, as
-                       llama.cpp) on AVX-512 VNNI; f32 is the reference path. auto: int16
-                       where the CPU has VNNI, else f32
+                       llama.cpp) on AVX-512 VNNI or AVX2; f32 is the reference path.
+                       auto: int16 where the CPU has either, else f32
   --device D           cpu | cuda | cuda:N: where the target's forward pass runs (default
                        cpu; cuda needs a build with -DEAGLE_WITH_CUDA=ON and a GPU)
   --json               one JSON object per token, then a summary object
