@@ -183,14 +183,7 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
   const int64_t nb = cols / 32;
   const bool wide = bits == 15;
   const int qmax = wide ? 16383 : 127;
-  out->bits = wide ? 15 : 8;
-  out->tokens = tokens;
-  out->cols = cols;
-  out->qs.resize(tokens * cols);
-  out->ql.resize(wide ? tokens * cols : 0);
-  out->q.resize(wide ? tokens * cols : 0);
-  out->d.resize(tokens * nb);
-  out->s.resize(tokens * nb);
+  out->Resize(tokens, cols, bits);
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* v = x + t * cols + b * 32;

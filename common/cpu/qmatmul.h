@@ -70,6 +70,19 @@ struct QuantizedActs {
   std::vector<int16_t> q;  // [tokens, cols] 15-bit only: q (for the scalar reference)
   std::vector<float> d;    // [tokens, cols / 32] scale
   std::vector<float> s;    // [tokens, cols / 32] d * sum(q) of the block
+
+  // Sets the shape and sizes the arrays (their storage is kept between calls).
+  void Resize(int64_t num_tokens, int64_t num_cols, int num_bits) {
+    const bool wide = num_bits == 15;
+    bits = wide ? 15 : 8;
+    tokens = num_tokens;
+    cols = num_cols;
+    qs.resize(tokens * cols);
+    ql.resize(wide ? tokens * cols : 0);
+    q.resize(wide ? tokens * cols : 0);
+    d.resize(tokens * (cols / 32));
+    s.resize(tokens * (cols / 32));
+  }
 };
 // Rows run on `pool` (null: the calling thread).
 void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, QuantizedActs* out,

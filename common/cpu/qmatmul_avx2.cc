@@ -151,14 +151,7 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
   const int64_t nb = cols / 32;
   const bool wide = bits == 15;
   const int qmax = wide ? 16383 : 127;
-  out->bits = wide ? 15 : 8;
-  out->tokens = tokens;
-  out->cols = cols;
-  out->qs.resize(tokens * cols);
-  out->ql.resize(wide ? tokens * cols : 0);
-  out->q.resize(wide ? tokens * cols : 0);
-  out->d.resize(tokens * nb);
-  out->s.resize(tokens * nb);
+  out->Resize(tokens, cols, bits);
   const __m256i lim = _mm256_set1_epi32(qmax), nlim = _mm256_set1_epi32(-qmax);
   const __m256 sign = _mm256_set1_ps(-0.0f);
   ThreadPool* rows_pool = tokens >= 4 ? pool : nullptr;
@@ -169,7 +162,9 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
         __m256 vv[4], m = _mm256_setzero_ps();
         for (int i = 0; i < 4; ++i) {
           vv[i] = _mm256_loadu_ps(v + 8 * i);
-          m = _mm256_max_ps(m, _mm256_andnot_ps(sign, vv[i]));
+          // MAXPS returns its second operand when either is NaN: a NaN |x| leaves m as it
+          // was, as std::max(amax, |x|) in the scalar reference does.
+          m = _mm256_max_ps(_mm256_andnot_ps(sign, vv[i]), m);
         }
         alignas(32) float lanes[8];
         _mm256_store_ps(lanes, m);
@@ -230,14 +225,13 @@ namespace eagle::cpu::avx2 {
 double MaddubsProbeGmacs(int64_t iters) {
   __m256i acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_epi16(static_cast<int16_t>(i));
-  __m256i a = _mm256_set1_epi8(3);
   const __m256i b = _mm256_set1_epi8(5);
   struct timespec s, e;
   clock_gettime(CLOCK_MONOTONIC, &s);
   for (int64_t it = 0; it < iters; ++it) {
+    // Each chain multiplies its own accumulator, so no two multiplies are the same expression.
 #pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_add_epi16(acc[i], _mm256_maddubs_epi16(a, b));
-    __asm__ volatile("" : "+x"(a));
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_add_epi16(acc[i], _mm256_maddubs_epi16(acc[i], b));
   }
   clock_gettime(CLOCK_MONOTONIC, &e);
   __m256i x = acc[0];

@@ -139,14 +139,7 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
   const int64_t nb = cols / 32;
   const bool wide = bits == 15;
   const int qmax = wide ? 16383 : 127;
-  out->bits = wide ? 15 : 8;
-  out->tokens = tokens;
-  out->cols = cols;
-  out->qs.resize(tokens * cols);
-  out->ql.resize(wide ? tokens * cols : 0);
-  out->q.resize(wide ? tokens * cols : 0);
-  out->d.resize(tokens * nb);
-  out->s.resize(tokens * nb);
+  out->Resize(tokens, cols, bits);
   const __m512i lim = _mm512_set1_epi32(qmax), nlim = _mm512_set1_epi32(-qmax);
   const __m512i low7 = _mm512_set1_epi32(127);
   // Rows are cheap: spread them only when there are enough to pay for a hand-off.
@@ -156,8 +149,10 @@ void QuantizeActs(const float* x, int64_t tokens, int64_t cols, int bits, Quanti
       for (int64_t b = 0; b < nb; ++b) {
         const float* v = x + t * cols + b * 32;
         const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
-        const float amax =
-            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        // max(|x|, m) keeps m where |x| is NaN (MAXPS returns its second operand), as
+        // std::max(amax, |x|) in the scalar reference does.
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(
+            _mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps())));
         const float d = amax / static_cast<float>(qmax);
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         const __m512 vid = _mm512_set1_ps(id);

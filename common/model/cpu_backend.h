@@ -1,6 +1,6 @@
 // The CPU backend: the numerical reference. Weights as held by the CPU kernels (cpu::Linear:
-// repacked for the integer VNNI path, or f32), KvCache for each sequence, and per-pass
-// workspaces kept in a free list. Every op is the kernels of common/cpu run on the shared
+// repacked for the integer path (AVX-512 VNNI or AVX2), or f32), KvCache for each sequence, and
+// per-pass workspaces kept in a free list. Every op is the kernels of common/cpu run on the shared
 // thread pool, batch invariant and bit-identical for every pool size.
 #ifndef EAGLE_COMMON_MODEL_CPU_BACKEND_H_
 #define EAGLE_COMMON_MODEL_CPU_BACKEND_H_

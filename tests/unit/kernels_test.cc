@@ -76,8 +76,10 @@ TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
           ASSERT_EQ(yw[e], y[e]) << "isa " << int(isa) << " tokens " << tokens << " at " << e;
       }
     }
-    SetIsaForTesting(avx512::Supported() ? Isa::kAvx512 : Isa::kScalar);
   }
+  SetIsaForTesting(avx512::Supported() ? Isa::kAvx512
+                   : avx2::Supported() ? Isa::kAvx2
+                                       : Isa::kScalar);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulTest,

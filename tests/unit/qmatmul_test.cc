@@ -18,6 +18,18 @@ using testing::RandomNormal;
 
 class QMatMulTest : public ::testing::TestWithParam<DType> {};
 
+// Every array of two quantizations equal (the vector quantizers against the scalar one).
+::testing::AssertionResult SameActs(const QuantizedActs& a, const QuantizedActs& b) {
+  if (a.bits != b.bits || a.tokens != b.tokens || a.cols != b.cols)
+    return ::testing::AssertionFailure() << "shapes differ";
+  if (a.qs != b.qs) return ::testing::AssertionFailure() << "qs differ";
+  if (a.ql != b.ql) return ::testing::AssertionFailure() << "ql differ";
+  if (a.q != b.q) return ::testing::AssertionFailure() << "q differ";
+  if (a.d != b.d) return ::testing::AssertionFailure() << "d differ";
+  if (a.s != b.s) return ::testing::AssertionFailure() << "s differ";
+  return ::testing::AssertionSuccess();
+}
+
 TEST_P(QMatMulTest, PackedRowsDequantizeExactly) {
   const int64_t rows = 9, cols = 192;
   const auto wf = RandomNormal(rows * cols, 1, 0.05f);
@@ -51,11 +63,7 @@ TEST_P(QMatMulTest, VectorKernelsEqualScalarAndAreBatchInvariant) {
       scalar::QMatMul(*p, qs, ys.data());
       if (avx512::Supported() && avx512::VnniSupported()) {
         avx512::QuantizeActs(x.data(), t, cols, bits, &qv);
-        ASSERT_EQ(qs.qs, qv.qs);
-        ASSERT_EQ(qs.ql, qv.ql);
-        ASSERT_EQ(qs.q, qv.q);
-        ASSERT_EQ(qs.d, qv.d);
-        ASSERT_EQ(qs.s, qv.s);
+        ASSERT_TRUE(SameActs(qs, qv));
         avx512::QMatMul(*p, qv, yv.data());
         ASSERT_EQ(ys, yv) << "VNNI kernel differs from the scalar reference";
         // The same bits on a thread pool of any size (chunks claimed in any order).
@@ -65,8 +73,7 @@ TEST_P(QMatMulTest, VectorKernelsEqualScalarAndAreBatchInvariant) {
           ThreadPool pool(options);
           QuantizedActs qp;
           avx512::QuantizeActs(x.data(), t, cols, bits, &qp, &pool);
-          ASSERT_EQ(qp.qs, qv.qs);
-          ASSERT_EQ(qp.d, qv.d);
+          ASSERT_TRUE(SameActs(qp, qv));
           std::vector<float> yp(t * rows);
           avx512::QMatMul(*p, qp, yp.data(), &pool);
           ASSERT_EQ(yp, yv) << threads << " threads";
@@ -85,19 +92,18 @@ TEST_P(QMatMulTest, VectorKernelsEqualScalarAndAreBatchInvariant) {
         // time.
         QuantizedActs qa;
         avx2::QuantizeActs(x.data(), t, cols, bits, &qa);
-        ASSERT_EQ(qs.qs, qa.qs);
-        ASSERT_EQ(qs.ql, qa.ql);
-        ASSERT_EQ(qs.q, qa.q);
-        ASSERT_EQ(qs.d, qa.d);
-        ASSERT_EQ(qs.s, qa.s);
+        ASSERT_TRUE(SameActs(qs, qa));
         std::vector<float> ya(t * rows);
         avx2::QMatMul(*p, qa, ya.data());
         ASSERT_EQ(ys, ya) << "AVX2 kernel differs from the scalar reference";
         ThreadPoolOptions options;
         options.num_threads = 3;
         ThreadPool pool(options);
+        QuantizedActs qp;
+        avx2::QuantizeActs(x.data(), t, cols, bits, &qp, &pool);
+        ASSERT_TRUE(SameActs(qs, qp));
         std::vector<float> yp(t * rows);
-        avx2::QMatMul(*p, qs, yp.data(), &pool);
+        avx2::QMatMul(*p, qp, yp.data(), &pool);
         ASSERT_EQ(yp, ys);
         for (int64_t i = 0; i < t; ++i) {
           QuantizedActs q1;
