@@ -320,12 +320,15 @@ TEST_F(TensorParallelDefaultModelTest, HeldOutPromptsMatchTheWholeModel) {
   }
 }
 
-// Logits at degree 3 against the whole model's, every position of a prompt: the split sums
-// round differently, by under 1e-6 relative where measured; the bound is 1e-5.
+// Logits at degree 3 against the whole model's, every position of a prompt, on the f32 path:
+// the split sums round differently, by under 1e-6 relative where measured; the bound is 1e-5.
+// (The integer paths quantize activations per block, a step function: a rounding difference
+// of 1e-7 can move one activation by a quantization step, so their sharded logits part by more,
+// 1.5e-4 relative with int16 where measured. The greedy test above runs them.)
 TEST_F(TensorParallelDefaultModelTest, LogitsMatchTheWholeModelWithinTolerance) {
   const std::string args =
       "score --prompt 'As a dietitian, I would like to design a vegetarian recipe for 2 "
-      "people.' --top-k 5 --threads 1 --json";
+      "people.' --top-k 5 --threads 1 --precision f32 --json";
   auto whole = Cli(args), sharded = Cli(args + " --tp 3");
   ASSERT_EQ(whole.code, 0) << whole.out;
   ASSERT_EQ(sharded.code, 0) << sharded.out;
