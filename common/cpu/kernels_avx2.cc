@@ -165,8 +165,9 @@ inline void FusedTile(const uint8_t* const* rows, const float* x, int64_t k_len,
   for (int r = 0; r < R; ++r) y[r] = Hsum(acc[r]);
 }
 
-// Every token count goes through f32 rows expanded by LoadBlock (or the scalar dequantizer for
-// other types), so one token alone and one among many see identical weights and FMA sequences.
+// One token runs FusedTile on the stored blocks; more tokens go through f32 rows expanded by
+// LoadBlock (or the scalar dequantizer for other types). Both apply the same weights in the same
+// FMA sequence, so one token alone and one among many get identical results.
 template <DType T>
 void MatMulT(const Matrix& w, const float* x, int64_t num_tokens, float* y, bool native,
              ThreadPool* pool) {
